@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both build .venv first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint bench proto clean
+
+install: $(STAMP)
+
+# py-libp2p builds fastecdsa from source, which needs gcc and the GMP headers.
+$(STAMP): pyproject.toml constraints.txt
+	@command -v gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	@dpkg -s libgmp-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libgmp-dev)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench,dev]'
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/blockmesh demo
+
+test: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+bench: install
+	$(BIN)/blockmesh bench import
+
+# The generated modules are committed; run this after editing a .proto file.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src src/blockmesh/control/proto/pbft.proto
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
