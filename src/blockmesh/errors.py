@@ -10,7 +10,7 @@ class BlockmeshError(Exception):
 
 
 class DecodeError(BlockmeshError, ValueError):
-    """Bytes from disk or from a peer are not what the format allows (garbage, truncated, too big)."""
+    """Bytes from disk or a peer that the format does not allow: garbage, truncated, too big."""
 
 
 class InvalidCID(DecodeError):

@@ -1,0 +1,398 @@
+"""Data-plane commands, with kubo's names and flags: init add cat get ls block dag pin repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from blockmesh.cli.output import emit_json, json_option, progress_bar
+from blockmesh.data.cid import CID, Codec, codec_from_name, hash_from_name
+from blockmesh.data.dag import dagcbor, exporter
+from blockmesh.data.dag.car import import_car, write_car
+from blockmesh.data.dag.chunker import parse_chunker
+from blockmesh.data.dag.importer import Added, ImportOptions, import_path
+from blockmesh.data.dag.links import walk
+from blockmesh.data.store.repo import Repo
+from blockmesh.errors import DecodeError, UnsupportedError
+
+PUT_BATCH_BYTES = 8 * 1024 * 1024
+
+
+class _BatchedPut:
+    """Collects blocks and writes them in a few transactions instead of one per block."""
+
+    def __init__(self, repo: Repo) -> None:
+        self._repo = repo
+        self._pending: list[tuple[CID, bytes]] = []
+        self._bytes = 0
+
+    def __call__(self, cid: CID, data: bytes) -> None:
+        self._pending.append((cid, data))
+        self._bytes += len(data)
+        if self._bytes >= PUT_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._repo.blocks.put_many(self._pending, verify=False)
+            self._pending = []
+            self._bytes = 0
+
+
+def _size_of(paths: tuple[str, ...]) -> int:
+    total = 0
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, files in os.walk(path):
+                total += sum(os.path.getsize(os.path.join(root, f)) for f in files
+                             if os.path.isfile(os.path.join(root, f)))
+        elif os.path.isfile(path):
+            total += os.path.getsize(path)
+    return total
+
+
+@click.command()
+@json_option
+def init(as_json: bool) -> None:
+    """Create a repo at $BLOCKMESH_PATH (default ~/.blockmesh)."""
+    with Repo.init() as repo:
+        if as_json:
+            emit_json({"path": str(repo.path), "datastore": repo.config.datastore.engine})
+        else:
+            click.echo(f"initialized blockmesh repo at {repo.path}")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-r", "--recursive", is_flag=True, help="Add directories recursively.")
+@click.option("-Q", "--quieter", is_flag=True, help="Print only the final CID.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only CIDs, no progress bar.")
+@click.option("-n", "--only-hash", is_flag=True, help="Compute CIDs without storing anything.")
+@click.option("--cid-version", type=click.IntRange(0, 1), default=None,
+              help="CID version (default 0, as kubo); 1 turns raw leaves on.")
+@click.option("--raw-leaves/--no-raw-leaves", default=None, help="Leaves as raw blocks.")
+@click.option("--chunker", "-s", default=None, help="Chunker, e.g. size-262144 (the default).")
+@click.option("--trickle", "-t", is_flag=True, help="Trickle layout instead of balanced.")
+@click.option("--hash", "hash_name", default=None, help="Hash function (sha2-256, blake3).")
+@click.option("-H", "--hidden", is_flag=True, help="Include files whose names start with a dot.")
+@click.option("--pin/--no-pin", default=True, help="Pin what was added (default on).")
+@json_option
+def add(paths: tuple[str, ...], recursive: bool, quieter: bool, quiet: bool, only_hash: bool,
+        cid_version: int | None, raw_leaves: bool | None, chunker: str | None, trickle: bool,
+        hash_name: str | None, hidden: bool, pin: bool, as_json: bool) -> None:
+    """Add files or directories; print their CIDs (the same CIDs kubo's `ipfs add` gives)."""
+    repo = None if only_hash else Repo.open()
+    defaults = repo.config.imports if repo else None
+    version = cid_version if cid_version is not None else (defaults.cid_version if defaults else 0)
+    opts = ImportOptions(
+        cid_version=version,
+        raw_leaves=raw_leaves,
+        chunk_size=parse_chunker(chunker or (defaults.chunker if defaults else "size-262144")),
+        trickle=trickle,
+        hash_code=hash_from_name(hash_name or (defaults.hash if defaults else "sha2-256")),
+        hidden=hidden,
+    )
+    results: list[Added] = []
+    try:
+        with progress_bar("adding", _size_of(paths), quiet or quieter or as_json) as progress:
+            if repo is None:
+                for path in paths:
+                    results.extend(import_path(path, opts, None, progress, recursive))
+            else:
+                sink = _BatchedPut(repo)
+                with repo.gc_lock():
+                    for path in paths:
+                        added = list(import_path(path, opts, sink, progress, recursive))
+                        sink.flush()
+                        if pin:
+                            repo.pins.add(added[-1].cid)
+                        results.extend(added)
+    finally:
+        if repo is not None:
+            repo.close()
+    if as_json:
+        emit_json([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results])
+    elif quieter:
+        click.echo(str(results[-1].cid))
+    else:
+        for item in results:
+            click.echo(str(item.cid) if quiet else f"added {item.cid} {item.path}")
+
+
+@click.command()
+@click.argument("cid")
+def cat(cid: str) -> None:
+    """Write the file at CID to standard output."""
+    with Repo.open() as repo:
+        out = sys.stdout.buffer
+        for part in exporter.read_file(repo.blocks.get, CID.parse(cid)):
+            out.write(part)
+        out.flush()
+
+
+@click.command()
+@click.argument("cid")
+@click.option("-o", "--output", type=click.Path(), default=None, help="Where to write.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def get(cid: str, output: str | None, quiet: bool) -> None:
+    """Write the file or directory at CID to disk (default: ./<CID>)."""
+    root = CID.parse(cid)
+    dest = Path(output or str(root))
+    if dest.exists() and not dest.is_dir():
+        raise UnsupportedError(f"{dest} already exists")
+    with Repo.open() as repo, progress_bar("saving", None, quiet) as progress:
+        exporter.write_tree(repo.blocks.get, root, dest, progress)
+    if not quiet:
+        click.echo(f"Saving file(s) to {dest}", err=True)
+
+
+@click.command()
+@click.argument("cid")
+@json_option
+def ls(cid: str, as_json: bool) -> None:
+    """List the links of a UnixFS directory."""
+    with Repo.open() as repo:
+        entries = exporter.list_directory(repo.blocks.get, CID.parse(cid))
+    if as_json:
+        emit_json([{"Name": e.name, "Hash": str(e.cid), "Size": e.size, "Type": e.type}
+                   for e in entries])
+        return
+    for e in entries:
+        click.echo(f"{e.cid} {e.size} {e.name}{'/' if e.type == 'directory' else ''}")
+
+
+# -- block -----------------------------------------------------------------------------------
+@click.group()
+def block() -> None:
+    """Raw blocks: put, get, stat, rm."""
+
+
+@block.command("put")
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option("--cid-codec", default="raw", help="Codec of the new CID (raw, dag-pb, dag-cbor).")
+@click.option("--mhtype", default="sha2-256", help="Hash function.")
+@click.option("--pin/--no-pin", default=False, help="Pin the block.")
+@json_option
+def block_put(file, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """Store the bytes of FILE (or stdin) as one block and print its CID."""
+    data = file.read()
+    codec = codec_from_name(cid_codec)
+    if codec == Codec.DAG_CBOR:
+        dagcbor.decode(data)
+    cid = CID.of(data, codec, 1, hash_from_name(mhtype))
+    with Repo.open() as repo, repo.gc_lock():
+        repo.blocks.put(cid, data)
+        if pin:
+            repo.pins.add(cid, "direct")
+    if as_json:
+        emit_json({"Key": str(cid), "Size": len(data)})
+    else:
+        click.echo(str(cid))
+
+
+@block.command("get")
+@click.argument("cid")
+def block_get(cid: str) -> None:
+    """Write a block's raw bytes to stdout."""
+    with Repo.open() as repo:
+        data = repo.blocks.get(CID.parse(cid))
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+@block.command("stat")
+@click.argument("cid")
+@json_option
+def block_stat(cid: str, as_json: bool) -> None:
+    """Print a block's CID and size."""
+    parsed = CID.parse(cid)
+    with Repo.open() as repo:
+        size = repo.blocks.size(parsed)
+    if as_json:
+        emit_json({"Key": str(parsed), "Size": size})
+    else:
+        click.echo(f"Key: {parsed}\nSize: {size}")
+
+
+@block.command("rm")
+@click.argument("cids", nargs=-1, required=True)
+def block_rm(cids: tuple[str, ...]) -> None:
+    """Delete blocks (pinned ones are refused)."""
+    with Repo.open() as repo:
+        pinned = repo.live_set()
+        for text in cids:
+            cid = CID.parse(text)
+            if cid.multihash in pinned:
+                raise UnsupportedError(f"{cid} is pinned; unpin it first")
+            repo.blocks.delete(cid)
+            click.echo(f"removed {cid}")
+
+
+# -- dag -------------------------------------------------------------------------------------
+@click.group()
+def dag() -> None:
+    """IPLD DAGs: dag-cbor put/get and CAR export/import."""
+
+
+@dag.command("put")
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option("--input-codec", default="dag-json", type=click.Choice(["dag-json", "dag-cbor"]))
+@click.option("--pin/--no-pin", default=False)
+def dag_put(file, input_codec: str, pin: bool) -> None:  # type: ignore[no-untyped-def]
+    """Store a dag-json (or dag-cbor) document as a dag-cbor block; print its CID."""
+    raw = file.read()
+    if input_codec == "dag-json":
+        try:
+            value = dagcbor.from_json(json.loads(raw))
+        except ValueError as exc:
+            raise DecodeError(f"input is not JSON: {exc}") from None
+        data = dagcbor.encode(value)
+    else:
+        dagcbor.decode(raw)
+        data = raw
+    cid = CID.of(data, Codec.DAG_CBOR)
+    with Repo.open() as repo, repo.gc_lock():
+        repo.blocks.put(cid, data, verify=False)
+        if pin:
+            repo.pin(cid)
+    click.echo(str(cid))
+
+
+@dag.command("get")
+@click.argument("cid")
+def dag_get(cid: str) -> None:
+    """Print a dag-cbor block as dag-json."""
+    parsed = CID.parse(cid)
+    if parsed.codec != Codec.DAG_CBOR:
+        raise UnsupportedError(f"{parsed} is {parsed.codec_name}; dag get reads dag-cbor")
+    with Repo.open() as repo:
+        value = dagcbor.decode(repo.blocks.get(parsed))
+    click.echo(json.dumps(dagcbor.to_json(value), sort_keys=True))
+
+
+@dag.command("export")
+@click.argument("cid")
+def dag_export(cid: str) -> None:
+    """Write the DAG under CID to stdout as a CARv1."""
+    root = CID.parse(cid)
+    with Repo.open() as repo:
+        out = sys.stdout.buffer
+        write_car(out, [root], walk(repo.blocks.get, root))
+        out.flush()
+
+
+@dag.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@click.option("--pin-roots/--no-pin-roots", default=True)
+@json_option
+def dag_import(files, pin_roots: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """Import CAR files (v1 or v2), verifying every block; pin their roots."""
+    report = []
+    with Repo.open() as repo, repo.gc_lock():
+        for file in files:
+            batch = _BatchedPut(repo)
+            roots, count = import_car(file, batch)
+            batch.flush()
+            for root in roots:
+                if pin_roots:
+                    repo.pin(root)
+                report.append({"Root": str(root), "Blocks": count, "Pinned": pin_roots})
+    if as_json:
+        emit_json(report)
+        return
+    for item in report:
+        state = "success" if item["Pinned"] else "not pinned"
+        click.echo(f"Pinned root {item['Root']} {state} ({item['Blocks']} blocks)")
+
+
+# -- pin -------------------------------------------------------------------------------------
+@click.group()
+def pin() -> None:
+    """Pins: what garbage collection keeps."""
+
+
+@pin.command("add")
+@click.argument("cids", nargs=-1, required=True)
+@click.option("--recursive/--direct", "-r", default=True)
+def pin_add(cids: tuple[str, ...], recursive: bool) -> None:
+    with Repo.open() as repo, repo.gc_lock():
+        for text in cids:
+            cid = CID.parse(text)
+            repo.pin(cid, recursive)
+            click.echo(f"pinned {cid} {'recursively' if recursive else 'directly'}")
+
+
+@pin.command("rm")
+@click.argument("cids", nargs=-1, required=True)
+def pin_rm(cids: tuple[str, ...]) -> None:
+    with Repo.open() as repo:
+        for text in cids:
+            cid = CID.parse(text)
+            repo.pins.remove(cid)
+            click.echo(f"unpinned {cid}")
+
+
+@pin.command("ls")
+@click.option("--type", "kind", type=click.Choice(["all", "recursive", "direct"]), default="all")
+@json_option
+def pin_ls(kind: str, as_json: bool) -> None:
+    with Repo.open() as repo:
+        pins = list(repo.pins.list(None if kind == "all" else kind))
+    if as_json:
+        emit_json({"Keys": {str(cid): {"Type": k} for cid, k in pins}})
+        return
+    for cid, k in pins:
+        click.echo(f"{cid} {k}")
+
+
+# -- repo ------------------------------------------------------------------------------------
+@click.group()
+def repo() -> None:
+    """Repo maintenance: stat, verify, gc."""
+
+
+@repo.command("stat")
+@json_option
+def repo_stat(as_json: bool) -> None:
+    with Repo.open() as handle:
+        stat = handle.blocks.stat()
+        info = {"RepoPath": str(handle.path), "NumObjects": stat.blocks, "RepoSize": stat.bytes,
+                "Datastore": handle.config.datastore.engine}
+    if as_json:
+        emit_json(info)
+        return
+    for key, value in info.items():
+        click.echo(f"{key}: {value}")
+
+
+@repo.command("verify")
+@json_option
+def repo_verify(as_json: bool) -> None:
+    """Re-hash every block; exit 1 if any does not match its CID."""
+    with Repo.open() as handle:
+        result = handle.verify()
+    if as_json:
+        emit_json({"Checked": result.checked, "Corrupt": [str(c) for c in result.corrupt]})
+    else:
+        for cid in result.corrupt:
+            click.echo(f"block {cid} is corrupt", err=True)
+        click.echo(f"verified {result.checked} blocks, {len(result.corrupt)} corrupt")
+    if result.corrupt:
+        sys.exit(1)
+
+
+@repo.command("gc")
+@json_option
+def repo_gc(as_json: bool) -> None:
+    """Remove every block that no pin reaches."""
+    with Repo.open() as handle:
+        result = handle.gc()
+    if as_json:
+        emit_json({"Removed": [str(c) for c in result.removed]})
+        return
+    for cid in result.removed:
+        click.echo(f"removed {cid}")

@@ -1,0 +1,98 @@
+"""What every block store offers, whatever keeps the bytes.
+
+Blocks are keyed by multihash, not by whole CID, as kubo does: the same bytes addressed as CIDv0
+and as CIDv1 dag-pb are one block, so a peer asking with either finds it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from blockmesh.data.cid import CID, Codec
+
+MAX_BLOCK_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreStat:
+    blocks: int
+    bytes: int
+
+
+class Blockstore(ABC):
+    """put/get/has/delete/size/iterate over blocks; implementations are thread-safe."""
+
+    def put(self, cid: CID, data: bytes, *, verify: bool = True) -> None:
+        """Store a block. With verify (the default) bytes that do not hash to `cid` are refused."""
+        if verify:
+            cid.verify(data)
+        self._put(cid.multihash, data)
+
+    def put_many(self, blocks: Iterable[tuple[CID, bytes]], *, verify: bool = True) -> None:
+        items = []
+        for cid, data in blocks:
+            if verify:
+                cid.verify(data)
+            items.append((cid.multihash, data))
+        self._put_many(items)
+
+    def get(self, cid: CID) -> bytes:
+        """The block's bytes; NotFound if absent."""
+        return self._get(cid.multihash)
+
+    def has(self, cid: CID) -> bool:
+        return self._has(cid.multihash)
+
+    def delete(self, cid: CID) -> None:
+        """Remove a block; NotFound if it was not there."""
+        self._delete(cid.multihash)
+
+    def size(self, cid: CID) -> int:
+        return self._size(cid.multihash)
+
+    def iterate(self) -> Iterator[CID]:
+        """Every stored block as a CIDv1 raw CID, the codec-free name kubo also lists them by."""
+        for multihash in self.keys():
+            yield CID(1, Codec.RAW, multihash)
+
+    def stat(self) -> StoreStat:
+        count = total = 0
+        for multihash in self.keys():
+            count += 1
+            total += self._size(multihash)
+        return StoreStat(count, total)
+
+    def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
+        """Release files and handles."""
+
+    def __enter__(self) -> Blockstore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what an engine implements, keyed by multihash --------------------------------------------
+    @abstractmethod
+    def _put(self, key: bytes, data: bytes) -> None: ...
+
+    def _put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        for key, data in items:
+            self._put(key, data)
+
+    @abstractmethod
+    def _get(self, key: bytes) -> bytes: ...
+
+    @abstractmethod
+    def _has(self, key: bytes) -> bool: ...
+
+    @abstractmethod
+    def _delete(self, key: bytes) -> None: ...
+
+    @abstractmethod
+    def _size(self, key: bytes) -> int: ...
+
+    @abstractmethod
+    def keys(self) -> Iterator[bytes]:
+        """Every stored multihash."""

@@ -1,0 +1,64 @@
+"""The repo's TOML configuration: every limit and choice in one documented place."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from blockmesh.errors import BlockmeshError
+
+
+class ConfigError(BlockmeshError):
+    """The config file is unreadable or holds a value of the wrong kind."""
+
+
+@dataclass
+class DatastoreConfig:
+    # lmdb: one transactional file, ~10x the puts/s of flatfs on small blocks (docs/benchmarks.md)
+    engine: str = "lmdb"
+    # fsync every write: survives power loss, not only a killed process; costs throughput
+    sync: bool = False
+
+
+@dataclass
+class ImportConfig:
+    cid_version: int = 0
+    chunker: str = "size-262144"
+    hash: str = "sha2-256"
+
+
+@dataclass
+class Config:
+    datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports)})
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        return cls(
+            datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
+            imports=_section(ImportConfig, raw.get("import", {}), "import"),
+        )
+
+
+def _section(kind: type, raw: dict[str, Any], name: str) -> Any:
+    known = {f.name: f for f in fields(kind)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {name}.{key}")
+        default = getattr(kind(), key)
+        if type(value) is not type(default):
+            raise ConfigError(f"config {name}.{key} must be {type(default).__name__}")
+        values[key] = value
+    return kind(**values)

@@ -1,0 +1,48 @@
+"""Pins in SQLite (WAL): which roots garbage collection must keep, recursively or alone."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from blockmesh.data.cid import CID
+from blockmesh.errors import NotFound
+
+RECURSIVE = "recursive"
+DIRECT = "direct"
+
+
+class PinStore:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pins (cid BLOB PRIMARY KEY, kind TEXT NOT NULL)"
+        )
+
+    def add(self, cid: CID, kind: str = RECURSIVE) -> None:
+        # a recursive pin supersedes a direct one, never the other way round (kubo's rule)
+        current = self.kind(cid)
+        if current == RECURSIVE and kind == DIRECT:
+            return
+        self._db.execute("INSERT OR REPLACE INTO pins (cid, kind) VALUES (?, ?)",
+                         (bytes(cid), kind))
+
+    def remove(self, cid: CID) -> None:
+        if self._db.execute("DELETE FROM pins WHERE cid = ?", (bytes(cid),)).rowcount == 0:
+            raise NotFound(f"{cid} is not pinned")
+
+    def kind(self, cid: CID) -> str | None:
+        row = self._db.execute("SELECT kind FROM pins WHERE cid = ?", (bytes(cid),)).fetchone()
+        return row[0] if row else None
+
+    def list(self, kind: str | None = None) -> Iterator[tuple[CID, str]]:
+        rows = self._db.execute("SELECT cid, kind FROM pins ORDER BY kind, cid").fetchall()
+        for raw, pin_kind in rows:
+            if kind is None or kind == pin_kind:
+                yield CID.decode(raw), pin_kind
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,150 @@
+"""A blockmesh repo on disk (like kubo's IPFS_PATH): config, blocks, pins and the GC lock.
+
+`add` holds the GC lock shared and `repo gc` holds it exclusive, across processes (flock), so a
+collection running beside an import can never delete a block the import has written but not yet
+pinned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from blockmesh.data.cid import CID
+from blockmesh.data.dag.links import links, walk
+from blockmesh.data.store.blockstore import Blockstore
+from blockmesh.data.store.config import Config, ConfigError
+from blockmesh.data.store.flatfs import FlatFSBlockstore
+from blockmesh.data.store.lmdbstore import LMDBBlockstore
+from blockmesh.data.store.pins import DIRECT, RECURSIVE, PinStore
+from blockmesh.errors import BlockmeshError, HashMismatch, NotFound
+
+ENV_PATH = "BLOCKMESH_PATH"
+CONFIG_FILE = "config.toml"
+
+
+class RepoError(BlockmeshError):
+    """The repo is missing, not initialised, or already initialised."""
+
+
+def default_path() -> Path:
+    return Path(os.environ.get(ENV_PATH) or Path.home() / ".blockmesh").expanduser()
+
+
+@dataclass(frozen=True)
+class GCResult:
+    removed: list[CID]
+    kept: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    checked: int
+    corrupt: list[CID]
+
+
+class Repo:
+    def __init__(self, path: Path, config: Config) -> None:
+        self.path = path
+        self.config = config
+        self.blocks = _open_blockstore(path, config)
+        self.pins = PinStore(path / "pins.sqlite")
+
+    @classmethod
+    def init(cls, path: Path | None = None, config: Config | None = None) -> Repo:
+        path = path or default_path()
+        if (path / CONFIG_FILE).exists():
+            raise RepoError(f"a repo already exists at {path}")
+        path.mkdir(parents=True, exist_ok=True)
+        config = config or Config()
+        (path / CONFIG_FILE).write_text(config.to_toml())
+        return cls(path, config)
+
+    @classmethod
+    def open(cls, path: Path | None = None) -> Repo:
+        path = path or default_path()
+        if not (path / CONFIG_FILE).exists():
+            raise RepoError(f"no blockmesh repo at {path}: run `blockmesh init` "
+                            f"(or set {ENV_PATH})")
+        return cls(path, Config.load(path / CONFIG_FILE))
+
+    def close(self) -> None:
+        self.blocks.close()
+        self.pins.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def gc_lock(self, exclusive: bool = False) -> Iterator[None]:
+        with open(self.path / "gc.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- pins and GC -----------------------------------------------------------------------------
+    def pin(self, cid: CID, recursive: bool = True) -> None:
+        """Pin `cid`; a recursive pin first checks the whole DAG is present."""
+        if recursive:
+            for _ in walk(self.blocks.get, cid):
+                pass
+        elif not self.blocks.has(cid):
+            raise NotFound(f"block {cid} is not in the repo")
+        self.pins.add(cid, RECURSIVE if recursive else DIRECT)
+
+    def live_set(self) -> set[bytes]:
+        keep: set[bytes] = set()
+        for cid, kind in self.pins.list():
+            if kind == DIRECT:
+                keep.add(cid.multihash)
+                continue
+            stack = [cid]
+            while stack:
+                current = stack.pop()
+                if current.multihash in keep:
+                    continue
+                keep.add(current.multihash)
+                with contextlib.suppress(NotFound):
+                    stack.extend(links(current, self.blocks.get(current)))
+        return keep
+
+    def gc(self) -> GCResult:
+        """Remove every block no pin reaches."""
+        with self.gc_lock(exclusive=True):
+            keep = self.live_set()
+            removed = []
+            for multihash in list(self.blocks.keys()):
+                if multihash not in keep:
+                    cid = CID(1, 0x55, multihash)
+                    self.blocks.delete(cid)
+                    removed.append(cid)
+        return GCResult(removed, len(keep))
+
+    def verify(self) -> VerifyResult:
+        corrupt = []
+        checked = 0
+        for cid in self.blocks.iterate():
+            checked += 1
+            try:
+                cid.verify(self.blocks.get(cid))
+            except (HashMismatch, NotFound):
+                corrupt.append(cid)
+        return VerifyResult(checked, corrupt)
+
+
+def _open_blockstore(path: Path, config: Config) -> Blockstore:
+    engine = config.datastore.engine
+    if engine == "lmdb":
+        return LMDBBlockstore(path / "blocks", sync=config.datastore.sync)
+    if engine == "flatfs":
+        return FlatFSBlockstore(path / "blocks", sync=config.datastore.sync)
+    raise ConfigError(f"unknown datastore engine {engine!r} (lmdb or flatfs)")
