@@ -16,31 +16,9 @@ from blockmesh.data.dag.car import import_car, write_car
 from blockmesh.data.dag.chunker import parse_chunker
 from blockmesh.data.dag.importer import Added, ImportOptions, import_path
 from blockmesh.data.dag.links import walk
+from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
 from blockmesh.errors import DecodeError, UnsupportedError
-
-PUT_BATCH_BYTES = 8 * 1024 * 1024
-
-
-class _BatchedPut:
-    """Collects blocks and writes them in a few transactions instead of one per block."""
-
-    def __init__(self, repo: Repo) -> None:
-        self._repo = repo
-        self._pending: list[tuple[CID, bytes]] = []
-        self._bytes = 0
-
-    def __call__(self, cid: CID, data: bytes) -> None:
-        self._pending.append((cid, data))
-        self._bytes += len(data)
-        if self._bytes >= PUT_BATCH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            self._repo.blocks.put_many(self._pending, verify=False)
-            self._pending = []
-            self._bytes = 0
 
 
 def _size_of(paths: tuple[str, ...]) -> int:
@@ -103,7 +81,7 @@ def add(paths: tuple[str, ...], recursive: bool, quieter: bool, quiet: bool, onl
                 for path in paths:
                     results.extend(import_path(path, opts, None, progress, recursive))
             else:
-                sink = _BatchedPut(repo)
+                sink = BatchedPut(repo.blocks)
                 with repo.gc_lock():
                     for path in paths:
                         added = list(import_path(path, opts, sink, progress, recursive))
@@ -294,7 +272,7 @@ def dag_import(files, pin_roots: bool, as_json: bool) -> None:  # type: ignore[n
     report = []
     with Repo.open() as repo, repo.gc_lock():
         for file in files:
-            batch = _BatchedPut(repo)
+            batch = BatchedPut(repo.blocks)
             roots, count = import_car(file, batch)
             batch.flush()
             for root in roots:

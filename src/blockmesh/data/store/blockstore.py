@@ -96,3 +96,29 @@ class Blockstore(ABC):
     @abstractmethod
     def keys(self) -> Iterator[bytes]:
         """Every stored multihash."""
+
+
+class BatchedPut:
+    """A block sink that writes in a few large transactions instead of one per block.
+
+    Used for blocks whose CIDs were just computed from their bytes (imports), so it skips
+    re-verification; call flush() before relying on the blocks being stored.
+    """
+
+    def __init__(self, store: Blockstore, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self._store = store
+        self._max_bytes = max_bytes
+        self._pending: list[tuple[CID, bytes]] = []
+        self._bytes = 0
+
+    def __call__(self, cid: CID, data: bytes) -> None:
+        self._pending.append((cid, data))
+        self._bytes += len(data)
+        if self._bytes >= self._max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._store.put_many(self._pending, verify=False)
+            self._pending = []
+            self._bytes = 0
