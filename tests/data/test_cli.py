@@ -128,3 +128,32 @@ def test_sigkill_during_add_leaves_only_valid_blocks(env, tmp_path):
         verify = run(repo_env, "repo", "verify", "--json", check=False)
         report = json.loads(verify.stdout)
         assert verify.returncode == 0 and report["Corrupt"] == [] and report["Checked"] > 0
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 2 MiB tmpfs that this test mounts itself, to make a real full disk."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, timeout=30)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("engine", ["lmdb", "flatfs"])
+def test_full_disk_gives_one_line_and_leaves_no_bad_block(tiny_filesystem, tmp_path, engine):
+    env = dict(os.environ, BLOCKMESH_PATH=str(tiny_filesystem / "repo"))
+    run(env, "init")
+    config = tiny_filesystem / "repo" / "config.toml"
+    config.write_text(config.read_text().replace('engine = "lmdb"', f'engine = "{engine}"'))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(5 * 1024 * 1024))
+    proc = run(env, "add", "-q", str(big), check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "no space left" in lines[0], proc.stderr
+    report = json.loads(run(env, "repo", "verify", "--json").stdout)
+    assert report["Corrupt"] == []

@@ -20,7 +20,11 @@ _TMP_PREFIX = ".tmp-"
 _SUFFIX = ".data"
 
 
-class StoreFull(BlockmeshError):
+class StoreError(BlockmeshError):
+    """The block store could not write (the message says why); nothing partial was stored."""
+
+
+class StoreFull(StoreError):
     """The disk holding the store has no room for a block."""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import lmdb
 
 from blockmesh.data.store.blockstore import Blockstore
-from blockmesh.data.store.flatfs import StoreFull
+from blockmesh.data.store.flatfs import StoreError, StoreFull
 from blockmesh.errors import NotFound
 
 DEFAULT_MAP_SIZE = 1 << 40  # address space only; the file grows with the data
@@ -49,8 +50,13 @@ class LMDBBlockstore(Blockstore):
                     txn.put(key, data, overwrite=False)
         except lmdb.MapFullError:
             raise StoreFull(f"block store at {self.root} is full (map size)") from None
-        except lmdb.DiskError:
-            raise StoreFull(f"no space left on device for block store at {self.root}") from None
+        except lmdb.Error as exc:
+            # LMDB reports ENOSPC at commit as a bare I/O error; the transaction is aborted,
+            # so nothing of this batch is stored either way
+            needed = sum(len(data) for _, data in items)
+            if shutil.disk_usage(self.root).free < needed + 1024 * 1024:
+                raise StoreFull(f"no space left on device for block store at {self.root}") from None
+            raise StoreError(f"block store write failed at {self.root}: {exc}") from None
 
     def _get(self, key: bytes) -> bytes:
         with self._env.begin(buffers=False) as txn:
