@@ -12,6 +12,7 @@ import click
 
 from blockmesh import __version__
 from blockmesh.cli.bench import bench
+from blockmesh.cli.cluster import cluster
 from blockmesh.cli.data import add, block, cat, dag, get, init, ls, pin, repo
 from blockmesh.cli.demo import demo
 from blockmesh.errors import BlockmeshError
@@ -26,7 +27,7 @@ def cli() -> None:
     """
 
 
-for command in (init, add, cat, get, ls, block, dag, pin, repo, bench, demo):
+for command in (init, add, cat, get, ls, block, dag, pin, repo, cluster, bench, demo):
     cli.add_command(command)
 
 
