@@ -92,3 +92,38 @@ def test_hidden_files_skipped_unless_asked(tmp_path):
     hidden = [a.path for a in import_path(tmp_path / "d", ImportOptions(hidden=True),
                                           recursive=True)]
     assert "d/.secret" not in plain and "d/.secret" in hidden
+
+
+def _many_files(root: Path, count: int, name_width: int) -> Path:
+    root.mkdir()
+    for i in range(count):
+        (root / f"{i:0{name_width}d}").write_bytes(b"")
+    return root
+
+
+def test_hamt_directory_round_trip(tmp_path):
+    # 4096 links of (30-byte name + 34-byte CID) = 262144 bytes: exactly kubo's threshold
+    big = _many_files(tmp_path / "big", 4096, 30)
+    store = MemoryBlockstore()
+    root = list(import_path(big, ImportOptions(), store.put, recursive=True))[-1].cid
+    assert unixfs.decode(dagpb.decode(store.get(root)).data).type == unixfs.DataType.HAMT_SHARD
+    names = [entry.name for entry in exporter.list_directory(store.get, root)]
+    assert names == sorted(p.name for p in big.iterdir())
+    exporter.write_tree(store.get, root, tmp_path / "out")
+    assert len(list((tmp_path / "out").iterdir())) == 4096
+    small = _many_files(tmp_path / "small", 4095, 30)
+    small_root = list(import_path(small, ImportOptions(), store.put, recursive=True))[-1].cid
+    assert unixfs.decode(dagpb.decode(store.get(small_root)).data).type == unixfs.DataType.DIRECTORY
+
+
+@pytest.mark.kubo
+def test_hamt_threshold_and_layout_match_kubo(tmp_path):
+    from blockmesh.reference.kubo import KuboNode
+
+    below = _many_files(tmp_path / "below", 4095, 30)
+    at = _many_files(tmp_path / "at", 4096, 30)
+    deep = _many_files(tmp_path / "deep", 9000, 6)  # collisions below the first level
+    with KuboNode() as kubo:
+        for path in (below, at, deep):
+            ours = list(import_path(path, ImportOptions(), recursive=True))[-1].cid
+            assert str(ours) == kubo.add(path, only_hash=True, timeout=300), path.name

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockmesh.data.cid import CID, Codec
-from blockmesh.data.dag import dagpb, unixfs
+from blockmesh.data.dag import dagpb, hamt, unixfs
 from blockmesh.data.dag.unixfs import DataType
 from blockmesh.errors import BlockmeshError, UnsupportedError
 
@@ -82,11 +82,34 @@ def entry_type(fetch: Fetch, cid: CID) -> str:
 def list_directory(fetch: Fetch, cid: CID) -> list[DirEntry]:
     node, data = _load(fetch, cid)
     if data.type == DataType.HAMT_SHARD:
-        raise UnsupportedError("HAMT-sharded directories are not readable yet")
-    if data.type != DataType.DIRECTORY:
+        links = sorted(_shard_links(fetch, node, data, 0), key=lambda item: item[0].encode())
+    elif data.type == DataType.DIRECTORY:
+        links = [(link.name or "", link) for link in node.links]
+    else:
         raise NotUnixFS(f"{cid} is not a directory")
-    return [DirEntry(link.name or "", link.cid, link.tsize or 0, entry_type(fetch, link.cid))
-            for link in node.links]
+    return [DirEntry(name, link.cid, link.tsize or 0, entry_type(fetch, link.cid))
+            for name, link in links]
+
+
+def _shard_links(fetch: Fetch, node: dagpb.Node, data: unixfs.UnixFSData,
+                 depth: int) -> Iterator[tuple[str, dagpb.Link]]:
+    """Entries of a HAMT shard: two hex digits name a child shard, longer names an entry."""
+    if data.fanout != hamt.FANOUT or data.hash_type != hamt.HASH_MURMUR3_X64_64:
+        raise UnsupportedError(f"HAMT with fanout {data.fanout} and hash {data.hash_type} "
+                               "is not supported (kubo uses 256 and murmur3)")
+    if depth > hamt.MAX_DEPTH:
+        raise NotUnixFS("HAMT deeper than its hash allows")
+    for link in node.links:
+        name = link.name or ""
+        if len(name) < 2:
+            raise NotUnixFS(f"HAMT link name {name!r} lacks its bucket prefix")
+        if len(name) == 2:
+            child, child_data = _load(fetch, link.cid)
+            if child_data.type != DataType.HAMT_SHARD:
+                raise NotUnixFS("HAMT bucket link does not lead to a shard")
+            yield from _shard_links(fetch, child, child_data, depth + 1)
+        else:
+            yield name[2:], link
 
 
 def write_tree(fetch: Fetch, cid: CID, dest: str | os.PathLike[str],

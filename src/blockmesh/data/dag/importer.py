@@ -18,16 +18,14 @@ from typing import BinaryIO
 
 from blockmesh.data import varint
 from blockmesh.data.cid import CID, Codec, HashCode, digest
-from blockmesh.data.dag import dagpb, unixfs
+from blockmesh.data.dag import dagpb, hamt, unixfs
 from blockmesh.data.dag.chunker import DEFAULT_CHUNK_SIZE, chunks
 from blockmesh.data.dag.dagpb import Link
 from blockmesh.data.dag.unixfs import DataType
-from blockmesh.errors import NotFound, NotImplementedYet, UnsupportedError
+from blockmesh.errors import NotFound, UnsupportedError
 
 DEFAULT_MAX_LINKS = 174
 TRICKLE_DEPTH_REPEAT = 4
-# kubo switches a directory to a HAMT shard past this estimated size (links' names + CIDs)
-DIRECTORY_SHARDING_THRESHOLD = 256 * 1024
 
 BlockSink = Callable[[CID, bytes], None]
 Progress = Callable[[int], None]
@@ -130,11 +128,13 @@ class _Builder:
         return self._node([], head + tail, 0)
 
     def directory(self, links: list[Link]) -> Entry:
-        estimate = sum(len((link.name or "").encode()) + len(bytes(link.cid)) for link in links)
-        if estimate > DIRECTORY_SHARDING_THRESHOLD:
-            raise NotImplementedYet(
-                f"directory with {len(links)} entries needs HAMT sharding, which is not built yet"
-            )
+        if hamt.needs_sharding(links):
+            def make_node(shard_links: list[Link], data: bytes) -> tuple[Link, int]:
+                entry = self._node(shard_links, data, 0)
+                return Link(entry.cid, "", entry.tsize), entry.tsize
+
+            root, _ = hamt.build(links, make_node)
+            return Entry(root.cid, 0, root.tsize or 0)
         head, _ = unixfs.encode_header(DataType.DIRECTORY, None, None)
         return self._node(dagpb.sort_links(links), head, 0)
 

@@ -1,0 +1,163 @@
+"""Length-prefixed framing on a Bitswap stream, and splitting replies that would not fit one frame.
+
+The stream decoder takes bytes in whatever pieces the transport delivers and hands back whole
+messages. It rejects a length prefix over the limit as soon as the prefix's bytes show it, before
+buffering the body, so a peer cannot make this node hold more than one message's worth of bytes.
+"""
+
+from __future__ import annotations
+
+from blockmesh.data import varint
+from blockmesh.data.bitswap.config import DEFAULT_CONFIG, BitswapConfig
+from blockmesh.data.bitswap.errors import (
+    BitswapError,
+    FrameTooLarge,
+    MalformedMessage,
+    MessageTooLarge,
+)
+from blockmesh.data.bitswap.message import (
+    Message,
+    decode_message,
+    encode_block,
+    encode_entry,
+    encode_pending,
+    encode_presence,
+    encode_wantlist,
+)
+from blockmesh.data.bitswap.protocol import ProtocolVersion
+
+# Bytes a message adds around its items: the wantlist field's key, length and `full` flag
+# (1 + 5 + 2) plus the pendingBytes field (1 + 10).
+_ENVELOPE_OVERHEAD = 19
+
+
+def frame(body: bytes) -> bytes:
+    return varint.encode(len(body)) + body
+
+
+class FrameDecoder:
+    """Feed stream bytes in, get complete frame bodies out. After an error the stream is dead."""
+
+    def __init__(self, max_frame_size: int = DEFAULT_CONFIG.max_message_size) -> None:
+        self._max = max_frame_size
+        self._buf = bytearray()
+        self._need: int | None = None  # body length once the prefix is read
+        self._failed: BitswapError | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        if self._failed is not None:
+            raise self._failed
+        self._buf += data
+        out: list[bytes] = []
+        try:
+            while True:
+                if self._need is None and not self._read_prefix():
+                    break
+                assert self._need is not None
+                if len(self._buf) < self._need:
+                    break
+                out.append(bytes(self._buf[: self._need]))
+                del self._buf[: self._need]
+                self._need = None
+        except BitswapError as exc:
+            self._failed = exc
+            self._buf.clear()
+            raise
+        return out
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def _read_prefix(self) -> bool:
+        # Bound the value from below while the prefix is still incomplete: a run of continuation
+        # bytes already worth more than the limit is rejected without waiting for the rest.
+        value = 0
+        for i, byte in enumerate(self._buf[: varint.MAX_VARINT_BYTES]):
+            value |= (byte & 0x7F) << (7 * i)
+            if value > self._max or (byte >= 0x80 and 1 << (7 * (i + 1)) > self._max):
+                raise FrameTooLarge(f"length prefix exceeds {self._max} bytes")
+            if byte < 0x80:
+                try:
+                    length, end = varint.decode(self._buf)
+                except varint.VarintError as exc:
+                    raise MalformedMessage(f"bad length prefix: {exc}") from None
+                del self._buf[:end]
+                self._need = length
+                return True
+        return False
+
+
+class MessageReader:
+    """One inbound Bitswap stream: bytes in arbitrary pieces → decoded messages."""
+
+    def __init__(self, config: BitswapConfig = DEFAULT_CONFIG) -> None:
+        self._config = config
+        self._frames = FrameDecoder(config.max_message_size)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+        return [decode_message(body, self._config) for body in self._frames.feed(data)]
+
+
+def _pack(msg: Message, version: ProtocolVersion, max_size: int) -> list[tuple[Message, bytes]]:
+    """Cut `msg` into parts whose bodies fit `max_size`, encoding each item once."""
+    budget = max_size - _ENVELOPE_OVERHEAD
+    # (kind, item, encoded) with kind 0 for entries, 1 for presences, 2 for blocks
+    items: list[tuple[int, object, bytes]] = []
+    for entry in msg.entries:
+        encoded = encode_entry(entry, version)
+        if encoded is not None:
+            items.append((0, entry, encoded))
+    for presence in msg.presences:
+        encoded = encode_presence(presence, version)
+        if encoded is not None:
+            items.append((1, presence, encoded))
+    for block in msg.blocks:
+        items.append((2, block, encode_block(block, version)))
+
+    parts: list[tuple[Message, bytes]] = []
+    groups: tuple[list, list, list] = ([], [], [])
+    encoded_groups: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+    pending = encode_pending(msg.pending_bytes, version)
+    used = 0
+
+    def flush() -> None:
+        full = msg.full and not parts
+        body = b""
+        if encoded_groups[0] or full:
+            body = encode_wantlist(encoded_groups[0], full)
+        body += b"".join(encoded_groups[2]) + b"".join(encoded_groups[1]) + pending
+        parts.append((Message(tuple(groups[0]), full, tuple(groups[2]), tuple(groups[1]),
+                              msg.pending_bytes), body))
+        for group in (*groups, *encoded_groups):
+            group.clear()
+
+    for kind, item, encoded in items:
+        if len(encoded) > budget:
+            raise MessageTooLarge(f"one item needs {len(encoded)} bytes, over the {max_size} limit")
+        if used + len(encoded) > budget:
+            flush()
+            used = 0
+        groups[kind].append(item)
+        encoded_groups[kind].append(encoded)
+        used += len(encoded)
+    if used or (msg.full and not parts):
+        flush()
+    return parts
+
+
+def split_message(msg: Message, version: ProtocolVersion,
+                  max_size: int = DEFAULT_CONFIG.max_message_size) -> list[Message]:
+    """Cut `msg` into messages whose bodies each encode to at most `max_size` bytes.
+
+    A full wantlist stays correct when cut: only the first part carries `full`, so the later
+    parts add to the list it replaced instead of replacing it again. Nothing to send (say, only
+    want-haves for a 1.0.0 peer) gives no message at all.
+    """
+    return [part for part, _ in _pack(msg, version, max_size)]
+
+
+def encode_frames(msg: Message, version: ProtocolVersion,
+                  max_size: int = DEFAULT_CONFIG.max_message_size) -> list[bytes]:
+    """Length-prefixed bodies ready to write to a stream, each body at most `max_size` bytes."""
+    return [frame(body) for _, body in _pack(msg, version, max_size)]

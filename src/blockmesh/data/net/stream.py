@@ -1,0 +1,123 @@
+"""One libp2p stream as the rest of blockmesh sees it: bounded reads, typed errors, plain bytes.
+
+py-libp2p streams raise a dozen exception types from three layers (NetStream, the muxer, the
+raw connection) and return end-of-stream as an exception; here EOF is `b""` and every failure is
+a `StreamError` (`StreamReset` when the stream is gone for good).
+
+A py-libp2p Yamux write that finds the peer's receive window shut for 5 s gives up and marks the
+stream reset *locally only*; the peer never hears of it. `write` therefore resets the stream on
+the wire whenever a write fails, so both ends agree the stream is dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+from libp2p.abc import INetStream
+from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.network.stream.exceptions import StreamReset as Libp2pStreamReset
+
+from blockmesh.data.net.errors import StreamError, StreamReset
+
+Direction = Literal["inbound", "outbound"]
+
+
+class Stream:
+    """A negotiated stream to `peer_id` speaking `protocol`.
+
+    Use it from one reader task and one writer task at a time. `close_write` half-closes
+    (the peer reads EOF, we may still read); `close` ends our use of the stream; `reset`
+    aborts it in both directions.
+    """
+
+    def __init__(
+        self,
+        raw: INetStream,
+        *,
+        peer_id: str,
+        protocol: str,
+        direction: Direction,
+        max_read_size: int,
+    ) -> None:
+        self._raw = raw
+        self.peer_id = peer_id
+        self.protocol = protocol
+        self.direction: Direction = direction
+        self._max_read_size = max_read_size
+        self._eof = False
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.direction} {self.protocol} {self.peer_id}>"
+
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """Up to `max_bytes` (capped by the host's `max_read_size`) once any are available;
+        `b""` once the peer has closed its side."""
+        limit = self._max_read_size if max_bytes is None else min(max_bytes, self._max_read_size)
+        if limit < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if self._eof:
+            return b""
+        try:
+            data = await self._raw.read(limit)
+        except StreamEOF:
+            self._eof = True
+            return b""
+        except Libp2pStreamReset as exc:
+            raise StreamReset(f"stream {self.protocol} from {self.peer_id} was reset") from exc
+        except Exception as exc:
+            raise StreamError(f"read on {self.protocol} from {self.peer_id} failed: {exc}") from exc
+        if not data:
+            self._eof = True
+        return data
+
+    async def read_exactly(self, n: int) -> bytes:
+        """Exactly `n` bytes; StreamError if the stream ends first."""
+        parts: list[bytes] = []
+        remaining = n
+        while remaining > 0:
+            chunk = await self.read(remaining)
+            if not chunk:
+                raise StreamError(
+                    f"{self.protocol} from {self.peer_id} ended {remaining} bytes short of {n}"
+                )
+            parts.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(parts)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._raw.write(bytes(data))
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self._raw.reset()
+            if isinstance(exc, Libp2pStreamReset):
+                raise StreamReset(f"stream {self.protocol} to {self.peer_id} was reset") from exc
+            raise StreamError(f"write on {self.protocol} to {self.peer_id} failed: {exc}") from exc
+
+    async def close_write(self) -> None:
+        """Send EOF; reading stays possible."""
+        try:
+            await self._raw.close_write()
+        except Exception as exc:
+            raise StreamError(f"closing {self.protocol} to {self.peer_id} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        """Finish with the stream (send EOF and release it). Never raises: a stream whose
+        connection is already gone is closed too."""
+        with contextlib.suppress(Exception):
+            await self._raw.close()
+
+    async def reset(self) -> None:
+        """Abort both directions; the peer's reads and writes fail. Never raises."""
+        with contextlib.suppress(Exception):
+            await self._raw.reset()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is None:
+            await self.close()
+        else:
+            await self.reset()
