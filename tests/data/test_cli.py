@@ -157,3 +157,29 @@ def test_full_disk_gives_one_line_and_leaves_no_bad_block(tiny_filesystem, tmp_p
     assert len(lines) == 1 and "no space left" in lines[0], proc.stderr
     report = json.loads(run(env, "repo", "verify", "--json").stdout)
     assert report["Corrupt"] == []
+
+
+def test_progress_bar_on_a_terminal_only(env, tmp_path):
+    import pty
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(8 * 1024 * 1024))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*BIN, "add", str(data)], env=dict(env, COLUMNS="80"),
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=120)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    assert proc.returncode == 0 and out.decode().startswith("added Qm")
+    assert b"adding" in drawn  # the bar was drawn on the terminal
+    piped = run(env, "add", str(data))
+    assert piped.stderr == b""  # and nothing when stderr is not a terminal
