@@ -151,7 +151,11 @@ class CID:
                 raise InvalidCID(f"invalid base58 in CIDv0 {text!r}") from None
             return cls.decode(raw)
         try:
-            raw = multibase.decode(text)
+            if text[0] == "b" and text.islower():  # base32, kubo's CIDv1 text form
+                body = text[1:].upper()
+                raw = base64.b32decode(body + "=" * (-len(body) % 8))
+            else:
+                raw = multibase.decode(text)
         except Exception:  # py-multibase raises bare ValueError/KeyError for unknown bases
             raise InvalidCID(f"not a CID: {text!r} (unknown multibase or bad characters)") from None
         if raw[:1] == b"\x12":
