@@ -59,10 +59,12 @@ class Request(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., operation: _Optional[bytes] = ..., client_signature: _Optional[bytes] = ...) -> None: ...
 
 class PrePrepare(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "view")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[Request]
-    def __init__(self, requests: _Optional[_Iterable[_Union[Request, _Mapping]]] = ...) -> None: ...
+    view: int
+    def __init__(self, requests: _Optional[_Iterable[_Union[Request, _Mapping]]] = ..., view: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
     __slots__ = ("client_id", "timestamp", "result", "view")

@@ -1,0 +1,198 @@
+"""A client of one replica, over either transport: what `cluster submit` and load generators use.
+
+A client is not a cluster member: it does not run the replica handshake (its requests carry the
+client's own signature, which the engine checks). Over TCP it opens with CLIENT_HELLO and
+multiplexes calls on one connection by call id; over gRPC it makes unary calls on one channel.
+Either way many calls may be in flight at once, which is what a load generator needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
+from prometheus_client import CollectorRegistry
+
+from blockmesh.control.proto import pbft_pb2 as pb
+from blockmesh.control.transport import framing
+from blockmesh.control.transport.config import TransportConfig
+from blockmesh.control.transport.errors import PeerError, TransportError
+from blockmesh.control.transport.framing import Frame, Kind
+from blockmesh.control.transport.grpc_transport import SERVICE, channel_options, wait_connected
+from blockmesh.control.transport.metrics import TransportMetrics
+from blockmesh.control.transport.tcp import FrameReader, TcpLink, close_writer, open_stream
+from blockmesh.errors import DecodeError
+
+M = TypeVar("M", bound=Message)
+TRANSPORTS = ("grpc", "tcp")
+
+
+class ReplicaClient:
+    """Talks to the replica at `address` over `transport` ("grpc" or "tcp").
+
+    Connects on first use; after the connection breaks, the next call reconnects once.
+    """
+
+    def __init__(
+        self,
+        transport: str,
+        address: str,
+        *,
+        config: TransportConfig | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise TransportError(f"unknown transport {transport!r}; expected one of {TRANSPORTS}")
+        self.transport = transport
+        self.address = address
+        self.config = config or TransportConfig()
+        self.metrics = TransportMetrics(
+            registry if registry is not None else CollectorRegistry(), transport, "client"
+        )
+        self._channel: grpc.aio.Channel | None = None
+        self._link: TcpLink | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> ReplicaClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._connected():
+                return
+            await self.close()
+            try:
+                async with asyncio.timeout(self.config.dial_timeout):
+                    if self.transport == "grpc":
+                        await self._connect_grpc()
+                    else:
+                        await self._connect_tcp()
+            except (OSError, TimeoutError, EOFError, DecodeError) as exc:
+                self.metrics.connection_error("unreachable")
+                raise PeerError(
+                    self.address, "unreachable", str(exc) or type(exc).__name__
+                ) from None
+
+    async def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+        self._link = self._runner = self._channel = None
+
+    async def submit(self, request: pb.PBFTMessage) -> pb.SubmitRequestResponse:
+        """Submit a REQUEST envelope; the replica answers once its request handler has."""
+        return await self._call(
+            "SubmitRequest",
+            Kind.SUBMIT,
+            request.SerializeToString(),
+            Kind.SUBMIT_RESULT,
+            pb.SubmitRequestResponse.FromString,
+            self.config.request_timeout,
+        )
+
+    async def get_status(self) -> pb.GetStatusResponse:
+        return await self._call(
+            "GetStatus",
+            Kind.GET_STATUS,
+            b"",
+            Kind.GET_STATUS_RESULT,
+            pb.GetStatusResponse.FromString,
+            self.config.rpc_timeout,
+        )
+
+    async def sync_state(self, from_height: int, max_blocks: int = 0) -> pb.SyncStateResponse:
+        body = pb.SyncStateRequest(from_height=from_height, max_blocks=max_blocks)
+        return await self._call(
+            "SyncState",
+            Kind.SYNC_STATE,
+            body.SerializeToString(),
+            Kind.SYNC_STATE_RESULT,
+            pb.SyncStateResponse.FromString,
+            self.config.rpc_timeout,
+        )
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _connected(self) -> bool:
+        if self.transport == "grpc":
+            return self._channel is not None
+        return self._link is not None and self._link.is_open
+
+    async def _connect_grpc(self) -> None:
+        channel = grpc.aio.insecure_channel(self.address, options=channel_options(self.config))
+        try:
+            await wait_connected(channel)
+        except BaseException:
+            await channel.close()
+            raise
+        self._channel = channel
+
+    async def _connect_tcp(self) -> None:
+        reader, writer = await open_stream(self.address)
+        try:
+            frames = FrameReader(reader, self.config.max_message_size)
+            writer.write(framing.encode(Kind.CLIENT_HELLO, 0, b"", 0))
+            answer = await frames.one()
+            if answer.kind != Kind.ACK:
+                why = answer.body.decode(errors="replace") if answer.kind == Kind.ERROR else ""
+                raise PeerError(self.address, "refused", why)
+        except BaseException:
+            await close_writer(writer)
+            raise
+        self._link = TcpLink(
+            self, self.address, outbound=True, member=False, frames=frames, writer=writer
+        )
+        self._runner = asyncio.create_task(self._link.run())
+
+    async def _call(
+        self,
+        method: str,
+        kind: Kind,
+        body: bytes,
+        answer: Kind,
+        parse: Callable[[bytes], M],
+        timeout: float,
+    ) -> M:
+        await self.connect()
+        if self._channel is not None:
+            call = self._channel.unary_unary(f"/{SERVICE}/{method}")
+            try:
+                raw = await call(body, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise PeerError(
+                    self.address, exc.code().name.lower(), exc.details() or ""
+                ) from None
+        else:
+            assert self._link is not None
+            raw = await self._link.call(kind, body, answer, timeout)
+        self.metrics.messages_received.inc()
+        try:
+            return parse(raw)
+        except ProtobufDecodeError:
+            raise PeerError(self.address, "bad_answer", "undecodable answer") from None
+
+    # --- LinkHost, for the TCP link: a replica never sends consensus traffic or calls ------
+
+    def _deliver(self, peer_id: str, raw: bytes) -> object:
+        raise DecodeError(f"{peer_id} sent consensus traffic to a client")
+
+    async def _await_handler(self, peer_id: str, result: object) -> None:
+        raise DecodeError(f"{peer_id} sent consensus traffic to a client")
+
+    def _serve_call(self, link: TcpLink, frame: Frame) -> None:
+        raise DecodeError(f"{link.peer_id} sent a call (kind {frame.kind}) to a client")
