@@ -4,6 +4,9 @@ py-libp2p streams raise a dozen exception types from three layers (NetStream, th
 raw connection) and return end-of-stream as an exception; here EOF is `b""` and every failure is
 a `StreamError` (`StreamReset` when the stream is gone for good).
 
+py-libp2p's Yamux forgets a stream as soon as the peer resets it, and a read then reports plain
+EOF; `read` looks at the muxed stream's own reset flag so a reset is not mistaken for a clean end.
+
 A py-libp2p Yamux write that finds the peer's receive window shut for 5 s gives up and marks the
 stream reset *locally only*; the peer never hears of it. `write` therefore resets the stream on
 the wire whenever a write fails, so both ends agree the stream is dead.
@@ -60,7 +63,9 @@ class Stream:
             return b""
         try:
             data = await self._raw.read(limit)
-        except StreamEOF:
+        except StreamEOF as exc:
+            if getattr(getattr(self._raw, "muxed_stream", None), "reset_received", False):
+                raise StreamReset(f"stream {self.protocol} from {self.peer_id} was reset") from exc
             self._eof = True
             return b""
         except Libp2pStreamReset as exc:
