@@ -215,8 +215,10 @@ class DecisionEngine:
             else:
                 kind = PresenceType.HAVE if task.kind is TaskKind.HAVE else PresenceType.DONT_HAVE
                 presences.append(Presence(task.cid, kind))
-                # A want-have is answered once; a want-block stays until the block can be sent.
-                state.ledger.remove_want(task.cid, only=WantType.HAVE)
+                # As boxo: a HAVE answers a want-have for good, but after a DONT_HAVE the want
+                # stays, so the block reaches the peer if it is added here later.
+                if kind is PresenceType.HAVE:
+                    state.ledger.remove_want(task.cid, only=WantType.HAVE)
                 work += task.size
         state.last_served = next(self._turn)
         if not blocks and not presences:

@@ -1,0 +1,193 @@
+"""The Bitswap network adapter: moves bytes between libp2p streams and the sans-I/O engines.
+
+Everything here runs in one trio task tree, so the engines need no locks. Per peer there is one
+outbound stream that this node opens (boxo reads replies only on streams the other side
+opened) and one writer task draining that peer's envelopes; every inbound stream gets a reader
+that feeds decoded messages to the engines. After every input the outbox is pumped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import trio
+
+from blockmesh.data.bitswap import PROTOCOL_IDS, Bitswap, BitswapError, Envelope, MessageReader
+from blockmesh.data.net import Host, NetError, PeerEvent, Stream
+
+logger = logging.getLogger(__name__)
+
+TICK_INTERVAL = 0.5
+OPEN_TIMEOUT = 10.0
+REGISTER_WAIT = 10.0
+
+
+@dataclass
+class _Peer:
+    stream: Stream | None = None
+    queue: deque[Envelope] = field(default_factory=deque)
+    wake: trio.Event = field(default_factory=trio.Event)
+    ready: trio.Event = field(default_factory=trio.Event)
+    closed: bool = False
+
+
+class Exchange:
+    """Runs Bitswap over a Host. Create it before `host.run()` so identify advertises Bitswap."""
+
+    def __init__(self, host: Host, bitswap: Bitswap) -> None:
+        self.host = host
+        self.bitswap = bitswap
+        self._peers: dict[str, _Peer] = {}
+        self._progress = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        host.set_stream_handler(list(PROTOCOL_IDS), self._serve_inbound)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled: watch peers, tick the engines, pump their outbox."""
+        events = self.host.subscribe()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for peer in self.host.peers():
+                self._attach_soon(peer)
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            async with events:
+                async for event in events:
+                    self._on_event(event)
+
+    def _on_event(self, event: PeerEvent) -> None:
+        if event.kind == "connected":
+            self._attach_soon(event.peer_id)
+        else:
+            self._detach(event.peer_id)
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(TICK_INTERVAL)
+            self.bitswap.tick(trio.current_time())
+            self.pump()
+
+    # -- peers -----------------------------------------------------------------------------------
+    def _attach_soon(self, peer_id: str) -> _Peer | None:
+        """Start opening our stream to a peer (once); its state records when that is done."""
+        state = self._peers.get(peer_id)
+        if state is None and self._nursery is not None:
+            state = _Peer()
+            self._peers[peer_id] = state
+            self._nursery.start_soon(self._attach, peer_id, state)
+        return state
+
+    async def _attach(self, peer_id: str, state: _Peer) -> None:
+        try:
+            stream = await self.host.new_stream(peer_id, list(PROTOCOL_IDS), timeout=OPEN_TIMEOUT)
+        except NetError as exc:
+            logger.info("peer %s does not speak Bitswap: %s", peer_id, exc)
+            self._peers.pop(peer_id, None)
+            state.ready.set()
+            return
+        if state.closed:
+            await stream.reset()
+            return
+        state.stream = stream
+        if not self.bitswap.peer_connected(peer_id, stream.protocol, trio.current_time()):
+            logger.warning("refusing peer %s, flagged earlier", peer_id)
+            self._peers.pop(peer_id, None)
+            state.ready.set()
+            await self.host.disconnect(peer_id)
+            return
+        state.ready.set()
+        self.pump()
+        await self._writer(peer_id, state)
+
+    def _detach(self, peer_id: str) -> None:
+        state = self._peers.pop(peer_id, None)
+        if state is None:
+            return
+        state.closed = True
+        state.wake.set()
+        state.ready.set()
+        self.bitswap.peer_disconnected(peer_id, trio.current_time())
+        self._signal_progress()
+        self.pump()
+
+    async def _writer(self, peer_id: str, state: _Peer) -> None:
+        assert state.stream is not None
+        stream = state.stream
+        try:
+            while not state.closed:
+                if not state.queue:
+                    state.wake = trio.Event()
+                    await state.wake.wait()
+                    continue
+                envelope = state.queue.popleft()
+                await stream.write(envelope.data)
+                self.bitswap.message_sent(envelope)
+                self.pump()
+        except NetError as exc:
+            logger.info("Bitswap stream to %s failed: %s", peer_id, exc)
+            self.bitswap.stream_error(peer_id, f"write failed: {exc}", trio.current_time())
+            self._detach(peer_id)
+        finally:
+            await stream.close()
+
+    async def _serve_inbound(self, stream: Stream) -> None:
+        peer_id = stream.peer_id
+        state = self._attach_soon(peer_id)
+        if state is not None:
+            with trio.move_on_after(REGISTER_WAIT):
+                await state.ready.wait()
+        reader = MessageReader(self.bitswap.config)
+        while True:
+            data = await stream.read()
+            if not data:
+                return
+            try:
+                messages = reader.feed(data)
+            except BitswapError as exc:
+                logger.warning("bad Bitswap data from %s: %s", peer_id, exc)
+                self.bitswap.stream_error(peer_id, str(exc), trio.current_time())
+                await stream.reset()
+                await self._drop_flagged()
+                return
+            for message in messages:
+                received = self.bitswap.receive(peer_id, message, trio.current_time())
+                if received:
+                    self._signal_progress()
+            self.pump()
+            await self._drop_flagged()
+
+    async def _drop_flagged(self) -> None:
+        for peer_id in list(self.bitswap.flagged()):
+            if self.host.is_connected(peer_id):
+                logger.warning("disconnecting %s: %s", peer_id, self.bitswap.flagged()[peer_id])
+                self._detach(peer_id)
+                await self.host.disconnect(peer_id)
+
+    # -- outbox ----------------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Hand every envelope the engines produced to its peer's writer."""
+        for envelope in self.bitswap.outbox():
+            state = self._peers.get(envelope.peer)
+            if state is None or state.closed or state.stream is None:
+                self.bitswap.message_sent(envelope)  # releases its budget; the peer is gone
+                continue
+            state.queue.append(envelope)
+            state.wake.set()
+
+    # -- waiting for blocks ----------------------------------------------------------------------
+    def _signal_progress(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def wait_progress(self, timeout: float) -> bool:
+        """Wait until blocks arrive or peers change; False if `timeout` passed first."""
+        with trio.move_on_after(timeout):
+            await self._progress.wait()
+            return True
+        return False
+
+    def bitswap_peers(self) -> list[str]:
+        return [peer for peer, state in self._peers.items() if state.stream is not None]

@@ -1,0 +1,215 @@
+"""`Node`: the Python API of a data-plane node (the seed's BitswapNode, done for real).
+
+A Node owns a repo, a libp2p host and the Bitswap engines. `add` imports into the repo and
+announces the new blocks to peers that want them; `fetch`/`cat`/`get` pull a whole DAG over
+Bitswap in one session, wanting every child as soon as its parent arrives, so the session's
+window of live wants stays full while the walk goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import trio
+
+from blockmesh.data.bitswap import DEFAULT_CONFIG, Bitswap, BitswapConfig
+from blockmesh.data.cid import CID
+from blockmesh.data.dag import exporter
+from blockmesh.data.dag.importer import Added, ImportOptions, import_bytes, import_path
+from blockmesh.data.dag.links import links, walk
+from blockmesh.data.net import Host, NetConfig, load_or_create_identity
+from blockmesh.data.node.exchange import Exchange
+from blockmesh.data.store.blockstore import BatchedPut
+from blockmesh.data.store.repo import Repo
+from blockmesh.errors import BlockmeshError
+
+DEFAULT_STALL_TIMEOUT = 30.0
+
+
+class FetchStalled(BlockmeshError):
+    """No block of a fetch arrived for too long (no connected peer has it, or peers stalled)."""
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    id: str
+    address: str
+
+
+class _AnnouncingSink:
+    """Stores imported blocks in batches and remembers their CIDs to announce afterwards."""
+
+    def __init__(self, repo: Repo) -> None:
+        self._put = BatchedPut(repo.blocks)
+        self.cids: list[CID] = []
+
+    def __call__(self, cid: CID, data: bytes) -> None:
+        self._put(cid, data)
+        self.cids.append(cid)
+
+    def flush(self) -> None:
+        self._put.flush()
+
+
+class Node:
+    def __init__(self, repo: Repo, *, net_config: NetConfig | None = None,
+                 bitswap_config: BitswapConfig = DEFAULT_CONFIG) -> None:
+        self.repo = repo
+        self.identity = load_or_create_identity(repo.path)
+        self.host = Host(self.identity, net_config or NetConfig())
+        self.bitswap = Bitswap(repo.blocks, bitswap_config)
+        self.exchange = Exchange(self.host, self.bitswap)
+
+    @property
+    def peer_id(self) -> str:
+        return self.host.peer_id
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[Node]:
+        """Listen and serve Bitswap until the block exits."""
+        async with self.host.run(), trio.open_nursery() as nursery:
+            await nursery.start(self.exchange.run)
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+
+    # -- peers -----------------------------------------------------------------------------------
+    def addrs(self) -> list[str]:
+        return self.host.addrs()
+
+    async def connect(self, addr: str, *, timeout: float | None = None) -> str:
+        return await self.host.connect(addr, timeout=timeout)
+
+    async def disconnect(self, peer_id: str) -> None:
+        await self.host.disconnect(peer_id)
+
+    def peers(self) -> list[PeerInfo]:
+        return [PeerInfo(peer, (self.host.remote_addrs(peer) or [""])[0])
+                for peer in self.host.peers()]
+
+    # -- content ---------------------------------------------------------------------------------
+    def add_bytes(self, data: bytes, opts: ImportOptions | None = None, *, pin: bool = True) -> CID:
+        sink = _AnnouncingSink(self.repo)
+        with self.repo.gc_lock():
+            entry = import_bytes(data, opts or ImportOptions(), sink)
+            sink.flush()
+            if pin:
+                self.repo.pins.add(entry.cid)
+        self._announce(sink.cids)
+        return entry.cid
+
+    def add_path(self, path: str | os.PathLike[str], opts: ImportOptions | None = None, *,
+                 recursive: bool = False, pin: bool = True) -> list[Added]:
+        sink = _AnnouncingSink(self.repo)
+        with self.repo.gc_lock():
+            added = list(import_path(path, opts or ImportOptions(), sink, recursive=recursive))
+            sink.flush()
+            if pin:
+                self.repo.pins.add(added[-1].cid)
+        self._announce(sink.cids)
+        return added
+
+    def provide(self, cid: CID) -> int:
+        """Offer a local DAG to every connected peer that wants any of its blocks."""
+        cids = [block_cid for block_cid, _ in walk(self.repo.blocks.get, cid)]
+        self._announce(cids)
+        return len(cids)
+
+    def _announce(self, cids: list[CID]) -> None:
+        self.bitswap.server.blocks_added(cids)
+        self.exchange.pump()
+
+    async def fetch(self, root: CID, *, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> int:
+        """Make the whole DAG under `root` local; returns how many blocks came from peers."""
+        session = self.bitswap.new_session()
+        fetched = 0
+        missing: set[bytes] = set()
+        try:
+            frontier = [root]
+            while frontier or missing:
+                wanted = []
+                for cid in frontier:
+                    if cid.multihash in missing:
+                        continue
+                    if self.repo.blocks.has(cid):
+                        frontier.extend(links(cid, self.repo.blocks.get(cid)))
+                    else:
+                        missing.add(cid.multihash)
+                        wanted.append(cid)
+                frontier = []
+                if wanted:
+                    session.want(wanted, trio.current_time())
+                    self.exchange.pump()
+                arrived = session.take()
+                if not arrived and missing:
+                    if not await self.exchange.wait_progress(stall_timeout):
+                        raise FetchStalled(
+                            f"no block of {root} arrived for {stall_timeout:g} s "
+                            f"({len(missing)} missing, {len(self.exchange.bitswap_peers())} "
+                            "Bitswap peers connected)")
+                    continue
+                for cid, data in arrived:
+                    if cid.multihash in missing:
+                        missing.discard(cid.multihash)
+                        fetched += 1
+                        frontier.extend(links(cid, data))
+        finally:
+            session.close()
+            self.exchange.pump()
+        return fetched
+
+    async def cat(self, cid: CID, *, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> bytes:
+        """The whole file at `cid`, fetched from peers where it is not local."""
+        await self.fetch(cid, stall_timeout=stall_timeout)
+        return b"".join(exporter.read_file(self.repo.blocks.get, cid))
+
+    async def get(self, cid: CID, dest: str | os.PathLike[str], *,
+                  stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> Path:
+        await self.fetch(cid, stall_timeout=stall_timeout)
+        exporter.write_tree(self.repo.blocks.get, cid, dest)
+        return Path(dest)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, object]:
+        """The seed's BitswapStats, with kubo's `bitswap stat` counters."""
+        stat = self.bitswap.stat()
+        return {
+            "peer_id": self.peer_id,
+            "connected_peers": len(self.host.peers()),
+            "bitswap_peers": len(self.exchange.bitswap_peers()),
+            "blocks_sent": stat.blocks_sent,
+            "blocks_received": stat.blocks_received,
+            "data_sent": stat.data_sent,
+            "data_received": stat.data_received,
+            "dup_blocks_received": stat.dup_blks_received,
+            "dup_data_received": stat.dup_data_received,
+            "messages_received": stat.messages_received,
+            "wantlist_size": len(stat.wantlist),
+            "wantlist": [str(cid) for cid in stat.wantlist],
+            "addresses": self.addrs(),
+        }
+
+    def network_info(self) -> dict[str, object]:
+        """The seed's NetworkInfo: who we are, where we listen, whom we are connected to."""
+        return {
+            "local_peer_id": self.peer_id,
+            "listen_addrs": self.addrs(),
+            "connected_peers": [{"id": p.id, "address": p.address, "connected": True}
+                                for p in self.peers()],
+        }
+
+    def wantlist(self, peer: str | None = None) -> list[str]:
+        if peer is None:
+            return [str(cid) for cid in self.bitswap.stat().wantlist]
+        return [str(want.cid) for want in self.bitswap.peer_wantlist(peer)]
+
+    def ledger(self, peer: str) -> dict[str, object] | None:
+        snapshot = self.bitswap.ledger(peer)
+        return None if snapshot is None else {"peer": peer, **asdict(snapshot)}
+
+
