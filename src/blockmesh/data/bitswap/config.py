@@ -49,10 +49,11 @@ class BitswapConfig:
     want_block_timeout: float = 5.0
     """boxo's dontHaveTimeout: a want-block unanswered this long (seconds) counts as a DONT_HAVE
     and the block is requested from another peer."""
-    session_live_wants: int = 64
-    """boxo's broadcastLiveWantsLimit: a session asks for at most this many blocks at once; the
-    rest wait in its queue (a prefetching caller may want thousands)."""
-    max_inflight_blocks_per_peer: int = 32
+    session_live_wants: int = 256
+    """A session asks for at most this many blocks at once; the rest wait in its queue (a
+    prefetching caller may want thousands). boxo's broadcast limit is 64; over py-libp2p each
+    round trip costs more, and 64 (with 32 per peer) halved throughput (docs/benchmarks.md)."""
+    max_inflight_blocks_per_peer: int = 128
     """Want-blocks outstanding to one peer per session (blockmesh); more go to other peers."""
     max_strikes: int = 3
     """Unwanted blocks (or broken streams) a peer may send before it is flagged (blockmesh)."""

@@ -141,7 +141,11 @@ class Exchange:
                 await state.ready.wait()
         reader = MessageReader(self.bitswap.config)
         while True:
-            data = await stream.read()
+            try:
+                data = await stream.read()
+            except NetError as exc:  # the peer reset or dropped the stream: nothing to serve
+                logger.debug("Bitswap stream from %s ended: %s", peer_id, exc)
+                return
             if not data:
                 return
             try:
