@@ -1,4 +1,9 @@
-"""Data-plane commands, with kubo's names and flags: init add cat get ls block dag pin repo."""
+"""Data-plane commands, with kubo's names and flags: init add cat get ls block dag pin repo.
+
+While a daemon runs on the repo, add, cat, get, ls, block get/stat and pin ls go through its API
+(cat and get then fetch from the network); the other commands refuse rather than open the repo
+under the daemon (see `remote.py`).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,27 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from blockmesh.cli.output import emit_json, json_option, progress_bar
+from blockmesh.cli.remote import open_local_repo, running_daemon
+from blockmesh.daemon import DaemonClient
+from blockmesh.daemon.imports import import_options
 from blockmesh.data.cid import CID, Codec, codec_from_name, hash_from_name
 from blockmesh.data.dag import dagcbor, exporter
 from blockmesh.data.dag.car import import_car, write_car
-from blockmesh.data.dag.chunker import parse_chunker
-from blockmesh.data.dag.importer import Added, ImportOptions, import_path
+from blockmesh.data.dag.importer import Added, import_path
 from blockmesh.data.dag.links import walk
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
 from blockmesh.errors import DecodeError, UnsupportedError
+
+stall_option = click.option(
+    "--stall-timeout", type=click.FloatRange(min=0.1, max=3600), default=None,
+    help="With a daemon: fail when no block arrives for this many seconds (default: the "
+         "daemon's --stall-timeout).")
 
 
 def _size_of(paths: tuple[str, ...]) -> int:
@@ -63,17 +76,23 @@ def add(paths: tuple[str, ...], recursive: bool, quieter: bool, quiet: bool, onl
         cid_version: int | None, raw_leaves: bool | None, chunker: str | None, trickle: bool,
         hash_name: str | None, hidden: bool, pin: bool, as_json: bool) -> None:
     """Add files or directories; print their CIDs (the same CIDs kubo's `ipfs add` gives)."""
+    client = None if only_hash else running_daemon()
+    if client is not None:
+        flags = {"cid_version": cid_version, "raw_leaves": raw_leaves, "chunker": chunker,
+                 "trickle": trickle, "hash": hash_name, "hidden": hidden}
+        import_options(None, **{k: v for k, v in flags.items() if k != "hash"},
+                       hash_name=hash_name)  # bad flags fail here, before the daemon sees them
+        for path in paths:
+            if not os.path.exists(path):
+                raise FileNotFoundError(2, "No such file or directory", path)
+        added = client.call("add", paths=[os.path.abspath(p) for p in paths],
+                            recursive=recursive, pin=pin, **flags)
+        _report_added(added, quiet, quieter, as_json)
+        return
     repo = None if only_hash else Repo.open()
-    defaults = repo.config.imports if repo else None
-    version = cid_version if cid_version is not None else (defaults.cid_version if defaults else 0)
-    opts = ImportOptions(
-        cid_version=version,
-        raw_leaves=raw_leaves,
-        chunk_size=parse_chunker(chunker or (defaults.chunker if defaults else "size-262144")),
-        trickle=trickle,
-        hash_code=hash_from_name(hash_name or (defaults.hash if defaults else "sha2-256")),
-        hidden=hidden,
-    )
+    opts = import_options(repo.config.imports if repo else None, cid_version=cid_version,
+                          raw_leaves=raw_leaves, chunker=chunker, trickle=trickle,
+                          hash_name=hash_name, hidden=hidden)
     results: list[Added] = []
     try:
         with progress_bar("adding", _size_of(paths), quiet or quieter or as_json) as progress:
@@ -92,22 +111,51 @@ def add(paths: tuple[str, ...], recursive: bool, quieter: bool, quiet: bool, onl
     finally:
         if repo is not None:
             repo.close()
+    _report_added([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results],
+                  quiet, quieter, as_json)
+
+
+def _report_added(results: list[dict[str, Any]], quiet: bool, quieter: bool,
+                  as_json: bool) -> None:
+    """Print `add`'s result rows (kubo's Name/Hash/Size), wherever the import ran."""
     if as_json:
-        emit_json([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results])
+        emit_json(results)
     elif quieter:
-        click.echo(str(results[-1].cid))
+        click.echo(results[-1]["Hash"])
     else:
         for item in results:
-            click.echo(str(item.cid) if quiet else f"added {item.cid} {item.path}")
+            click.echo(item["Hash"] if quiet else f"added {item['Hash']} {item['Name']}")
+
+
+def _fetch(client: DaemonClient, root: CID, stall_timeout: float | None, quiet: bool) -> None:
+    with progress_bar("fetching blocks", None, quiet) as progress:
+        seen = 0
+
+        def advance(total: int) -> None:
+            nonlocal seen
+            if progress is not None and total > seen:
+                progress(total - seen)
+            seen = max(seen, total)
+
+        client.fetch(str(root), stall_timeout, advance)
 
 
 @click.command()
 @click.argument("cid")
-def cat(cid: str) -> None:
-    """Write the file at CID to standard output."""
+@stall_option
+def cat(cid: str, stall_timeout: float | None) -> None:
+    """Write the file at CID to standard output (fetched from peers when a daemon runs)."""
+    root = CID.parse(cid)
+    out = sys.stdout.buffer
+    client = running_daemon()
+    if client is not None:
+        _fetch(client, root, stall_timeout, True)
+        for part in client.stream("cat", cid=str(root)):
+            out.write(part)
+        out.flush()
+        return
     with Repo.open() as repo:
-        out = sys.stdout.buffer
-        for part in exporter.read_file(repo.blocks.get, CID.parse(cid)):
+        for part in exporter.read_file(repo.blocks.get, root):
             out.write(part)
         out.flush()
 
@@ -116,14 +164,21 @@ def cat(cid: str) -> None:
 @click.argument("cid")
 @click.option("-o", "--output", type=click.Path(), default=None, help="Where to write.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def get(cid: str, output: str | None, quiet: bool) -> None:
-    """Write the file or directory at CID to disk (default: ./<CID>)."""
+@stall_option
+def get(cid: str, output: str | None, quiet: bool, stall_timeout: float | None) -> None:
+    """Write the file or directory at CID to disk (default: ./<CID>); fetched from peers when a
+    daemon runs, which then writes it."""
     root = CID.parse(cid)
     dest = Path(output or str(root))
     if dest.exists() and not dest.is_dir():
         raise UnsupportedError(f"{dest} already exists")
-    with Repo.open() as repo, progress_bar("saving", None, quiet) as progress:
-        exporter.write_tree(repo.blocks.get, root, dest, progress)
+    client = running_daemon()
+    if client is not None:
+        _fetch(client, root, stall_timeout, quiet)
+        client.call("get", cid=str(root), dest=str(dest.absolute()))
+    else:
+        with Repo.open() as repo, progress_bar("saving", None, quiet) as progress:
+            exporter.write_tree(repo.blocks.get, root, dest, progress)
     if not quiet:
         click.echo(f"Saving file(s) to {dest}", err=True)
 
@@ -133,14 +188,19 @@ def get(cid: str, output: str | None, quiet: bool) -> None:
 @json_option
 def ls(cid: str, as_json: bool) -> None:
     """List the links of a UnixFS directory."""
-    with Repo.open() as repo:
-        entries = exporter.list_directory(repo.blocks.get, CID.parse(cid))
+    root = CID.parse(cid)
+    client = running_daemon()
+    if client is not None:
+        listing = client.call("ls", cid=str(root))
+    else:
+        with Repo.open() as repo:
+            listing = [{"Name": e.name, "Hash": str(e.cid), "Size": e.size, "Type": e.type}
+                       for e in exporter.list_directory(repo.blocks.get, root)]
     if as_json:
-        emit_json([{"Name": e.name, "Hash": str(e.cid), "Size": e.size, "Type": e.type}
-                   for e in entries])
+        emit_json(listing)
         return
-    for e in entries:
-        click.echo(f"{e.cid} {e.size} {e.name}{'/' if e.type == 'directory' else ''}")
+    for e in listing:
+        click.echo(f"{e['Hash']} {e['Size']} {e['Name']}{'/' if e['Type'] == 'directory' else ''}")
 
 
 # -- block -----------------------------------------------------------------------------------
@@ -162,7 +222,7 @@ def block_put(file, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> No
     if codec == Codec.DAG_CBOR:
         dagcbor.decode(data)
     cid = CID.of(data, codec, 1, hash_from_name(mhtype))
-    with Repo.open() as repo, repo.gc_lock():
+    with open_local_repo("block put") as repo, repo.gc_lock():
         repo.blocks.put(cid, data)
         if pin:
             repo.pins.add(cid, "direct")
@@ -176,8 +236,13 @@ def block_put(file, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> No
 @click.argument("cid")
 def block_get(cid: str) -> None:
     """Write a block's raw bytes to stdout."""
-    with Repo.open() as repo:
-        data = repo.blocks.get(CID.parse(cid))
+    parsed = CID.parse(cid)
+    client = running_daemon()
+    if client is not None:
+        data = b"".join(client.stream("block/get", cid=str(parsed)))
+    else:
+        with Repo.open() as repo:
+            data = repo.blocks.get(parsed)
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
@@ -188,8 +253,12 @@ def block_get(cid: str) -> None:
 def block_stat(cid: str, as_json: bool) -> None:
     """Print a block's CID and size."""
     parsed = CID.parse(cid)
-    with Repo.open() as repo:
-        size = repo.blocks.size(parsed)
+    client = running_daemon()
+    if client is not None:
+        size = client.call("block/stat", cid=str(parsed))["Size"]
+    else:
+        with Repo.open() as repo:
+            size = repo.blocks.size(parsed)
     if as_json:
         emit_json({"Key": str(parsed), "Size": size})
     else:
@@ -200,7 +269,7 @@ def block_stat(cid: str, as_json: bool) -> None:
 @click.argument("cids", nargs=-1, required=True)
 def block_rm(cids: tuple[str, ...]) -> None:
     """Delete blocks (pinned ones are refused)."""
-    with Repo.open() as repo:
+    with open_local_repo("block rm") as repo:
         pinned = repo.live_set()
         for text in cids:
             cid = CID.parse(text)
@@ -233,7 +302,7 @@ def dag_put(file, input_codec: str, pin: bool) -> None:  # type: ignore[no-untyp
         dagcbor.decode(raw)
         data = raw
     cid = CID.of(data, Codec.DAG_CBOR)
-    with Repo.open() as repo, repo.gc_lock():
+    with open_local_repo("dag put") as repo, repo.gc_lock():
         repo.blocks.put(cid, data, verify=False)
         if pin:
             repo.pin(cid)
@@ -247,7 +316,7 @@ def dag_get(cid: str) -> None:
     parsed = CID.parse(cid)
     if parsed.codec != Codec.DAG_CBOR:
         raise UnsupportedError(f"{parsed} is {parsed.codec_name}; dag get reads dag-cbor")
-    with Repo.open() as repo:
+    with open_local_repo("dag get") as repo:
         value = dagcbor.decode(repo.blocks.get(parsed))
     click.echo(json.dumps(dagcbor.to_json(value), sort_keys=True))
 
@@ -257,7 +326,7 @@ def dag_get(cid: str) -> None:
 def dag_export(cid: str) -> None:
     """Write the DAG under CID to stdout as a CARv1."""
     root = CID.parse(cid)
-    with Repo.open() as repo:
+    with open_local_repo("dag export") as repo:
         out = sys.stdout.buffer
         write_car(out, [root], walk(repo.blocks.get, root))
         out.flush()
@@ -270,7 +339,7 @@ def dag_export(cid: str) -> None:
 def dag_import(files, pin_roots: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     """Import CAR files (v1 or v2), verifying every block; pin their roots."""
     report = []
-    with Repo.open() as repo, repo.gc_lock():
+    with open_local_repo("dag import") as repo, repo.gc_lock():
         for file in files:
             batch = BatchedPut(repo.blocks)
             roots, count = import_car(file, batch)
@@ -297,7 +366,7 @@ def pin() -> None:
 @click.argument("cids", nargs=-1, required=True)
 @click.option("--recursive/--direct", "-r", default=True)
 def pin_add(cids: tuple[str, ...], recursive: bool) -> None:
-    with Repo.open() as repo, repo.gc_lock():
+    with open_local_repo("pin add") as repo, repo.gc_lock():
         for text in cids:
             cid = CID.parse(text)
             repo.pin(cid, recursive)
@@ -307,7 +376,7 @@ def pin_add(cids: tuple[str, ...], recursive: bool) -> None:
 @pin.command("rm")
 @click.argument("cids", nargs=-1, required=True)
 def pin_rm(cids: tuple[str, ...]) -> None:
-    with Repo.open() as repo:
+    with open_local_repo("pin rm") as repo:
         for text in cids:
             cid = CID.parse(text)
             repo.pins.remove(cid)
@@ -318,13 +387,18 @@ def pin_rm(cids: tuple[str, ...]) -> None:
 @click.option("--type", "kind", type=click.Choice(["all", "recursive", "direct"]), default="all")
 @json_option
 def pin_ls(kind: str, as_json: bool) -> None:
-    with Repo.open() as repo:
-        pins = list(repo.pins.list(None if kind == "all" else kind))
+    client = running_daemon()
+    if client is not None:
+        keys = client.call("pin/ls", type=kind)["Keys"]
+    else:
+        with Repo.open() as repo:
+            keys = {str(cid): {"Type": k} for cid, k in repo.pins.list(
+                None if kind == "all" else kind)}
     if as_json:
-        emit_json({"Keys": {str(cid): {"Type": k} for cid, k in pins}})
+        emit_json({"Keys": keys})
         return
-    for cid, k in pins:
-        click.echo(f"{cid} {k}")
+    for cid, info in keys.items():
+        click.echo(f"{cid} {info['Type']}")
 
 
 # -- repo ------------------------------------------------------------------------------------
@@ -336,7 +410,7 @@ def repo() -> None:
 @repo.command("stat")
 @json_option
 def repo_stat(as_json: bool) -> None:
-    with Repo.open() as handle:
+    with open_local_repo("repo stat") as handle:
         stat = handle.blocks.stat()
         info = {"RepoPath": str(handle.path), "NumObjects": stat.blocks, "RepoSize": stat.bytes,
                 "Datastore": handle.config.datastore.engine}
@@ -351,7 +425,7 @@ def repo_stat(as_json: bool) -> None:
 @json_option
 def repo_verify(as_json: bool) -> None:
     """Re-hash every block; exit 1 if any does not match its CID."""
-    with Repo.open() as handle:
+    with open_local_repo("repo verify") as handle:
         result = handle.verify()
     if as_json:
         emit_json({"Checked": result.checked, "Corrupt": [str(c) for c in result.corrupt]})
@@ -367,7 +441,7 @@ def repo_verify(as_json: bool) -> None:
 @json_option
 def repo_gc(as_json: bool) -> None:
     """Remove every block that no pin reaches."""
-    with Repo.open() as handle:
+    with open_local_repo("repo gc") as handle:
         result = handle.gc()
     if as_json:
         emit_json({"Removed": [str(c) for c in result.removed]})

@@ -13,8 +13,10 @@ import click
 from blockmesh import __version__
 from blockmesh.cli.bench import bench
 from blockmesh.cli.cluster import cluster
+from blockmesh.cli.daemon import daemon
 from blockmesh.cli.data import add, block, cat, dag, get, init, ls, pin, repo
 from blockmesh.cli.demo import demo
+from blockmesh.cli.p2p import bitswap, id_, network, swarm
 from blockmesh.errors import BlockmeshError
 
 
@@ -27,7 +29,8 @@ def cli() -> None:
     """
 
 
-for command in (init, add, cat, get, ls, block, dag, pin, repo, cluster, bench, demo):
+for command in (init, add, cat, get, ls, block, dag, pin, repo, daemon, id_, swarm, bitswap,
+                network, cluster, bench, demo):
     cli.add_command(command)
 
 

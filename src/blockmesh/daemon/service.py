@@ -1,0 +1,73 @@
+"""`blockmesh daemon`: run a Node on the repo and serve the control API until a signal.
+
+The daemon holds `<repo>/daemon.lock` for its whole life, so a second daemon on the same repo
+fails at once instead of fighting over the identity and the API file. The API address is
+published only once both the node and the API listen, and withdrawn on the way out, whatever
+ends the daemon (SIGINT, SIGTERM or an error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import trio
+
+from blockmesh.daemon.apifile import (
+    LOCK_FILE,
+    ApiAddress,
+    DaemonRunning,
+    remove_api_file,
+    write_api_file,
+)
+from blockmesh.daemon.http import HttpServer
+from blockmesh.daemon.routes import Api
+from blockmesh.data.net import NetConfig
+from blockmesh.data.node import Node
+from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
+from blockmesh.data.store.repo import Repo
+
+logger = logging.getLogger(__name__)
+
+API_HOST = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def hold_daemon_lock(repo: Path) -> Iterator[None]:
+    with open(repo / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaemonRunning(f"another daemon already runs on the repo {repo}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int = 0,
+                     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+                     ready: Callable[[Node, ApiAddress], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published."""
+    node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
+    api = Api(node, default_stall_timeout=stall_timeout)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with node.run(), trio.open_nursery() as nursery:
+            probe = ApiAddress.fresh(API_HOST, 0)
+            server = HttpServer(api.handle, probe.token)
+            port = await nursery.start(server.serve, API_HOST, api_port)
+            address = ApiAddress(API_HOST, port, probe.token)
+            write_api_file(repo.path, address)
+            try:
+                if ready is not None:
+                    ready(node, address)
+                async for signum in signals:
+                    logger.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+            finally:
+                remove_api_file(repo.path, address)
+                nursery.cancel_scope.cancel()

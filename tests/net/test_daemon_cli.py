@@ -1,0 +1,226 @@
+"""`blockmesh daemon` and the P2P commands as a user runs them: two daemons with their own
+BLOCKMESH_PATH side by side on 127.0.0.1, driven by the real CLI in child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = [sys.executable, "-m", "blockmesh.cli"]
+START_TIMEOUT = 30
+STOP_TIMEOUT = 15
+CALL_TIMEOUT = 60
+
+
+def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
+    proc = subprocess.run([*BIN, *args], env=env, capture_output=True, timeout=CALL_TIMEOUT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed: {proc.stderr.decode()}")
+    return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
+    assert proc.returncode != 0
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error"), proc.stderr
+    return lines[0]
+
+
+def as_json(proc: subprocess.CompletedProcess[bytes]) -> dict:
+    return json.loads(proc.stdout)
+
+
+@dataclass
+class Daemon:
+    repo: Path
+    proc: subprocess.Popen[bytes]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(STOP_TIMEOUT)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+
+def start_daemon(repo: Path) -> Daemon:
+    if not (repo / "config.toml").exists():
+        run(repo, "init")
+    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
+    # Unbuffered, so that readline never pulls a later line out of the selector's sight.
+    proc = subprocess.Popen([*BIN, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    daemon = Daemon(repo, proc)
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            for _ in range(20):  # a handful of banner lines come before "ready"
+                if not selector.select(START_TIMEOUT):
+                    raise TimeoutError(f"daemon {proc.pid} not ready in {START_TIMEOUT} s")
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"daemon {proc.pid} exited with {proc.wait()}")
+                if line.strip() == b"Daemon is ready":
+                    return daemon
+        raise RuntimeError("daemon never said it was ready")
+    except BaseException:
+        daemon.stop(signal.SIGKILL)
+        raise
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Daemon]]:
+    base = tmp_path_factory.mktemp("daemons")
+    a = start_daemon(base / "a")
+    try:
+        b = start_daemon(base / "b")
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+
+
+def connect(a: Daemon, b: Daemon) -> dict:
+    ident = as_json(run(a.repo, "id", "--json"))
+    out = run(b.repo, "swarm", "connect", ident["Addresses"][0]).stdout.decode()
+    assert out.strip() == f"connect {ident['ID']} success"
+    return ident
+
+
+def test_id_swarm_and_network_info(pair):
+    a, b = pair
+    ident = connect(a, b)
+    assert ident["Online"] is True and ident["Addresses"]
+    assert all(addr.startswith("/ip4/127.0.0.1/tcp/") and addr.endswith(f"/p2p/{ident['ID']}")
+               for addr in ident["Addresses"])
+    assert "/ipfs/bitswap/1.2.0" in ident["Protocols"]
+    b_id = as_json(run(b.repo, "id", "--json"))["ID"]
+    assert b_id != ident["ID"]
+    assert any(line.endswith(f"/p2p/{ident['ID']}")
+               for line in run(b.repo, "swarm", "peers").stdout.decode().splitlines())
+    peers = as_json(run(a.repo, "swarm", "peers", "--json"))["Peers"]
+    assert [p["Peer"] for p in peers] == [b_id]
+    info = as_json(run(b.repo, "network", "info", "--json"))
+    assert info["local_peer_id"] == b_id
+    assert [p["id"] for p in info["connected_peers"]] == [ident["ID"]]
+
+
+def test_add_on_one_daemon_cat_and_get_on_the_other(pair, tmp_path):
+    a, b = pair
+    ident = connect(a, b)
+    before = as_json(run(b.repo, "bitswap", "stat", "--json"))
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"Hello from Alice!")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(700_000))
+    cid = run(a.repo, "add", "-Q", str(hello)).stdout.decode().strip()
+    assert run(b.repo, "cat", cid).stdout == b"Hello from Alice!"
+    big_cid = run(a.repo, "add", "-Q", "--cid-version", "1", str(big)).stdout.decode().strip()
+    run(b.repo, "get", big_cid, "-o", str(tmp_path / "back.bin"), "-q")
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+    after = as_json(run(b.repo, "bitswap", "stat", "--json"))
+    assert after["blocks_received"] >= before["blocks_received"] + 5
+    assert after["data_received"] > before["data_received"] + 700_000
+    assert after["connected_peers"] == 1 and after["wantlist_size"] == 0
+    ledger = as_json(run(a.repo, "bitswap", "ledger", "--json", after["peer_id"]))
+    assert ledger["blocks_sent"] >= after["blocks_received"] - before["blocks_received"]
+    assert json.loads(run(b.repo, "block", "stat", "--json", cid).stdout)["Size"] > 17
+    assert cid in as_json(run(a.repo, "pin", "ls", "--json"))["Keys"]
+    assert as_json(run(b.repo, "bitswap", "wantlist", "--json"))["Keys"] == []
+    assert ident["ID"] in run(b.repo, "swarm", "peers").stdout.decode()
+
+
+def test_bad_input_and_refused_commands_are_one_line(pair):
+    _, b = pair
+    absent = "bafkreie7ohywtosou76tasm7j63yigtzxe7d5zqus4zu3j6oltvgtibeom"
+    for args in (("swarm", "connect", "/ip4/1.2.3"),
+                 ("swarm", "connect", "/ip4/127.0.0.1/tcp/1"),  # no /p2p/ part
+                 ("cat", "not-a-cid"),
+                 ("bitswap", "ledger", "not-a-peer"),
+                 ("cat", "--stall-timeout", "1", absent),
+                 ("repo", "gc")):
+        line = one_line_error(run(b.repo, *args, check=False))
+        if args[0] == "repo":
+            assert "daemon is running" in line
+        if args[0] == "cat" and args[1] != "not-a-cid":
+            assert "no block" in line
+
+
+def test_api_rejects_bad_requests(pair):
+    a, _ = pair
+    api = json.loads((a.repo / "api").read_text())
+    assert (a.repo / "api").stat().st_mode & 0o077 == 0
+    _, _, host, _, port = api["address"].split("/")
+
+    def status(request: bytes) -> int:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request)
+            reply = sock.recv(4096)
+        return int(reply.split(b" ", 2)[1])
+
+    auth = f"Authorization: Bearer {api['token']}\r\n".encode()
+    assert status(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n") == 403
+    assert status(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\n" + auth
+                  + b"Content-Length: 0\r\n\r\n") == 200
+    assert status(b"POST /api/v0/nope HTTP/1.1\r\nHost: x\r\n" + auth
+                  + b"Content-Length: 0\r\n\r\n") == 404
+    assert status(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\n" + auth
+                  + b"Content-Length: 99999999\r\n\r\n") == 413
+    assert status(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\n" + auth
+                  + b"Content-Length: 3\r\n\r\n{x}") == 400
+    assert status(b"GARBAGE\r\n\r\n") == 400
+
+
+def test_sigterm_stale_api_file_and_no_daemon(tmp_path):
+    repo = tmp_path / "c"
+    daemon = start_daemon(repo)
+    try:
+        assert (repo / "api").exists()
+        second = subprocess.run([*BIN, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0"],
+                                env=dict(os.environ, BLOCKMESH_PATH=str(repo)),
+                                capture_output=True, timeout=CALL_TIMEOUT)
+        assert "another daemon" in one_line_error(second)
+        assert daemon.stop(signal.SIGTERM) == 0
+        assert not (repo / "api").exists()
+        daemon = start_daemon(repo)
+        daemon.stop(signal.SIGKILL)
+        assert (repo / "api").exists()  # left behind by SIGKILL, and seen to be stale
+    finally:
+        daemon.stop(signal.SIGKILL)
+    offline = as_json(run(repo, "id", "--json"))
+    assert offline["Online"] is False and offline["ID"].startswith("12D3KooW")
+    assert "needs a running daemon" in one_line_error(run(repo, "swarm", "peers", check=False))
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"local")
+    cid = run(repo, "add", "-Q", str(hello)).stdout.decode().strip()
+    assert run(repo, "cat", cid).stdout == b"local"  # no daemon: straight from the repo
+
+
+def test_cli_defaults_mirror_the_node_stack():
+    from blockmesh.cli import daemon as cli_daemon
+    from blockmesh.data.net import DEFAULT_LISTEN_ADDR
+    from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
+
+    assert cli_daemon.DEFAULT_LISTEN_ADDR == DEFAULT_LISTEN_ADDR
+    assert cli_daemon.DEFAULT_STALL_TIMEOUT == DEFAULT_STALL_TIMEOUT
