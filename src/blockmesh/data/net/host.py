@@ -47,8 +47,10 @@ queued connection events per subscriber.
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -176,6 +178,8 @@ class Host:
         if self._libp2p is not None:
             raise NetError("this host is already running")
         listen = [parse_multiaddr(a) for a in self.config.listen_addrs]
+        for addr in listen:
+            _check_port_free(addr)
         libp2p_host = self._build(listen)
         self._libp2p = libp2p_host
         listening = False
@@ -504,3 +508,21 @@ def _cause_text(exc: BaseException) -> str:
             parts.append(text)
         current = current.__cause__
     return ": ".join(parts)
+
+
+def _check_port_free(addr: multiaddr.Multiaddr) -> None:
+    """Refuse a fixed TCP port another process holds: py-libp2p logs a failed bind and still
+    reports the address as its own, so the node would claim to listen where it does not."""
+    protocols = {p.name: addr.value_for_protocol(p.code) for p in addr.protocols()}
+    port = int(protocols.get("tcp") or 0)
+    host = protocols.get("ip4") or protocols.get("ip6")
+    if not port or host is None:
+        return
+    family = socket.AF_INET6 if "ip6" in protocols else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise NetError(f"cannot listen on {addr}: the port is already in use") from None
+            raise NetError(f"cannot listen on {addr}: {exc.strerror}") from None
