@@ -524,5 +524,5 @@ def _check_port_free(addr: multiaddr.Multiaddr) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise NetError(f"cannot listen on {addr}: the port is already in use") from None
-            raise NetError(f"cannot listen on {addr}: {exc.strerror}") from None
+                raise NetError(f"could not listen on {addr}: the port is already in use") from None
+            raise NetError(f"could not listen on {addr}: {exc.strerror}") from None
