@@ -1,0 +1,110 @@
+"""The client side of PBFT, sans-I/O: sign requests, retransmit, accept f+1 matching replies.
+
+f+1 replies with the same result from distinct replicas include at least one honest replica,
+and an honest replica only answers with what the agreed log produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from blockmesh.control.consensus.messages import (
+    SignerLike,
+    VerifierLike,
+    envelope_signing_bytes,
+    reply_digest,
+    request_envelope,
+    sign_request,
+)
+from blockmesh.control.consensus.proofs import Committee, InvalidMessage, parse_payload
+from blockmesh.control.proto import pbft_pb2 as pb
+
+
+@dataclass
+class _Outstanding:
+    timestamp: int
+    envelope: pb.PBFTMessage
+    resend_at: float
+    votes: dict[str, bytes]
+
+
+class PBFTClient:
+    """One client identity with at most one request in flight (PBFT's client model).
+
+    Timestamps must grow across restarts of the client too: pass `first_timestamp` from a
+    durable counter or a clock in microseconds.
+    """
+
+    def __init__(
+        self,
+        signer: SignerLike,
+        nodes: Sequence[str],
+        replica_keys: VerifierLike,
+        retry_interval: float = 2.0,
+        first_timestamp: int = 1,
+    ) -> None:
+        self.client_id = signer.node_id
+        self.committee = Committee(tuple(nodes))
+        self._signer = signer
+        self._keys = replica_keys
+        self._retry = retry_interval
+        self._next_timestamp = first_timestamp
+        self._current: _Outstanding | None = None
+        self.drops: Counter[str] = Counter()
+
+    @property
+    def outstanding(self) -> bool:
+        return self._current is not None
+
+    def request(self, operation: bytes, now: float) -> pb.PBFTMessage:
+        """The signed REQUEST envelope to send to every replica."""
+        if self._current is not None:
+            raise RuntimeError("a PBFT client has one request in flight at a time")
+        req = sign_request(self._signer, self._next_timestamp, operation)
+        env = request_envelope(self._signer, req)
+        self._current = _Outstanding(self._next_timestamp, env, now + self._retry, {})
+        self._next_timestamp += 1
+        return env
+
+    def tick(self, now: float) -> pb.PBFTMessage | None:
+        """The request again when replies are overdue (replicas answer repeats from a cache)."""
+        cur = self._current
+        if cur is None or now < cur.resend_at:
+            return None
+        cur.resend_at = now + self._retry
+        return cur.envelope
+
+    def next_deadline(self) -> float | None:
+        return None if self._current is None else self._current.resend_at
+
+    def on_reply(self, msg: pb.PBFTMessage) -> bytes | None:
+        """The accepted result once f+1 replicas agree on it, else None."""
+        try:
+            return self._on_reply(msg)
+        except InvalidMessage as exc:
+            self.drops[exc.reason] += 1
+            return None
+
+    def _on_reply(self, msg: pb.PBFTMessage) -> bytes | None:
+        cur = self._current
+        if msg.type != pb.REPLY or msg.node_id not in self.committee.nodes:
+            raise InvalidMessage("unknown_sender")
+        if cur is None:
+            raise InvalidMessage("late")
+        if msg.node_id in cur.votes:
+            raise InvalidMessage("duplicate")
+        body = parse_payload(pb.Reply, msg.payload)
+        if body.client_id != self.client_id or body.timestamp != cur.timestamp:
+            raise InvalidMessage("late")
+        digest = reply_digest(body.client_id, body.timestamp, body.result)
+        if msg.digest != digest:
+            raise InvalidMessage("malformed")
+        if not self._keys.verify(msg.node_id, msg.signature, envelope_signing_bytes(msg)):
+            raise InvalidMessage("bad_signature")
+        cur.votes[msg.node_id] = digest
+        if sum(1 for d in cur.votes.values() if d == digest) > self.committee.f:
+            self._current = None
+            return body.result
+        return None

@@ -1,0 +1,1110 @@
+"""The PBFT replica as a sans-I/O state machine (Castro & Liskov, with signatures throughout).
+
+Inputs are start / receive / submit / tick / on_state_fetched, each given the current time;
+each returns an `Output` the runtime carries out (persist, then send). The engine never reads
+a clock, sleeps or touches a socket or a file, so a simulation can drive thousands of runs.
+
+Two choices worth knowing when reading the code:
+- A sequence is executed once its batch is known and 2f+1 COMMITs for it arrived in any one
+  view. That many commits mean at least f+1 honest replicas prepared it, which is PBFT's own
+  `committed` predicate, so a replica that fell behind (or moved on to a higher view alone) can
+  still catch up from retransmitted commits without voting.
+- Every sequence yields a block (an empty one for a null request), so block height == sequence
+  and a checkpoint names a block.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from blockmesh.control.consensus.app import Application
+from blockmesh.control.consensus.blocks import ChainError, make_block, verify_chain
+from blockmesh.control.consensus.log import (
+    MAX_COMMIT_VIEWS,
+    MAX_COMMITS_PER_VIEW,
+    MAX_FOREIGN_BATCHES,
+    Batch,
+    ClientKey,
+    Slot,
+)
+from blockmesh.control.consensus.messages import (
+    ZERO_HASH,
+    SignatureChecker,
+    SignerLike,
+    VerifierLike,
+    reply_digest,
+    sha256,
+    sign_envelope,
+)
+from blockmesh.control.consensus.outputs import (
+    ClientReply,
+    FetchState,
+    Metric,
+    Output,
+    SaveBlock,
+    SaveCheckpoint,
+    SaveMessage,
+    SavePrepared,
+    SaveView,
+    Send,
+)
+from blockmesh.control.consensus.params import PBFTParams
+from blockmesh.control.consensus.proofs import (
+    DIGEST_SIZE,
+    Committee,
+    InvalidMessage,
+    NewViewPlan,
+    ParsedViewChange,
+    check_certificate,
+    make_certificate,
+    parse_payload,
+    parse_view_change,
+    plan_new_view,
+)
+from blockmesh.control.consensus.store import RecoveredState
+from blockmesh.control.proto import pbft_pb2 as pb
+
+#: VIEW_CHANGEs kept per sender (its newest views); honest replicas rarely need more than two.
+MAX_VIEW_CHANGES = 4
+#: Room for the client id, timestamp and signature around an operation in a REQUEST payload.
+REQUEST_OVERHEAD = 128
+
+
+@dataclass
+class _Pending:
+    request: pb.Request
+    arrival: float
+
+
+@dataclass
+class _ClientRecord:
+    """The last executed request of a client, to answer its retransmissions without re-running."""
+
+    timestamp: int
+    result: bytes
+    sequence: int
+    reply: pb.PBFTMessage | None = None
+
+
+class PBFTReplica:
+    """One PBFT replica. Not thread-safe: the runtime calls it from one task."""
+
+    def __init__(
+        self,
+        signer: SignerLike,
+        nodes: Sequence[str],
+        replica_keys: VerifierLike,
+        client_keys: VerifierLike,
+        app: Application,
+        params: PBFTParams | None = None,
+        recovered: RecoveredState | None = None,
+    ) -> None:
+        self.node_id = signer.node_id
+        self.committee = Committee(tuple(nodes))
+        if self.node_id not in self.committee.nodes:
+            raise ValueError(f"{self.node_id} is not one of the replicas {list(nodes)}")
+        self.params = params or PBFTParams()
+        self._signer = signer
+        self._checker = SignatureChecker(replica_keys, client_keys, self.params.verified_cache_size)
+        self._app = app
+        self.drops: Counter[str] = Counter()
+
+        self.view = 0
+        self.view_changing = False
+        self._vc_attempts = 0
+        self._log: dict[int, Slot] = {}
+        self._last_executed = 0
+        self._head_hash = ZERO_HASH
+        self._stable: pb.CheckpointCertificate | None = None
+        self._low = 0
+        self._own_checkpoints: dict[int, pb.PBFTMessage] = {}
+        self._checkpoint_votes: dict[int, dict[str, pb.PBFTMessage]] = {}
+        self._far_checkpoints: dict[str, pb.PBFTMessage] = {}
+
+        self._pending: dict[ClientKey, _Pending] = {}
+        self._queue: dict[ClientKey, None] = {}
+        self._client_pending: dict[str, set[int]] = {}
+        self._clients: dict[str, _ClientRecord] = {}
+        self._next_seq = 1
+        self._max_accepted = 0
+
+        #: sender -> view -> its VIEW_CHANGE (a few newest views each, see MAX_VIEW_CHANGES)
+        self._view_changes: dict[str, dict[int, ParsedViewChange]] = {}
+        #: Own VIEW_CHANGEs since the last installed view, all retransmitted: a replica that
+        #: gave up on view v still lets v form if the others only lack its vote for v.
+        self._own_view_changes: dict[int, pb.PBFTMessage] = {}
+        self._new_view_msg: pb.PBFTMessage | None = None
+        self._new_view_resent: dict[str, float] = {}
+
+        self._request_deadline: float | None = None
+        self._new_view_deadline: float | None = None
+        self._fetch_deadline: float | None = None
+        self._behind_since: float | None = None
+        self._behind_unknown = False
+        self._transfer_cert: pb.CheckpointCertificate | None = None
+        self._retransmit_every = self.params.retransmit_interval
+        self._retransmit_at = 0.0
+
+        if recovered is not None:
+            self._recover(recovered)
+
+    # ----------------------------------------------------------------- read-only state
+
+    @property
+    def n(self) -> int:
+        return self.committee.n
+
+    @property
+    def f(self) -> int:
+        return self.committee.f
+
+    @property
+    def primary(self) -> str:
+        return self.committee.primary(self.view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.node_id
+
+    @property
+    def height(self) -> int:
+        return self._last_executed
+
+    @property
+    def head_hash(self) -> bytes:
+        return self._head_hash
+
+    @property
+    def stable_checkpoint(self) -> pb.CheckpointCertificate | None:
+        return self._stable
+
+    @property
+    def low_watermark(self) -> int:
+        return self._low
+
+    @property
+    def high_watermark(self) -> int:
+        return self._low + self.params.log_window
+
+    @property
+    def pending_requests(self) -> int:
+        return len(self._pending)
+
+    def log_sequences(self) -> list[int]:
+        return sorted(self._log)
+
+    def status(self) -> pb.GetStatusResponse:
+        """What GetStatus reports; the runtime adds the connected peers."""
+        return pb.GetStatusResponse(
+            node_id=self.node_id,
+            view=self.view,
+            primary=self.primary,
+            height=self._last_executed,
+            head_hash=self._head_hash,
+            stable_checkpoint=self._low,
+            view_changing=self.view_changing,
+        )
+
+    def next_deadline(self) -> float:
+        """The earliest time tick() has work to do (also returned as Output.wake_at)."""
+        times = [self._retransmit_at]
+        for t in (self._request_deadline, self._new_view_deadline, self._fetch_deadline):
+            if t is not None:
+                times.append(t)
+        if self._behind_since is not None and self._fetch_deadline is None:
+            times.append(self._behind_since + self.params.state_transfer_delay)
+        if (self._queue and self.is_primary and not self.view_changing
+                and self._next_seq <= self.high_watermark
+                and self._next_seq - self._last_executed <= self.params.max_inflight_batches):
+            first = self._pending[next(iter(self._queue))].arrival
+            times.append(first + self.params.max_batch_delay)
+        return min(times)
+
+    # ----------------------------------------------------------------- inputs
+
+    def start(self, now: float) -> Output:
+        """Announce what this replica already voted (after a restart) and arm its timers."""
+        out = Output()
+        self._retransmit(out, now)
+        return self._finish(out, now)
+
+    def receive(self, msg: pb.PBFTMessage, now: float) -> Output:
+        out = Output()
+        try:
+            self._dispatch(msg, out, now)
+        except InvalidMessage as exc:
+            self._drop(out, exc.reason)
+        return self._finish(out, now)
+
+    def submit(self, msg: pb.PBFTMessage, now: float) -> Output:
+        """A client's signed REQUEST envelope (e.g. from the SubmitRequest RPC)."""
+        out = Output()
+        try:
+            if msg.type != pb.REQUEST:
+                raise InvalidMessage("unknown_type")
+            self._on_request(msg, out, now)
+        except InvalidMessage as exc:
+            self._drop(out, exc.reason)
+        return self._finish(out, now)
+
+    def tick(self, now: float) -> Output:
+        out = Output()
+        if self.view_changing:
+            if self._new_view_deadline is not None and now >= self._new_view_deadline:
+                self._start_view_change(self.view + 1, out, now)
+        elif self._request_deadline is not None and now >= self._request_deadline:
+            self._start_view_change(self.view + 1, out, now)
+        if self._fetch_deadline is not None and now >= self._fetch_deadline:
+            self._fetch_deadline = None
+        self._maybe_fetch(out, now)
+        self._propose(out, now)
+        if now >= self._retransmit_at:
+            self._retransmit(out, now)
+        return self._finish(out, now)
+
+    def on_state_fetched(
+        self,
+        blocks: Sequence[pb.Block],
+        certificates: Iterable[pb.CheckpointCertificate],
+        now: float,
+    ) -> Output:
+        """Blocks (in height order) and checkpoint certificates fetched for a FetchState.
+
+        Only blocks up to a checkpoint whose 2f+1 signatures verify and whose digest is the hash
+        of the fetched block at that height are adopted: the hash chain vouches for the rest.
+        """
+        out = Output()
+        self._fetch_deadline = None
+        certs: list[pb.CheckpointCertificate] = []
+        if self._transfer_cert is not None:
+            certs.append(self._transfer_cert)
+        for cert in certificates:
+            try:
+                check_certificate(cert, self.committee, self._checker,
+                                  self.params.checkpoint_interval)
+            except InvalidMessage:
+                self._drop(out, "invalid_proof")
+                continue
+            certs.append(cert)
+        fresh = [b for b in blocks if b.height > self._last_executed]
+        try:
+            verify_chain(fresh, self._last_executed, self._head_hash)
+        except ChainError:
+            self._drop(out, "bad_state")
+            self._maybe_fetch(out, now)
+            return self._finish(out, now)
+        by_height = {b.height: b for b in fresh}
+        usable = [c for c in certs
+                  if c.sequence in by_height and by_height[c.sequence].hash == c.state_digest]
+        if not usable:
+            self._drop(out, "unverified_state")
+            self._fetch_deadline = now + self.params.state_fetch_timeout
+            return self._finish(out, now)
+        best = max(usable, key=lambda c: c.sequence)
+        for block in fresh:
+            if block.height > best.sequence:
+                break
+            self._replay_block(block)
+            self._record_block(block, out, now, announce=False)
+        out.metrics.append(Metric("state_transfer", best.sequence))
+        self._stabilize(best, out, now)
+        self._behind_unknown = len(self._far_checkpoints) > self.f
+        self._execute_ready(out, now)
+        self._propose(out, now)
+        self._maybe_fetch(out, now)
+        return self._finish(out, now)
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _dispatch(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        kind = msg.type
+        if kind == pb.REQUEST:
+            self._on_request(msg, out, now)
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise InvalidMessage("unknown_type")
+        if not self._checker.knows_replica(msg.node_id):
+            raise InvalidMessage("unknown_sender")
+        if msg.node_id == self.node_id:
+            raise InvalidMessage("duplicate")
+        if len(msg.payload) > self.params.max_payload_size:
+            raise InvalidMessage("too_large")
+        handler(self, msg, out, now)
+
+    def _drop(self, out: Output, reason: str) -> None:
+        self.drops[reason] += 1
+        out.metrics.append(Metric("drop", 1, reason))
+
+    def _finish(self, out: Output, now: float) -> Output:
+        if self.view_changing:
+            self._request_deadline = None
+        elif self._pending or self._max_accepted > self._last_executed:
+            if self._request_deadline is None:
+                self._request_deadline = now + self._timeout()
+        else:
+            self._request_deadline = None
+        out.wake_at = self.next_deadline()
+        return out
+
+    def _timeout(self) -> float:
+        p = self.params
+        return min(p.view_change_timeout * 2 ** min(self._vc_attempts, 32),
+                   p.max_view_change_timeout)
+
+    def _verify(self, msg: pb.PBFTMessage) -> None:
+        if not self._checker.envelope(msg):
+            raise InvalidMessage("bad_signature")
+
+    def _slot(self, seq: int) -> Slot:
+        slot = self._log.get(seq)
+        if slot is None:
+            slot = self._log[seq] = Slot()
+        return slot
+
+    def _sign(self, kind: int, view: int, seq: int, digest: bytes = b"",
+              payload: bytes = b"") -> pb.PBFTMessage:
+        return sign_envelope(self._signer, kind, view, seq, digest, payload)
+
+    # ----------------------------------------------------------------- client requests
+
+    def _on_request(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        p = self.params
+        client = msg.node_id
+        if not self._checker.knows_client(client):
+            raise InvalidMessage("unknown_sender")
+        if len(msg.payload) > p.max_operation_size + p.max_client_id_size + REQUEST_OVERHEAD:
+            raise InvalidMessage("too_large")
+        req = parse_payload(pb.Request, msg.payload)
+        if req.client_id != client or msg.digest != sha256(msg.payload):
+            raise InvalidMessage("malformed")
+        key = (client, req.timestamp)
+        record = self._clients.get(client)
+        if record is not None and req.timestamp <= record.timestamp:
+            if req.timestamp < record.timestamp:
+                raise InvalidMessage("stale_request")
+            self._check_request(req)
+            if record.reply is None:
+                record.reply = self._sign_reply(client, record.timestamp, record.result,
+                                                record.sequence)
+            out.replies.append(ClientReply(client, record.reply))
+            out.metrics.append(Metric("request_duplicate"))
+            return
+        if key in self._pending:
+            raise InvalidMessage("duplicate")
+        # The client signature covers every field of the envelope that matters (the envelope
+        # digest is checked against the payload above), so it is the one verified: checking
+        # the envelope signature too would verify the same statement twice per request.
+        self._check_request(req)
+        mine = self._client_pending.setdefault(client, set())
+        if len(mine) >= p.max_pending_per_client:
+            raise InvalidMessage("client_limit")
+        if len(self._pending) >= p.max_pending_total:
+            raise InvalidMessage("overload")
+        mine.add(req.timestamp)
+        self._pending[key] = _Pending(req, now)
+        self._queue[key] = None
+        self._propose(out, now)
+
+    def _check_request(self, req: pb.Request) -> None:
+        p = self.params
+        if not self._checker.knows_client(req.client_id):
+            raise InvalidMessage("unknown_client")
+        if len(req.client_id) > p.max_client_id_size or len(req.operation) > p.max_operation_size:
+            raise InvalidMessage("too_large")
+        if not self._checker.request(req):
+            raise InvalidMessage("bad_client_signature")
+
+    def _forget_pending(self, client: str, timestamp: int) -> None:
+        mine = self._client_pending.get(client)
+        if not mine:
+            return
+        for ts in [t for t in mine if t <= timestamp]:
+            mine.discard(ts)
+            self._pending.pop((client, ts), None)
+            self._queue.pop((client, ts), None)
+        if not mine:
+            del self._client_pending[client]
+
+    def _sign_reply(self, client: str, timestamp: int, result: bytes, seq: int) -> pb.PBFTMessage:
+        body = pb.Reply(client_id=client, timestamp=timestamp, result=result, view=self.view)
+        return self._sign(pb.REPLY, self.view, seq, reply_digest(client, timestamp, result),
+                          body.SerializeToString(deterministic=True))
+
+    def _parse_batch(self, payload: bytes, digest: bytes) -> Batch:
+        if sha256(payload) != digest:
+            raise InvalidMessage("malformed", "batch digest mismatch")
+        body = parse_payload(pb.PrePrepare, payload)
+        if len(body.requests) > self.params.max_batch_size:
+            raise InvalidMessage("too_large")
+        keys: list[ClientKey] = []
+        size = 0
+        for req in body.requests:
+            self._check_request(req)
+            keys.append((req.client_id, req.timestamp))
+            size += len(req.operation)
+        if size > self.params.max_batch_bytes or len(set(keys)) != len(keys):
+            raise InvalidMessage("malformed", "batch too large or with a repeated request")
+        return Batch(digest, body.view, list(body.requests), keys)
+
+    # ----------------------------------------------------------------- normal case
+
+    def _propose(self, out: Output, now: float) -> None:
+        """Primary only: cut batches from the queue while the window has room."""
+        if self.view_changing or not self.is_primary:
+            return
+        p = self.params
+        while (self._queue and self._next_seq <= self.high_watermark
+               and self._next_seq - self._last_executed <= p.max_inflight_batches):
+            if p.max_batch_delay > 0 and len(self._queue) < p.max_batch_size:
+                first = self._pending[next(iter(self._queue))].arrival
+                if now - first < p.max_batch_delay:
+                    return
+            keys: list[ClientKey] = []
+            size = 0
+            for key in self._queue:
+                op_len = len(self._pending[key].request.operation)
+                if keys and (len(keys) >= p.max_batch_size or size + op_len > p.max_batch_bytes):
+                    break
+                keys.append(key)
+                size += op_len
+            requests = [self._pending[k].request for k in keys]
+            payload = pb.PrePrepare(requests=requests, view=self.view).SerializeToString(
+                deterministic=True)
+            digest = sha256(payload)
+            seq = self._next_seq
+            self._next_seq += 1
+            msg = self._sign(pb.PRE_PREPARE, self.view, seq, digest, payload)
+            slot = self._slot(seq)
+            batch = Batch(digest, self.view, requests, keys)
+            slot.batches[digest] = batch
+            slot.pre_prepares[digest] = msg
+            out.send.append(Send(msg))
+            out.metrics.append(Metric("batch_size", len(keys)))
+            self._accept_pre_prepare(seq, slot, msg, batch, out)
+            self._check_slot(seq, slot, out, now)
+
+    def _accept_pre_prepare(self, seq: int, slot: Slot, msg: pb.PBFTMessage, batch: Batch,
+                            out: Output) -> None:
+        """Vote for `msg` in its view: persist it (and our PREPARE) before anything is sent."""
+        view = msg.view
+        slot.accepted[view] = msg
+        for key in batch.keys:
+            self._queue.pop(key, None)
+        self._max_accepted = max(self._max_accepted, seq)
+        out.persist.append(SaveMessage(msg))
+        if self.committee.primary(view) == self.node_id:
+            return
+        prepare = self._sign(pb.PREPARE, view, seq, msg.digest)
+        out.persist.append(SaveMessage(prepare))
+        out.send.append(Send(prepare))
+        slot.sent[(pb.PREPARE, view)] = prepare
+        slot.add_prepare(view, self.node_id, prepare)
+
+    def _on_pre_prepare(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        view, seq, digest = msg.view, msg.sequence, msg.digest
+        if msg.node_id != self.committee.primary(view):
+            raise InvalidMessage("wrong_sender")
+        if not self._low < seq <= self.high_watermark:
+            raise InvalidMessage("outside_watermarks")
+        voting = view == self.view and not self.view_changing
+        slot = self._log.get(seq)
+        if seq <= self._last_executed and (not voting or slot is None or view in slot.accepted):
+            raise InvalidMessage("late")
+        conflicting = False
+        if slot is not None:
+            if voting and view in slot.accepted:
+                if slot.accepted[view].digest == digest:
+                    raise InvalidMessage("duplicate")
+                # An equivocating primary: never vote twice, but keep the batch, which may be
+                # the one the others committed (we learn that from their COMMITs).
+                voting = conflicting = True
+            if digest in slot.batches:
+                raise InvalidMessage("duplicate")
+            if not voting and len(slot.batches) >= MAX_FOREIGN_BATCHES:
+                raise InvalidMessage("spam")
+        self._verify(msg)
+        batch = self._parse_batch(msg.payload, digest)
+        if voting and batch.view != view:
+            raise InvalidMessage("malformed", "fresh batch names another view")
+        slot = self._slot(seq)
+        slot.batches.setdefault(digest, batch)
+        slot.pre_prepares.setdefault(digest, msg)
+        if voting and not conflicting:
+            self._accept_pre_prepare(seq, slot, msg, batch, out)
+        self._check_slot(seq, slot, out, now)
+        if conflicting:
+            raise InvalidMessage("conflicting")
+
+    def _on_prepare(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        view, seq, sender = msg.view, msg.sequence, msg.node_id
+        if view != self.view:
+            raise InvalidMessage("wrong_view")
+        if sender == self.committee.primary(view):
+            raise InvalidMessage("wrong_sender")
+        if not self._low < seq <= self.high_watermark:
+            raise InvalidMessage("outside_watermarks")
+        if len(msg.digest) != DIGEST_SIZE or msg.payload:
+            raise InvalidMessage("malformed")
+        slot = self._log.get(seq)
+        if seq <= self._last_executed and (slot is None or slot.prepared_view >= view):
+            raise InvalidMessage("late")
+        if slot is not None:
+            known = slot.prepare_votes.get((view, sender))
+            if known is not None:
+                if known == msg.digest:
+                    raise InvalidMessage("duplicate")
+                self._verify(msg)
+                raise InvalidMessage("conflicting")
+        self._verify(msg)
+        slot = self._slot(seq)
+        slot.add_prepare(view, sender, msg)
+        self._check_slot(seq, slot, out, now)
+
+    def _on_commit(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        view, seq, sender = msg.view, msg.sequence, msg.node_id
+        if not self._low < seq <= self.high_watermark:
+            raise InvalidMessage("outside_watermarks")
+        if seq <= self._last_executed:
+            raise InvalidMessage("late")
+        if len(msg.digest) != DIGEST_SIZE or msg.payload:
+            raise InvalidMessage("malformed")
+        slot = self._log.get(seq)
+        if slot is not None:
+            known = slot.commit_votes.get((view, sender), [])
+            if msg.digest in known:
+                raise InvalidMessage("duplicate")
+            if not slot.make_room_for_digest(view, sender, msg.digest, MAX_COMMITS_PER_VIEW):
+                self._verify(msg)
+                raise InvalidMessage("conflicting")
+        self._verify(msg)
+        slot = self._slot(seq)
+        if not slot.make_room_for_commit(view, sender, MAX_COMMIT_VIEWS):
+            raise InvalidMessage("spam")
+        if (view, sender) in slot.commit_votes:
+            out.metrics.append(Metric("equivocation", 1, sender))
+        slot.add_commit(view, sender, msg)
+        self._check_slot(seq, slot, out, now)
+
+    def _check_slot(self, seq: int, slot: Slot, out: Output, now: float) -> None:
+        view = self.view
+        if not self.view_changing and slot.prepared_view < view and view in slot.accepted:
+            pre_prepare = slot.accepted[view]
+            votes = slot.prepares.get((view, pre_prepare.digest), {})
+            if len(votes) >= 2 * self.f:
+                self._on_prepared(seq, slot, pre_prepare, votes, out)
+        if slot.committed is None:
+            for (_, digest), senders in slot.commits.items():
+                if len(senders) >= self.committee.quorum and digest in slot.batches:
+                    slot.committed = digest
+                    break
+        if slot.committed is not None and seq == self._last_executed + 1:
+            self._execute_ready(out, now)
+
+    def _commit_proof(self, slot: Slot) -> list[pb.PBFTMessage]:
+        """The 2f+1 matching COMMITs that made the slot committed: relayed, they let a replica
+        that lost some of them (or was lied to by an equivocator) commit too."""
+        for (_, digest), senders in slot.commits.items():
+            if digest == slot.committed and len(senders) >= self.committee.quorum:
+                return list(senders.values())
+        return []
+
+    def _on_prepared(self, seq: int, slot: Slot, pre_prepare: pb.PBFTMessage,
+                     votes: dict[str, pb.PBFTMessage], out: Output) -> None:
+        view = pre_prepare.view
+        senders = self.committee.ordered(votes)[: 2 * self.f]
+        cert = pb.PreparedCertificate(pre_prepare=pre_prepare,
+                                      prepares=[votes[s] for s in senders])
+        slot.prepared_view = view
+        slot.prepared_cert = cert
+        commit = self._sign(pb.COMMIT, view, seq, pre_prepare.digest)
+        out.persist.append(SavePrepared(seq, cert))
+        out.persist.append(SaveMessage(commit))
+        out.send.append(Send(commit))
+        slot.sent[(pb.COMMIT, view)] = commit
+        slot.add_commit(view, self.node_id, commit)
+
+    # ----------------------------------------------------------------- execution
+
+    def _execute_ready(self, out: Output, now: float) -> None:
+        progressed = False
+        while True:
+            slot = self._log.get(self._last_executed + 1)
+            if slot is None or slot.committed is None:
+                break
+            self._execute(self._last_executed + 1, slot.batches[slot.committed], out, now)
+            progressed = True
+        if progressed:
+            self._request_deadline = None
+            if not self.view_changing:
+                self._vc_attempts = 0
+            self._note_progress(now)
+            self._propose(out, now)
+
+    def _execute(self, seq: int, batch: Batch, out: Output, now: float) -> None:
+        results = []
+        for req, (client, ts) in zip(batch.requests, batch.keys, strict=True):
+            record = self._clients.get(client)
+            if record is not None and ts <= record.timestamp:
+                results.append(b"")
+                continue
+            result = self._app.execute(req.operation)
+            reply = self._sign_reply(client, ts, result, seq)
+            out.replies.append(ClientReply(client, reply))
+            self._clients[client] = _ClientRecord(ts, result, seq, reply)
+            self._forget_pending(client, ts)
+            results.append(result)
+        block = make_block(seq, self._head_hash, batch.view, batch.requests, results)
+        self._record_block(block, out, now, announce=True)
+
+    def _replay_block(self, block: pb.Block) -> None:
+        """Re-execute a certified block; its recorded results are what clients were told."""
+        for req, result in zip(block.requests, block.results, strict=True):
+            client, ts = req.client_id, req.timestamp
+            record = self._clients.get(client)
+            if record is not None and ts <= record.timestamp:
+                continue
+            self._app.execute(req.operation)
+            self._clients[client] = _ClientRecord(ts, result, block.height)
+            self._forget_pending(client, ts)
+
+    def _record_block(self, block: pb.Block, out: Output, now: float, announce: bool) -> None:
+        self._head_hash = block.hash
+        self._last_executed = block.height
+        out.persist.append(SaveBlock(block))
+        out.committed.append(block)
+        out.metrics.append(Metric("committed_height", block.height))
+        if announce and block.height % self.params.checkpoint_interval == 0:
+            msg = self._sign(pb.CHECKPOINT, self.view, block.height, block.hash,
+                             pb.Checkpoint(height=block.height, state_digest=block.hash)
+                             .SerializeToString(deterministic=True))
+            self._own_checkpoints[block.height] = msg
+            out.send.append(Send(msg))
+            self._checkpoint_votes.setdefault(block.height, {})[self.node_id] = msg
+            self._check_checkpoint(block.height, out, now)
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def _on_checkpoint(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        seq, sender = msg.sequence, msg.node_id
+        if seq == 0 or seq % self.params.checkpoint_interval or len(msg.digest) != DIGEST_SIZE:
+            raise InvalidMessage("malformed")
+        if seq <= self._low:
+            raise InvalidMessage("outside_watermarks")
+        body = parse_payload(pb.Checkpoint, msg.payload)
+        if body.height != seq or body.state_digest != msg.digest:
+            raise InvalidMessage("malformed")
+        if seq <= self.high_watermark:
+            votes = self._checkpoint_votes.get(seq, {})
+            known = votes.get(sender)
+            if known is not None:
+                raise InvalidMessage("duplicate" if known.digest == msg.digest else "conflicting")
+            self._verify(msg)
+            self._checkpoint_votes.setdefault(seq, {})[sender] = msg
+            self._check_checkpoint(seq, out, now)
+            self._propose(out, now)
+            return
+        known = self._far_checkpoints.get(sender)
+        if known is not None and known.sequence >= seq:
+            raise InvalidMessage("duplicate")
+        self._verify(msg)
+        self._far_checkpoints[sender] = msg
+        self._check_far_checkpoints(out, now)
+
+    def _check_checkpoint(self, seq: int, out: Output, now: float) -> None:
+        votes = self._checkpoint_votes.get(seq, {})
+        by_digest: dict[bytes, dict[str, pb.PBFTMessage]] = {}
+        for sender, msg in votes.items():
+            by_digest.setdefault(msg.digest, {})[sender] = msg
+        for digest, group in by_digest.items():
+            if len(group) < self.committee.quorum:
+                continue
+            cert = make_certificate(seq, digest, group, self.committee)
+            if seq > self._last_executed:
+                self._learn_ahead(cert, out, now)
+                return
+            own = self._own_checkpoints.get(seq)
+            if own is not None and own.digest == digest:
+                self._stabilize(cert, out, now)
+            else:
+                out.metrics.append(Metric("checkpoint_mismatch", seq))
+            return
+
+    def _check_far_checkpoints(self, out: Output, now: float) -> None:
+        groups: dict[tuple[int, bytes], dict[str, pb.PBFTMessage]] = {}
+        for sender, msg in self._far_checkpoints.items():
+            groups.setdefault((msg.sequence, msg.digest), {})[sender] = msg
+        for (seq, digest), group in sorted(groups.items(), reverse=True):
+            if len(group) >= self.committee.quorum:
+                self._learn_ahead(make_certificate(seq, digest, group, self.committee), out, now)
+                return
+        if len(self._far_checkpoints) > self.f:
+            self._behind_unknown = True
+            if self._behind_since is None:
+                self._behind_since = now
+            self._maybe_fetch(out, now)
+
+    def _stabilize(self, cert: pb.CheckpointCertificate, out: Output, now: float) -> None:
+        """Adopt a stable checkpoint: the only place the watermarks move."""
+        seq = cert.sequence
+        if seq <= self._low:
+            return
+        self._stable = cert
+        self._low = seq
+        out.persist.append(SaveCheckpoint(cert))
+        out.metrics.append(Metric("checkpoint_stable", seq))
+        self._log = {s: slot for s, slot in self._log.items() if s > seq}
+        self._checkpoint_votes = {s: v for s, v in self._checkpoint_votes.items() if s > seq}
+        self._own_checkpoints = {s: m for s, m in self._own_checkpoints.items() if s >= seq}
+        if self._transfer_cert is not None and self._transfer_cert.sequence <= seq:
+            self._transfer_cert = None
+        if self._transfer_cert is None and not self._behind_unknown:
+            self._behind_since = None
+        self._next_seq = max(self._next_seq, seq + 1)
+        moved = sorted({m.sequence for m in self._far_checkpoints.values()
+                        if m.sequence <= self.high_watermark})
+        for sender, msg in list(self._far_checkpoints.items()):
+            if msg.sequence <= self.high_watermark:
+                del self._far_checkpoints[sender]
+                if msg.sequence > seq:
+                    self._checkpoint_votes.setdefault(msg.sequence, {})[sender] = msg
+        for s in moved:
+            if s > self._low:
+                self._check_checkpoint(s, out, now)
+
+    # ----------------------------------------------------------------- state transfer
+
+    def _learn_ahead(self, cert: pb.CheckpointCertificate, out: Output, now: float) -> None:
+        if self._transfer_cert is None or cert.sequence > self._transfer_cert.sequence:
+            self._transfer_cert = cert
+        if self._behind_since is None:
+            self._behind_since = now
+        self._maybe_fetch(out, now)
+
+    def _maybe_fetch(self, out: Output, now: float) -> None:
+        target = self._transfer_cert
+        if target is not None and target.sequence <= self._last_executed:
+            self._transfer_cert = target = None
+        if target is None and not self._behind_unknown:
+            self._behind_since = None
+            return
+        if self._fetch_deadline is not None or out.fetch is not None:
+            return
+        since = self._behind_since if self._behind_since is not None else now
+        if (target is not None
+                and target.sequence - self._last_executed < self.params.checkpoint_interval
+                and now - since < self.params.state_transfer_delay):
+            return
+        out.fetch = FetchState(self._last_executed + 1, target.sequence if target else 0, target)
+        out.metrics.append(Metric("state_fetch"))
+        self._fetch_deadline = now + self.params.state_fetch_timeout
+
+    # ----------------------------------------------------------------- view change
+
+    def _start_view_change(self, target: int, out: Output, now: float) -> None:
+        self.view = target
+        self.view_changing = True
+        self._vc_attempts += 1
+        self._request_deadline = None
+        self._new_view_deadline = None
+        self._new_view_msg = None
+        self._max_accepted = 0
+        prepared = {seq: (slot.prepared_view, slot.prepared_cert.pre_prepare.digest,
+                          slot.prepared_cert.pre_prepare)
+                    for seq, slot in sorted(self._log.items())
+                    if seq > self._low and slot.prepared_cert is not None}
+        proof = list(self._stable.proof) if self._stable is not None else []
+        digest = self._stable.state_digest if self._stable is not None else b""
+        body = pb.ViewChange(
+            stable_sequence=self._low,
+            checkpoint_proof=proof,
+            prepared=[self._log[seq].prepared_cert for seq in prepared],
+        )
+        msg = self._sign(pb.VIEW_CHANGE, target, self._low, digest,
+                         body.SerializeToString(deterministic=True))
+        self._own_view_changes[target] = msg
+        out.persist.append(SaveView(target, True))
+        out.persist.append(SaveMessage(msg))
+        out.send.append(Send(msg))
+        out.metrics.append(Metric("view_change", target))
+        self._add_view_change(ParsedViewChange(
+            msg, target, self.node_id, self._low, digest, tuple(proof), prepared))
+        self._check_view_changes(out, now)
+
+    def _on_view_change(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        view, sender = msg.view, msg.node_id
+        if view < self.view or (view == self.view and not self.view_changing):
+            if self._new_view_msg is not None and not self.view_changing:
+                self._resend_new_view(msg, out, now)
+                return
+            raise InvalidMessage("wrong_view")
+        known = self._view_changes.get(sender, {})
+        if view in known:
+            raise InvalidMessage("duplicate")
+        if len(known) >= MAX_VIEW_CHANGES and view < min(known):
+            raise InvalidMessage("wrong_view")
+        try:
+            parsed = parse_view_change(msg, self.committee, self._checker,
+                                       self.params.checkpoint_interval, self.params.log_window)
+        except InvalidMessage as exc:
+            raise InvalidMessage(exc.reason if exc.reason == "bad_signature" else "invalid_proof",
+                                 str(exc)) from None
+        self._add_view_change(parsed)
+        self._check_view_changes(out, now)
+
+    def _add_view_change(self, parsed: ParsedViewChange) -> None:
+        known = self._view_changes.setdefault(parsed.sender, {})
+        known[parsed.view] = parsed
+        while len(known) > MAX_VIEW_CHANGES:
+            del known[min(known)]
+        mine = self._own_view_changes
+        while len(mine) > MAX_VIEW_CHANGES:
+            del mine[min(mine)]
+
+    def _resend_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        """A replica still asking for a view we are past missed the NEW_VIEW that installed ours;
+        relaying it (the primary's signature travels with it) lets that replica catch up."""
+        last = self._new_view_resent.get(msg.node_id)
+        if last is not None and now - last < self.params.retransmit_interval:
+            raise InvalidMessage("duplicate")
+        self._verify(msg)
+        self._new_view_resent[msg.node_id] = now
+        assert self._new_view_msg is not None
+        out.send.append(Send(self._new_view_msg, to=msg.node_id))
+
+    def _check_view_changes(self, out: Output, now: float) -> None:
+        higher = [max(views) for views in self._view_changes.values()
+                  if max(views) > self.view]
+        if len(higher) > self.f:
+            self._start_view_change(min(higher), out, now)
+            return
+        if not self.view_changing:
+            return
+        same = [s for s, views in self._view_changes.items() if self.view in views]
+        if len(same) < self.committee.quorum:
+            return
+        if self._new_view_deadline is None:
+            self._new_view_deadline = now + self._timeout()
+        if self.is_primary and self._new_view_msg is None:
+            self._send_new_view(out, now)
+
+    def _send_new_view(self, out: Output, now: float) -> None:
+        others = [s for s in self.committee.ordered(self._view_changes)
+                  if s != self.node_id and self.view in self._view_changes[s]]
+        chosen = [self._view_changes[s][self.view]
+                  for s in [self.node_id, *others][: self.committee.quorum]]
+        plan = plan_new_view(self.view, chosen)
+        pre_prepares = [self._sign(pb.PRE_PREPARE, self.view, seq, digest, payload)
+                        for seq, payload, digest in plan.entries]
+        body = pb.NewView(view_changes=[c.message for c in chosen], pre_prepares=pre_prepares)
+        msg = self._sign(pb.NEW_VIEW, self.view, plan.low, b"",
+                         body.SerializeToString(deterministic=True))
+        out.persist.append(SaveMessage(msg))
+        out.send.append(Send(msg))
+        batches = [self._batch_for(seq, payload, digest) if seq > self._low else None
+                   for seq, payload, digest in plan.entries]
+        self._enter_new_view(plan, pre_prepares, batches, msg, out, now)
+
+    def _batch_for(self, seq: int, payload: bytes, digest: bytes) -> Batch:
+        slot = self._log.get(seq)
+        if slot is not None and digest in slot.batches:
+            return slot.batches[digest]
+        return self._parse_batch(payload, digest)
+
+    def _on_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        view = msg.view
+        if msg.node_id != self.committee.primary(view):
+            raise InvalidMessage("wrong_sender")
+        if view < self.view:
+            raise InvalidMessage("wrong_view")
+        if view == self.view and not self.view_changing:
+            raise InvalidMessage("duplicate")
+        self._verify(msg)
+        body = parse_payload(pb.NewView, msg.payload)
+        changes: list[ParsedViewChange] = []
+        senders: set[str] = set()
+        for vc in body.view_changes:
+            if (vc.type != pb.VIEW_CHANGE or vc.view != view or vc.node_id in senders
+                    or not self._checker.knows_replica(vc.node_id)):
+                raise InvalidMessage("invalid_proof", "foreign view change in new view")
+            try:
+                changes.append(parse_view_change(vc, self.committee, self._checker,
+                                                 self.params.checkpoint_interval,
+                                                 self.params.log_window))
+            except InvalidMessage as exc:
+                raise InvalidMessage("invalid_proof", str(exc)) from None
+            senders.add(vc.node_id)
+        if len(senders) < self.committee.quorum:
+            raise InvalidMessage("invalid_proof", "new view without a quorum of view changes")
+        plan = plan_new_view(view, changes)
+        if len(body.pre_prepares) != len(plan.entries) or msg.sequence != plan.low:
+            raise InvalidMessage("invalid_proof", "new view re-issues the wrong sequences")
+        batches: list[Batch | None] = []
+        for pp, (seq, _payload, digest) in zip(body.pre_prepares, plan.entries, strict=True):
+            if (pp.type != pb.PRE_PREPARE or pp.node_id != msg.node_id or pp.view != view
+                    or pp.sequence != seq or pp.digest != digest):
+                raise InvalidMessage("invalid_proof", f"new view pre-prepare for {seq} differs")
+            if not self._checker.envelope(pp):
+                raise InvalidMessage("invalid_proof", "new view pre-prepare signature")
+            batches.append(self._batch_for(seq, pp.payload, digest) if seq > self._low else None)
+        self._enter_new_view(plan, list(body.pre_prepares), batches, msg, out, now)
+
+    def _enter_new_view(
+        self,
+        plan: NewViewPlan,
+        pre_prepares: list[pb.PBFTMessage],
+        batches: list[Batch | None],
+        msg: pb.PBFTMessage,
+        out: Output,
+        now: float,
+    ) -> None:
+        view = plan.view
+        self.view = view
+        self.view_changing = False
+        self._new_view_deadline = None
+        self._own_view_changes = {}
+        self._new_view_msg = msg
+        self._new_view_resent = {}
+        if self.is_primary:
+            self._next_seq = max(plan.high, self._low, self._last_executed) + 1
+        out.persist.append(SaveView(view, False))
+        out.metrics.append(Metric("new_view", view))
+        self._view_changes = {
+            s: later for s, views in self._view_changes.items()
+            if (later := {v: p for v, p in views.items() if v > view})}
+        if plan.certificate is not None and plan.low > self._low:
+            own = self._own_checkpoints.get(plan.low)
+            if plan.low > self._last_executed:
+                self._learn_ahead(plan.certificate, out, now)
+            elif own is not None and own.digest == plan.certificate.state_digest:
+                self._stabilize(plan.certificate, out, now)
+        self._max_accepted = 0
+        for pp, batch in zip(pre_prepares, batches, strict=True):
+            if batch is None or pp.sequence <= self._low:
+                continue
+            slot = self._slot(pp.sequence)
+            slot.batches.setdefault(pp.digest, batch)
+            slot.pre_prepares.setdefault(pp.digest, pp)
+            self._accept_pre_prepare(pp.sequence, slot, pp, batch, out)
+        in_flight = {key for seq, slot in self._log.items() if seq > self._last_executed
+                     and view in slot.accepted
+                     for key in slot.batches[slot.accepted[view].digest].keys}
+        self._queue = {key: None for key in self._pending if key not in in_flight}
+        self._note_progress(now)
+        for seq, slot in sorted(self._log.items()):
+            if seq in self._log:
+                self._check_slot(seq, slot, out, now)
+        self._propose(out, now)
+
+    # ----------------------------------------------------------------- retransmission
+
+    def _note_progress(self, now: float) -> None:
+        self._retransmit_every = self.params.retransmit_interval
+        self._retransmit_at = now + self._retransmit_every
+
+    def _retransmit(self, out: Output, now: float) -> None:
+        """Re-send what this replica said about unfinished business, backing off while idle.
+
+        PBFT assumes messages are eventually delivered; this is what makes that true over a
+        lossy network: lost votes come again, and a replica that missed a batch gets the
+        PRE_PREPARE relayed by anyone who has it.
+        """
+        self._retransmit_at = now + self._retransmit_every
+        self._retransmit_every = min(self._retransmit_every * 2,
+                                     self.params.max_retransmit_interval)
+        sent = len(out.send)
+        out.send.extend(Send(m) for _, m in sorted(self._own_view_changes.items()))
+        for _, slot in sorted(self._log.items()):
+            digest = slot.committed
+            if digest is None and self.view in slot.accepted:
+                digest = slot.accepted[self.view].digest
+            if digest is not None and digest in slot.pre_prepares:
+                out.send.append(Send(slot.pre_prepares[digest]))
+            out.send.extend(Send(m) for m in slot.sent.values())
+            if slot.committed is not None:
+                out.send.extend(Send(m) for m in self._commit_proof(slot)
+                                if m.node_id != self.node_id)
+        if self._own_checkpoints:
+            out.send.append(Send(self._own_checkpoints[max(self._own_checkpoints)]))
+        if len(out.send) > sent:
+            out.metrics.append(Metric("retransmit", len(out.send) - sent))
+
+    # ----------------------------------------------------------------- recovery
+
+    def _recover(self, state: RecoveredState) -> None:
+        """Rebuild from the store: replay blocks, then reload this replica's own votes."""
+        interval = self.params.checkpoint_interval
+        if state.checkpoint is not None:
+            self._stable = state.checkpoint
+            self._low = state.checkpoint.sequence
+        hashes: dict[int, bytes] = {}
+        for block in state.blocks:
+            verify_chain([block], self._last_executed, self._head_hash)
+            self._replay_block(block)
+            self._head_hash = block.hash
+            self._last_executed = block.height
+            if block.height >= self._low and block.height % interval == 0:
+                hashes[block.height] = block.hash
+        if self._last_executed < self._low:
+            raise InvalidMessage("malformed", "store has a stable checkpoint above its blocks")
+        for seq, digest in hashes.items():
+            body = pb.Checkpoint(height=seq, state_digest=digest)
+            msg = self._sign(pb.CHECKPOINT, state.view, seq, digest,
+                             body.SerializeToString(deterministic=True))
+            self._own_checkpoints[seq] = msg
+            if seq > self._low:
+                self._checkpoint_votes.setdefault(seq, {})[self.node_id] = msg
+        self.view = state.view
+        self.view_changing = state.view_changing
+        for msg in state.messages:
+            self._recover_message(msg)
+        for seq, cert in state.prepared:
+            if seq <= self._low:
+                continue
+            slot = self._slot(seq)
+            pp = cert.pre_prepare
+            slot.batches.setdefault(pp.digest, self._parse_batch(pp.payload, pp.digest))
+            slot.pre_prepares.setdefault(pp.digest, pp)
+            if pp.view > slot.prepared_view:
+                slot.prepared_view = pp.view
+                slot.prepared_cert = cert
+        accepted_now = [seq for seq, slot in self._log.items() if self.view in slot.accepted]
+        self._max_accepted = max(accepted_now, default=0)
+        self._next_seq = max(self._max_accepted, self._low, self._last_executed) + 1
+
+    def _recover_message(self, msg: pb.PBFTMessage) -> None:
+        kind, view, seq = msg.type, msg.view, msg.sequence
+        if kind in (pb.PRE_PREPARE, pb.PREPARE, pb.COMMIT) and seq <= self._low:
+            return
+        if kind == pb.PRE_PREPARE:
+            slot = self._slot(seq)
+            slot.batches.setdefault(msg.digest, self._parse_batch(msg.payload, msg.digest))
+            slot.pre_prepares.setdefault(msg.digest, msg)
+            slot.accepted[view] = msg
+        elif kind == pb.PREPARE:
+            slot = self._slot(seq)
+            slot.sent[(kind, view)] = msg
+            slot.add_prepare(view, self.node_id, msg)
+        elif kind == pb.COMMIT:
+            slot = self._slot(seq)
+            slot.sent[(kind, view)] = msg
+            slot.add_commit(view, self.node_id, msg)
+        elif kind == pb.VIEW_CHANGE and view == self.view and self.view_changing:
+            self._own_view_changes[view] = msg
+            self._add_view_change(parse_view_change(
+                msg, self.committee, self._checker, self.params.checkpoint_interval,
+                self.params.log_window))
+        elif kind == pb.NEW_VIEW and view == self.view and not self.view_changing:
+            self._new_view_msg = msg
+
+    _handlers: ClassVar[dict[int, Callable[..., None]]] = {
+        pb.PRE_PREPARE: _on_pre_prepare,
+        pb.PREPARE: _on_prepare,
+        pb.COMMIT: _on_commit,
+        pb.CHECKPOINT: _on_checkpoint,
+        pb.VIEW_CHANGE: _on_view_change,
+        pb.NEW_VIEW: _on_new_view,
+    }
