@@ -112,3 +112,12 @@ def test_repo_errors(tmp_path):
     (tmp_path / "r" / "config.toml").write_text("[datastore]\nengine = 3\n")
     with pytest.raises(ConfigError):
         Repo.open(tmp_path / "r")
+
+
+def test_config_round_trip_with_addresses(tmp_path):
+    config = Config()
+    config.addresses.swarm = ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"]
+    with Repo.init(tmp_path / "r", config):
+        pass
+    with Repo.open(tmp_path / "r") as repo:
+        assert repo.config.addresses.swarm == ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"]

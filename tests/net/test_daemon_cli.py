@@ -221,6 +221,7 @@ def test_cli_defaults_mirror_the_node_stack():
     from blockmesh.cli import daemon as cli_daemon
     from blockmesh.data.net import DEFAULT_LISTEN_ADDR
     from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
+    from blockmesh.data.store.config import AddressesConfig
 
-    assert cli_daemon.DEFAULT_LISTEN_ADDR == DEFAULT_LISTEN_ADDR
+    assert AddressesConfig().swarm == [DEFAULT_LISTEN_ADDR]
     assert cli_daemon.DEFAULT_STALL_TIMEOUT == DEFAULT_STALL_TIMEOUT

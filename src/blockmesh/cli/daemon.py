@@ -16,15 +16,14 @@ if TYPE_CHECKING:
     from blockmesh.data.node import Node
 
 # The node stack (py-libp2p) takes most of a second to import, so only this command loads it;
-# these mirror blockmesh.data.net.DEFAULT_LISTEN_ADDR and the node's DEFAULT_STALL_TIMEOUT.
-DEFAULT_LISTEN_ADDR = "/ip4/127.0.0.1/tcp/4001"
+# mirrors the node's DEFAULT_STALL_TIMEOUT (importing it would load py-libp2p for every command)
 DEFAULT_STALL_TIMEOUT = 30.0
 
 
 @click.command()
 @click.option("--listen", "listen", multiple=True, metavar="MULTIADDR",
-              help=f"Swarm address to listen on (repeatable; default {DEFAULT_LISTEN_ADDR}; "
-                   "port 0 picks a free one).")
+              help="Swarm address to listen on (repeatable; default: [addresses] swarm in the "
+                   "repo's config.toml, /ip4/127.0.0.1/tcp/4001; port 0 picks a free one).")
 @click.option("--stall-timeout", type=click.FloatRange(min=0.1, max=3600), show_default=True,
               default=DEFAULT_STALL_TIMEOUT,
               help="Default seconds a fetch may go without a block before it fails.")
@@ -50,6 +49,7 @@ def daemon(listen: tuple[str, ...], stall_timeout: float, log_level: str) -> Non
         sys.stdout.flush()
 
     with Repo.open() as repo, hold_daemon_lock(repo.path):
-        trio.run(lambda: run_daemon(repo, listen or (DEFAULT_LISTEN_ADDR,),
+        addrs = listen or tuple(repo.config.addresses.swarm)
+        trio.run(lambda: run_daemon(repo, addrs,
                                     stall_timeout=stall_timeout, ready=ready))
     click.echo("Daemon stopped")

@@ -32,12 +32,21 @@ class ImportConfig:
 
 
 @dataclass
+class AddressesConfig:
+    # where `blockmesh daemon` listens unless --listen says otherwise (loopback by default:
+    # exposing a node is a choice the operator makes here)
+    swarm: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/4001"])
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
+    addresses: AddressesConfig = field(default_factory=AddressesConfig)
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports)})
+        return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
+                              "addresses": asdict(self.addresses)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -48,6 +57,7 @@ class Config:
         return cls(
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
+            addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
         )
 
 
