@@ -71,3 +71,22 @@ async def test_fetch_with_no_provider_stalls_with_a_clear_error(tmp_path):
             await bob.connect(alice.addrs()[0])
             with pytest.raises(FetchStalled):
                 await bob.fetch(absent, stall_timeout=1.5)
+
+
+async def test_python_api_from_the_package_root(tmp_path):
+    import blockmesh
+
+    alice = blockmesh.Node(Repo.init(tmp_path / "a"), net_config=LOOPBACK)
+    bob = blockmesh.Node(Repo.init(tmp_path / "b"), net_config=LOOPBACK)
+    (tmp_path / "f.txt").write_bytes(b"file via the API")
+    with trio.fail_after(30):
+        async with alice.run(), bob.run():
+            from_bytes = alice.add(b"bytes via the API")
+            from_path = alice.add(tmp_path / "f.txt")
+            await bob.connect(alice.addrs()[0])
+            assert await bob.cat(from_bytes) == b"bytes via the API"
+            await bob.get(from_path, tmp_path / "copy.txt")
+            assert (tmp_path / "copy.txt").read_bytes() == b"file via the API"
+            assert bob.provide(from_path) == 1
+            info = bob.network_info()
+            assert info["connected_peers"][0]["id"] == alice.peer_id

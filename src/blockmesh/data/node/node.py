@@ -93,6 +93,13 @@ class Node:
                 for peer in self.host.peers()]
 
     # -- content ---------------------------------------------------------------------------------
+    def add(self, source: bytes | str | os.PathLike[str], opts: ImportOptions | None = None, *,
+            recursive: bool = False, pin: bool = True) -> CID:
+        """Import bytes, a file or (recursive) a directory; returns the root CID."""
+        if isinstance(source, bytes):
+            return self.add_bytes(source, opts, pin=pin)
+        return self.add_path(source, opts, recursive=recursive, pin=pin)[-1].cid
+
     def add_bytes(self, data: bytes, opts: ImportOptions | None = None, *, pin: bool = True) -> CID:
         sink = _AnnouncingSink(self.repo)
         with self.repo.gc_lock():
