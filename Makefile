@@ -28,6 +28,7 @@ lint: install
 
 bench: install
 	$(BIN)/blockmesh bench import
+	$(BIN)/blockmesh bench bitswap
 
 # The generated modules are committed; run this after editing a .proto file.
 proto: install
