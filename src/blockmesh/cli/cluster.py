@@ -1,13 +1,40 @@
-"""`blockmesh cluster …`: create and drive a PBFT replica set."""
+"""`blockmesh cluster …`: create, run and drive a PBFT replica set."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 from pathlib import Path
 
 import click
 
 from blockmesh.cli.output import emit_json, json_option
-from blockmesh.control.cluster.config import init_cluster
+from blockmesh.control.cluster.client import ClusterClient
+from blockmesh.control.cluster.config import (
+    DEFAULT_CLIENTS,
+    TRANSPORTS,
+    ClusterConfig,
+    init_cluster,
+)
+from blockmesh.control.cluster.loadgen import run_load
+from blockmesh.control.consensus.app import (
+    STATUS_NOT_FOUND,
+    STATUS_OK,
+    decode_result,
+    encode_delete,
+    encode_get,
+    encode_set,
+)
+from blockmesh.control.proto import pbft_pb2 as pb
+from blockmesh.errors import BlockmeshError
+
+cluster_option = click.option(
+    "--cluster", "cluster_path", type=click.Path(dir_okay=False, exists=True), required=True,
+    help="The cluster's cluster.toml.")
+transport_option = click.option(
+    "--transport", type=click.Choice(TRANSPORTS), default=None,
+    help="Transport to speak (default: the one cluster.toml names).")
 
 
 @click.group()
@@ -24,17 +51,165 @@ def cluster() -> None:
               help="Directory for cluster.toml and nodeK.toml.")
 @click.option("--checkpoint-interval", default=100, show_default=True,
               help="Sequence numbers between checkpoints.")
+@click.option("--clients", default=DEFAULT_CLIENTS, show_default=True,
+              help="Client identities to create (the load generator needs one per client).")
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="grpc", show_default=True,
+              help="Transport the replicas and clients use by default.")
 @json_option
 def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_interval: int,
-                 as_json: bool) -> None:
+                 clients: int, transport: str, as_json: bool) -> None:
     """Generate keys and config files for a new cluster."""
-    config = init_cluster(Path(out), nodes, host, base_port, checkpoint_interval)
+    config = init_cluster(Path(out), nodes, host, base_port, checkpoint_interval,
+                          clients=clients, transport=transport)
     if as_json:
         emit_json({"cluster": str(Path(out) / "cluster.toml"),
                    "nodes": [{"id": n.id, "address": n.address, "config": str(Path(out) /
                                                                               f"{n.id}.toml")}
                              for n in config.nodes]})
         return
-    click.echo(f"wrote {Path(out) / 'cluster.toml'} (n={config.n}, f={config.f})")
+    click.echo(f"wrote {Path(out) / 'cluster.toml'} (n={config.n}, f={config.f}, "
+               f"{len(config.clients)} client identities)")
     for node in config.nodes:
         click.echo(f"wrote {Path(out) / (node.id + '.toml')}  {node.id} at {node.address}")
+
+
+@cluster.command("start")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+              required=True, help="This replica's nodeK.toml.")
+@transport_option
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def cluster_start(config_path: str, transport: str | None, verbose: bool) -> None:
+    """Run one replica in the foreground until SIGINT or SIGTERM."""
+    from blockmesh.control.cluster.runtime import serve
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(Path(config_path), transport)
+
+
+def parse_operation(words: tuple[str, ...]) -> bytes:
+    """`set KEY VALUE`, `get KEY` or `delete KEY` as a KV operation."""
+    parts = " ".join(words).split(maxsplit=2)
+    if len(parts) == 3 and parts[0] == "set":
+        return encode_set(parts[1].encode(), parts[2].encode())
+    if len(parts) == 2 and parts[0] == "get":
+        return encode_get(parts[1].encode())
+    if len(parts) == 2 and parts[0] == "delete":
+        return encode_delete(parts[1].encode())
+    raise click.UsageError("PAYLOAD is `set KEY VALUE`, `get KEY` or `delete KEY`")
+
+
+@cluster.command("submit")
+@cluster_option
+@click.argument("payload", nargs=-1)
+@click.option("--count", type=click.IntRange(1), default=None,
+              help="Load generator: commit this many requests (no PAYLOAD).")
+@click.option("--size", type=click.IntRange(0, 60_000), default=0, show_default=True,
+              help="Load generator: value bytes per request.")
+@click.option("--clients", type=click.IntRange(1), default=32, show_default=True,
+              help="Load generator: concurrent closed-loop clients.")
+@click.option("--warmup", type=click.IntRange(0), default=0, show_default=True,
+              help="Load generator: unmeasured requests first.")
+@click.option("--client", "client_index", type=click.IntRange(0), default=0, show_default=True,
+              help="Which client identity of cluster.toml signs a single request.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for f+1 matching replies to one request.")
+@transport_option
+@json_option
+def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | None, size: int,
+                   clients: int, warmup: int, client_index: int, timeout: float,
+                   transport: str | None, as_json: bool) -> None:
+    """Order PAYLOAD (a KV operation) and print its result once f+1 replicas agree.
+
+    With --count, run the closed-loop load generator instead and print committed requests/s
+    and p50/p99 latency.
+    """
+    config = ClusterConfig.load(Path(cluster_path))
+    if count is not None:
+        if payload:
+            raise click.UsageError("--count runs the load generator; give no PAYLOAD")
+        result = asyncio.run(run_load(config, count, size, clients, transport, warmup, timeout))
+        summary = result.summary()
+        if as_json:
+            emit_json(summary)
+        else:
+            click.echo(f"{result.committed} committed, {result.failed} failed in "
+                       f"{result.seconds:.2f} s over {result.transport} with {clients} clients: "
+                       f"{result.rate:,.0f} req/s, p50 {summary['p50_ms']} ms, "
+                       f"p99 {summary['p99_ms']} ms")
+        if result.failed:
+            sys.exit(1)
+        return
+    operation = parse_operation(payload)
+
+    async def once() -> bytes:
+        async with ClusterClient(config, transport) as cc:
+            return await cc.session(client_index).execute(operation, timeout)
+
+    result = decode_result(asyncio.run(once()))
+    status = {STATUS_OK: "ok", STATUS_NOT_FOUND: "not_found"}.get(result.status, "bad_request")
+    if as_json:
+        emit_json({"status": status, "value": result.value.decode(errors="replace")})
+    elif result.status == STATUS_OK:
+        click.echo(result.value.decode(errors="replace") if result.value else "OK")
+    else:
+        click.echo(status.replace("_", " ") + (f": {result.value.decode(errors='replace')}"
+                                               if result.value else ""))
+    if result.status != STATUS_OK:
+        sys.exit(1)
+
+
+@cluster.command("status")
+@cluster_option
+@transport_option
+@json_option
+def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> None:
+    """Each replica's view, primary, height, head hash, stable checkpoint and peers."""
+    config = ClusterConfig.load(Path(cluster_path))
+
+    async def ask() -> list[dict]:
+        async with ClusterClient(config, transport) as cc:
+            return await cc.status()
+
+    replicas = asyncio.run(ask())
+    if as_json:
+        emit_json({"replicas": replicas})
+        return
+    for r in replicas:
+        if "error" in r:
+            click.echo(f"{r['node']:<10} {r['error']}")
+            continue
+        click.echo(f"{r['node']:<10} view {r['view']:<4} primary {r['primary']:<10} "
+                   f"height {r['height']:<7} head {r['head_hash'][:16]}  "
+                   f"stable {r['stable_checkpoint']:<7} peers {','.join(r['peers']) or '-'}")
+
+
+@cluster.command("blocks")
+@cluster_option
+@click.option("--from-height", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 4096), default=20, show_default=True)
+@click.option("--node", default=None, help="Ask this replica (default: the first that answers).")
+@transport_option
+@json_option
+def cluster_blocks(cluster_path: str, from_height: int, limit: int, node: str | None,
+                   transport: str | None, as_json: bool) -> None:
+    """Committed blocks of the hash-chained log, from --from-height on."""
+    config = ClusterConfig.load(Path(cluster_path))
+
+    async def ask() -> tuple[str, pb.SyncStateResponse]:
+        async with ClusterClient(config, transport) as cc:
+            return await cc.blocks(from_height, limit, node)
+
+    source, answer = asyncio.run(ask())
+    blocks = [{"height": b.height, "view": b.view, "hash": b.hash.hex(),
+               "prev_hash": b.prev_hash.hex(), "requests": len(b.requests)}
+              for b in answer.blocks]
+    if as_json:
+        emit_json({"node": source, "height": answer.height, "blocks": blocks})
+        return
+    if not blocks:
+        raise BlockmeshError(f"{source} has no block at height {from_height} "
+                             f"(its height is {answer.height})")
+    for b in blocks:
+        click.echo(f"{b['height']:>7}  view {b['view']:<3} {b['hash'][:16]}  "
+                   f"prev {b['prev_hash'][:16]}  {b['requests']} requests")

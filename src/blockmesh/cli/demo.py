@@ -3,7 +3,8 @@
 By default the seed's Alice/Bob exchange over real libp2p and Bitswap (`demo_p2p.py`);
 `--nodes` and `--block-size` run the mesh and the block-size benchmark instead, and `--local`
 the round trip through one throwaway repo: add a file and a directory, read them back, export
-the directory as a CAR and import it into a second repo.
+the directory as a CAR and import it into a second repo. After the P2P part, the default run
+also starts a 4-replica PBFT cluster (`demo_cluster.py`); `--cluster-only` runs just that.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 import trio
 
+from blockmesh.cli import demo_cluster
 from blockmesh.data.dag import exporter
 from blockmesh.data.dag.car import import_car, write_car
 from blockmesh.data.dag.importer import ImportOptions, import_path
@@ -39,13 +41,18 @@ def _check(ok: bool, what: str) -> None:
               help="Block-size benchmark (repeatable): raw blocks of this size, Alice to Bob.")
 @click.option("--bench-mib", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Bytes each block-size run moves.")
+@click.option("--cluster-only", is_flag=True,
+              help="Only the PBFT cluster: 4 replicas, a few hundred requests, primary killed.")
 def demo(local: bool, nodes: int | None, file_mib: int, block_size: tuple[str, ...],
-         bench_mib: int) -> None:
+         bench_mib: int, cluster_only: bool) -> None:
     """Alice stores "Hello from Alice!", Bob fetches it over Bitswap; both print their stats."""
     from blockmesh.cli import demo_p2p  # loads the node stack only when needed
 
     with tempfile.TemporaryDirectory(prefix="blockmesh-demo-") as tmp:
         work = Path(tmp)
+        if cluster_only:
+            demo_cluster.run(work)
+            return
         if local:
             _local_round_trip(work)
             return
@@ -55,6 +62,7 @@ def demo(local: bool, nodes: int | None, file_mib: int, block_size: tuple[str, .
             trio.run(demo_p2p.block_size_bench, work, int(size), bench_mib << 20)
         if nodes is None and not block_size:
             trio.run(demo_p2p.alice_and_bob, work)
+            demo_cluster.run(work)
 
 
 def _local_round_trip(work: Path) -> None:

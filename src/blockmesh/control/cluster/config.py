@@ -2,22 +2,28 @@
 client identity) and one `nodeK.toml` per replica (its private key and where it keeps its data).
 
 Membership is static, as in PBFT: the replica set and its keys are fixed when the cluster is
-created, and a node that is not listed here cannot join the mesh.
+created, and a node that is not listed here cannot join the mesh. The same holds for clients:
+a PBFT client has one request in flight at a time, so a load generator with C concurrent
+clients needs C identities, and `cluster init` writes several.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from blockmesh.control.consensus.params import PBFTParams
 from blockmesh.control.keys import Signer, public_key_from_hex
 from blockmesh.errors import BlockmeshError, DecodeError
 
 METRICS_PORT_OFFSET = 100  # replica k serves /metrics on base_port + 100 + k
+DEFAULT_CLIENTS = 64  # enough identities for the load generator's default 32 clients, twice
+TRANSPORTS = ("grpc", "tcp")
+_PARAM_NAMES = {f.name for f in fields(PBFTParams)}
 
 
 class ClusterConfigError(BlockmeshError):
@@ -33,12 +39,24 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class ClientInfo:
+    id: str
+    public_key: bytes
+    private_key: str  # hex; lets `cluster submit` sign requests
+
+    def signer(self) -> Signer:
+        return Signer.from_hex(self.id, self.private_key)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     nodes: tuple[NodeInfo, ...]
-    client_id: str
-    client_public_key: bytes
-    client_private_key: str  # hex; lets `cluster submit` sign requests
+    clients: tuple[ClientInfo, ...]
     checkpoint_interval: int = 100
+    #: What clients speak by default; `cluster start --transport` may override per replica.
+    transport: str = "grpc"
+    #: Further PBFTParams fields (the `[pbft]` table), the same for every replica.
+    pbft: tuple[tuple[str, float | int], ...] = ()
 
     @property
     def n(self) -> int:
@@ -47,6 +65,18 @@ class ClusterConfig:
     @property
     def f(self) -> int:
         return (self.n - 1) // 3
+
+    @property
+    def client_id(self) -> str:
+        return self.clients[0].id
+
+    @property
+    def client_public_key(self) -> bytes:
+        return self.clients[0].public_key
+
+    @property
+    def client_private_key(self) -> str:
+        return self.clients[0].private_key
 
     def node(self, node_id: str) -> NodeInfo:
         for info in self.nodes:
@@ -57,17 +87,42 @@ class ClusterConfig:
     def public_keys(self) -> dict[str, bytes]:
         return {info.id: info.public_key for info in self.nodes}
 
-    def client_signer(self) -> Signer:
-        return Signer.from_hex(self.client_id, self.client_private_key)
+    def client_keys(self) -> dict[str, bytes]:
+        return {c.id: c.public_key for c in self.clients}
+
+    def client_signer(self, index: int = 0) -> Signer:
+        if not 0 <= index < len(self.clients):
+            raise ClusterConfigError(f"the cluster lists {len(self.clients)} client identities, "
+                                     f"not {index + 1}")
+        return self.clients[index].signer()
+
+    def params(self) -> PBFTParams:
+        """The engine parameters every replica of this cluster runs with."""
+        try:
+            return PBFTParams(checkpoint_interval=self.checkpoint_interval,
+                              **self._window(), **dict(self.pbft))
+        except (TypeError, ValueError) as exc:
+            raise ClusterConfigError(f"bad [pbft] parameters: {exc}") from None
+
+    def _window(self) -> dict[str, int]:
+        # The log window must be a multiple of the interval; the default one fits only some.
+        if "log_window" in dict(self.pbft) or PBFTParams.log_window % self.checkpoint_interval == 0:
+            return {}
+        return {"log_window": 2 * self.checkpoint_interval}
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({
-            "cluster": {"checkpoint_interval": self.checkpoint_interval},
+        cluster: dict[str, Any] = {"checkpoint_interval": self.checkpoint_interval,
+                                   "transport": self.transport}
+        doc: dict[str, Any] = {
+            "cluster": cluster,
             "nodes": [{"id": n.id, "address": n.address, "public_key": n.public_key.hex(),
                        "metrics_address": n.metrics_address} for n in self.nodes],
-            "client": {"id": self.client_id, "public_key": self.client_public_key.hex(),
-                       "private_key": self.client_private_key},
-        })
+            "clients": [{"id": c.id, "public_key": c.public_key.hex(),
+                         "private_key": c.private_key} for c in self.clients],
+        }
+        if self.pbft:
+            doc["pbft"] = dict(self.pbft)
+        return tomli_w.dumps(doc)
 
     @classmethod
     def load(cls, path: Path) -> ClusterConfig:
@@ -77,10 +132,15 @@ class ClusterConfig:
                 NodeInfo(str(n["id"]), str(n["address"]), public_key_from_hex(n["public_key"]),
                          str(n["metrics_address"]))
                 for n in raw["nodes"])
-            client = raw["client"]
-            config = cls(nodes, str(client["id"]), public_key_from_hex(client["public_key"]),
-                         str(client["private_key"]),
-                         int(raw.get("cluster", {}).get("checkpoint_interval", 100)))
+            listed = raw["clients"] if "clients" in raw else [raw["client"]]
+            clients = tuple(ClientInfo(str(c["id"]), public_key_from_hex(c["public_key"]),
+                                       str(c["private_key"])) for c in listed)
+            section = raw.get("cluster", {})
+            pbft = raw.get("pbft", {})
+            if not isinstance(pbft, dict) or not set(pbft) <= _PARAM_NAMES:
+                raise ValueError(f"unknown [pbft] keys {sorted(set(pbft) - _PARAM_NAMES)}")
+            config = cls(nodes, clients, int(section.get("checkpoint_interval", 100)),
+                         str(section.get("transport", "grpc")), tuple(sorted(pbft.items())))
         except (KeyError, TypeError, ValueError, DecodeError) as exc:
             raise ClusterConfigError(f"{path}: malformed cluster file ({exc})") from None
         if config.n < 4 or config.n != 3 * config.f + 1:
@@ -88,6 +148,11 @@ class ClusterConfig:
                                      f"found {config.n}")
         if len({n.id for n in nodes}) != len(nodes):
             raise ClusterConfigError(f"{path}: node ids must be unique")
+        if not clients or len({c.id for c in clients}) != len(clients):
+            raise ClusterConfigError(f"{path}: client ids must be present and unique")
+        if config.transport not in TRANSPORTS:
+            raise ClusterConfigError(f"{path}: transport must be grpc or tcp")
+        config.params()
         return config
 
 
@@ -112,7 +177,7 @@ class NodeConfig:
                          str(raw.get("transport", "grpc")))
         except (KeyError, TypeError) as exc:
             raise ClusterConfigError(f"{path}: malformed node file (missing {exc})") from None
-        if config.transport not in ("grpc", "tcp"):
+        if config.transport not in TRANSPORTS:
             raise ClusterConfigError(f"{path}: transport must be grpc or tcp")
         return config
 
@@ -127,24 +192,33 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def init_cluster(out: Path, nodes: int, host: str, base_port: int,
-                 checkpoint_interval: int = 100) -> ClusterConfig:
+                 checkpoint_interval: int = 100, *, clients: int = DEFAULT_CLIENTS,
+                 transport: str = "grpc",
+                 pbft: dict[str, float | int] | None = None) -> ClusterConfig:
     """Write cluster.toml and node0.toml … node{n-1}.toml with fresh Ed25519 keys."""
     if nodes < 4 or (nodes - 1) % 3:
         raise ClusterConfigError(f"--nodes must be 3f + 1 (4, 7, 10, ...), got {nodes}")
+    if clients < 1:
+        raise ClusterConfigError("a cluster needs at least one client identity")
+    if transport not in TRANSPORTS:
+        raise ClusterConfigError("transport must be grpc or tcp")
     out.mkdir(parents=True, exist_ok=True)
     signers = [Signer.generate(f"node{k}") for k in range(nodes)]
-    client = Signer.generate("client0")
+    client_signers = [Signer.generate(f"client{k}") for k in range(clients)]
     config = ClusterConfig(
         tuple(NodeInfo(s.node_id, f"{host}:{base_port + k}", s.public_key,
                        f"{host}:{base_port + METRICS_PORT_OFFSET + k}")
               for k, s in enumerate(signers)),
-        client.node_id, client.public_key, client.private_hex(), checkpoint_interval)
+        tuple(ClientInfo(c.node_id, c.public_key, c.private_hex()) for c in client_signers),
+        checkpoint_interval, transport, tuple(sorted((pbft or {}).items())))
+    config.params()
     (out / "cluster.toml").write_text(config.to_toml())
     for signer in signers:
         node_file = out / f"{signer.node_id}.toml"
         node_file.write_text(tomli_w.dumps({
             "node_id": signer.node_id, "private_key": signer.private_hex(),
-            "cluster": "cluster.toml", "data_dir": f"{signer.node_id}-data", "transport": "grpc"}))
+            "cluster": "cluster.toml", "data_dir": f"{signer.node_id}-data",
+            "transport": transport}))
         node_file.chmod(0o600)
     (out / "cluster.toml").chmod(0o600)
     return config

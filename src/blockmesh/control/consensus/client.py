@@ -68,6 +68,10 @@ class PBFTClient:
         self._next_timestamp += 1
         return env
 
+    def abandon(self) -> None:
+        """Give up the request in flight (after a timeout); its late replies are dropped."""
+        self._current = None
+
     def tick(self, now: float) -> pb.PBFTMessage | None:
         """The request again when replies are overdue (replicas answer repeats from a cache)."""
         cur = self._current

@@ -239,15 +239,17 @@ class GetStatusResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., view: _Optional[int] = ..., primary: _Optional[str] = ..., height: _Optional[int] = ..., head_hash: _Optional[bytes] = ..., stable_checkpoint: _Optional[int] = ..., peers: _Optional[_Iterable[str]] = ..., view_changing: bool = ...) -> None: ...
 
 class SubmitRequestResponse(_message.Message):
-    __slots__ = ("accepted", "error", "reply", "node_id", "signature")
+    __slots__ = ("accepted", "error", "reply", "node_id", "signature", "sequence")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     error: str
     reply: Reply
     node_id: str
     signature: bytes
-    def __init__(self, accepted: bool = ..., error: _Optional[str] = ..., reply: _Optional[_Union[Reply, _Mapping]] = ..., node_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    sequence: int
+    def __init__(self, accepted: bool = ..., error: _Optional[str] = ..., reply: _Optional[_Union[Reply, _Mapping]] = ..., node_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., sequence: _Optional[int] = ...) -> None: ...

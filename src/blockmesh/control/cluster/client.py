@@ -1,0 +1,194 @@
+"""Talking to a running cluster from outside: submit requests, read status and blocks.
+
+A `ClusterClient` holds one connection per replica, shared by any number of `ClientSession`s.
+A session is one client identity with one request in flight (PBFT's client model): it sends
+the signed request to every replica, because backups must see it too to suspect a silent
+primary, and accepts the result once f+1 replicas sent matching signed replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from blockmesh.control.cluster.config import ClusterConfig
+from blockmesh.control.cluster.replies import to_envelope
+from blockmesh.control.consensus import PBFTClient
+from blockmesh.control.keys import Verifier
+from blockmesh.control.proto import pbft_pb2 as pb
+from blockmesh.control.transport import ReplicaClient, TransportConfig, TransportError
+from blockmesh.errors import BlockmeshError, DecodeError
+
+#: Client-side limits: a dead replica is noticed in a few seconds, a live one may take long
+#: to answer (during a view change the request waits for the new primary).
+CLIENT_TRANSPORT = TransportConfig(dial_timeout=3.0, rpc_timeout=10.0, request_timeout=60.0)
+#: After a replica fails to take a request, leave it alone this long.
+RETRY_DELAY = 1.0
+#: Refusals that another attempt cannot change.
+_PERMANENT = {"stale_request", "bad_client_signature", "unknown_client", "unknown_sender",
+              "malformed", "too_large"}
+
+
+class RequestFailed(BlockmeshError):
+    """The cluster did not give f+1 matching replies in time (or refused the request)."""
+
+
+def first_timestamp() -> int:
+    """Microseconds since the epoch: later runs of the same identity start above earlier ones,
+    which the replicas require (they drop a request not newer than the last executed)."""
+    return time.time_ns() // 1000
+
+
+class ClusterClient:
+    """Connections to every replica of `cluster` over `transport` (default: the cluster's)."""
+
+    def __init__(self, cluster: ClusterConfig, transport: str | None = None,
+                 config: TransportConfig = CLIENT_TRANSPORT) -> None:
+        self.cluster = cluster
+        self.transport = transport or cluster.transport
+        self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config)
+                         for n in cluster.nodes}
+        self._down_until: dict[str, float] = {}
+        self.verifier = Verifier(cluster.public_keys())
+
+    async def __aenter__(self) -> ClusterClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(r.close() for r in self.replicas.values()),
+                             return_exceptions=True)
+
+    def session(self, index: int = 0) -> ClientSession:
+        return ClientSession(self, index)
+
+    def _usable(self, node: str, now: float) -> bool:
+        return self._down_until.get(node, 0.0) <= now
+
+    def _mark_down(self, node: str) -> None:
+        self._down_until[node] = time.monotonic() + RETRY_DELAY
+
+    async def status(self) -> list[dict[str, Any]]:
+        """Every replica's GetStatus, in cluster order; one that does not answer is marked."""
+        async def one(node: str) -> dict[str, Any]:
+            try:
+                s = await self.replicas[node].get_status()
+            except (TransportError, TimeoutError, OSError) as exc:
+                reason = getattr(exc, "reason", "unreachable")
+                return {"node": node, "error": "unreachable" if reason != "bad_answer" else reason}
+            return {"node": s.node_id or node, "view": s.view, "primary": s.primary,
+                    "height": s.height, "head_hash": s.head_hash.hex(),
+                    "stable_checkpoint": s.stable_checkpoint, "peers": list(s.peers)}
+
+        return list(await asyncio.gather(*(one(n.id) for n in self.cluster.nodes)))
+
+    async def blocks(self, from_height: int, limit: int,
+                     node: str | None = None) -> tuple[str, pb.SyncStateResponse]:
+        """Blocks from `from_height` as one replica (`node`, or the first that answers) has them."""
+        order = [node] if node is not None else [n.id for n in self.cluster.nodes]
+        errors = []
+        for candidate in order:
+            if candidate not in self.replicas:
+                raise BlockmeshError(f"{candidate} is not a replica of this cluster")
+            try:
+                return candidate, await self.replicas[candidate].sync_state(from_height, limit)
+            except (TransportError, TimeoutError) as exc:
+                errors.append(str(exc))
+        raise RequestFailed("no replica answered: " + "; ".join(errors))
+
+
+@dataclass
+class _Attempt:
+    task: asyncio.Task[pb.SubmitRequestResponse]
+    node: str
+
+
+class ClientSession:
+    """One client identity of the cluster file (index into its clients)."""
+
+    def __init__(self, owner: ClusterClient, index: int) -> None:
+        self._owner = owner
+        signer = owner.cluster.client_signer(index)
+        self.client_id = signer.node_id
+        self._client = PBFTClient(signer, [n.id for n in owner.cluster.nodes], owner.verifier,
+                                  first_timestamp=first_timestamp())
+
+    async def execute(self, operation: bytes, timeout: float = 60.0) -> bytes:
+        """The operation's result once f+1 replicas agree on it."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._execute(operation)
+        except TimeoutError:
+            self._client.abandon()
+            raise RequestFailed(f"no f+1 matching replies within {timeout:g} s") from None
+        except BaseException:
+            self._client.abandon()
+            raise
+
+    async def _execute(self, operation: bytes) -> bytes:
+        owner = self._owner
+        envelope = self._client.request(operation, time.monotonic())
+        attempts: dict[asyncio.Task[pb.SubmitRequestResponse], str] = {}
+        retry_at: dict[str, float] = {}
+        refusals: dict[str, str] = {}
+
+        def submit(node: str) -> None:
+            task = asyncio.create_task(owner.replicas[node].submit(envelope))
+            attempts[task] = node
+
+        now = time.monotonic()
+        for node in owner.replicas:
+            if owner._usable(node, now):
+                submit(node)
+            else:
+                retry_at[node] = owner._down_until[node]
+        try:
+            while True:
+                wait = (min(retry_at.values()) - time.monotonic()) if retry_at else None
+                if attempts:
+                    done, _ = await asyncio.wait(attempts, timeout=wait,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    if wait is None:
+                        raise RequestFailed("refused: " + "; ".join(
+                            f"{n}: {r}" for n, r in sorted(refusals.items())))
+                    await asyncio.sleep(max(wait, 0.0))
+                    done = set()
+                for task in done:
+                    node = attempts.pop(task)
+                    result = self._take(task, node, refusals, retry_at)
+                    if result is not None:
+                        return result
+                now = time.monotonic()
+                for node in [n for n, t in retry_at.items() if t <= now]:
+                    del retry_at[node]
+                    submit(node)
+        finally:
+            for task in attempts:
+                task.cancel()
+            for task in attempts:
+                with contextlib.suppress(BaseException):
+                    await task
+
+    def _take(self, task: asyncio.Task[pb.SubmitRequestResponse], node: str,
+              refusals: dict[str, str], retry_at: dict[str, float]) -> bytes | None:
+        try:
+            response = task.result()
+        except (TransportError, TimeoutError, OSError) as exc:
+            self._owner._mark_down(node)
+            retry_at[node] = time.monotonic() + RETRY_DELAY
+            refusals[node] = getattr(exc, "reason", "unreachable")
+            return None
+        try:
+            envelope = to_envelope(response)
+        except DecodeError:
+            refusals[node] = response.error or "refused"
+            if response.error not in _PERMANENT:
+                retry_at[node] = time.monotonic() + RETRY_DELAY
+            return None
+        return self._client.on_reply(envelope)

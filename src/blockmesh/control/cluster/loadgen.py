@@ -1,0 +1,90 @@
+"""Closed-loop load generator: C client identities, each with one request in flight.
+
+Each client waits for f+1 matching replies before sending its next request, so the offered
+load adapts to what the cluster sustains and latency is measured end to end (sign, send to
+every replica, order, execute, reply, check f+1 signatures). Requests are KV SETs whose value
+has the requested size, so every one of them changes the replicated state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+
+from blockmesh.control.cluster.client import ClusterClient, RequestFailed
+from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError
+from blockmesh.control.consensus.app import encode_set
+
+
+@dataclass
+class LoadResult:
+    transport: str
+    clients: int
+    size: int
+    committed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.committed / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> dict[str, object]:
+        return {"transport": self.transport, "clients": self.clients, "size": self.size,
+                "committed": self.committed, "failed": self.failed,
+                "seconds": round(self.seconds, 3), "requests_per_second": round(self.rate, 1),
+                "p50_ms": round(self.percentile(0.50) * 1000, 2),
+                "p99_ms": round(self.percentile(0.99) * 1000, 2), "errors": self.errors}
+
+
+async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
+                   transport: str | None = None, warmup: int = 0,
+                   timeout: float = 60.0) -> LoadResult:
+    """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel."""
+    if clients < 1 or count < 1:
+        raise ClusterConfigError("need at least one client and one request")
+    if clients > len(cluster.clients):
+        raise ClusterConfigError(
+            f"{clients} clients asked, the cluster file lists {len(cluster.clients)} client "
+            "identities (cluster init --clients)")
+    async with ClusterClient(cluster, transport) as cc:
+        result = LoadResult(cc.transport, clients, size)
+        sessions = [cc.session(i) for i in range(clients)]
+        values = [os.urandom(size) for _ in range(clients)]
+        left = [warmup]
+
+        async def worker(i: int, measured: bool) -> None:
+            session = sessions[i]
+            key = f"load/{session.client_id}".encode()
+            while left[0] > 0:
+                left[0] -= 1
+                start = time.perf_counter()
+                try:
+                    await session.execute(encode_set(key, values[i]), timeout)
+                except RequestFailed as exc:
+                    if measured:
+                        result.failed += 1
+                        reason = str(exc).split(":")[0]
+                        result.errors[reason] = result.errors.get(reason, 0) + 1
+                    continue
+                if measured:
+                    result.committed += 1
+                    result.latencies.append(time.perf_counter() - start)
+
+        if warmup:
+            await asyncio.gather(*(worker(i, False) for i in range(clients)))
+        left[0] = count
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(i, True) for i in range(clients)))
+        result.seconds = time.perf_counter() - began
+        return result

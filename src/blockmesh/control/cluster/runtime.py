@@ -1,0 +1,405 @@
+"""One PBFT replica as a process: the engine, its SQLite store, a transport and /metrics.
+
+The engine is sans-I/O; this is the I/O around it. One asyncio task owns the engine and takes
+every input from one bounded queue (peer messages, client requests, fetched state), so the
+engine is never re-entered and a flooding peer meets back-pressure instead of growing memory.
+The task drains what is queued, feeds it to the engine, writes every record of those outputs
+in ONE store transaction and only then sends: a replica killed at any instant never sent a
+vote its disk does not remember.
+
+Clients submit the same signed request to every replica; each replica answers its own
+SubmitRequest call with its signed REPLY once it executed the request, and the client accepts
+a result at f+1 matching replies (cluster/client.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, NodeConfig
+from blockmesh.control.cluster.metrics import ConsensusMetrics, MetricsServer
+from blockmesh.control.cluster.replies import to_response
+from blockmesh.control.consensus import (
+    ClientReply,
+    FetchState,
+    KeyValueApp,
+    Output,
+    PBFTReplica,
+    SqliteStore,
+)
+from blockmesh.control.keys import Verifier
+from blockmesh.control.proto import pbft_pb2 as pb
+from blockmesh.control.transport import (
+    TRANSPORT_CLASSES,
+    PeerError,
+    TransportConfig,
+    TransportError,
+)
+from blockmesh.errors import DecodeError
+
+log = logging.getLogger(__name__)
+
+#: Inputs waiting for the engine; beyond this, peers' reads and client calls wait.
+INBOX_SIZE = 8192
+#: Inputs handed to the engine between two store transactions.
+MAX_DRAIN = 512
+#: Blocks one state fetch collects from a peer before handing them to the engine.
+MAX_FETCH_BLOCKS = 4096
+#: Stable checkpoints offered in a SyncState answer (the newest); older ones by GetCheckpoint.
+SERVED_CHECKPOINTS = 4
+
+_RECEIVE, _SUBMIT, _FETCHED = range(3)
+
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class _Input:
+    kind: int
+    message: pb.PBFTMessage | None = None
+    key: Key | None = None
+    blocks: tuple[pb.Block, ...] = ()
+    certificates: tuple[pb.CheckpointCertificate, ...] = ()
+
+
+class _StateView:
+    """What peers catching up read: blocks and certificates from the store, status from the
+    engine (both live in the event loop's thread)."""
+
+    def __init__(self, store: SqliteStore, engine: PBFTReplica) -> None:
+        self._store = store
+        self._engine = engine
+
+    def blocks_from_height(self, height: int, limit: int) -> list[pb.Block]:
+        return self._store.blocks_from_height(height, limit)
+
+    def checkpoints(self) -> list[pb.CheckpointCertificate]:
+        return self._store.checkpoints()[-SERVED_CHECKPOINTS:]
+
+    def checkpoint(self, sequence: int) -> pb.CheckpointCertificate | None:
+        return self._store.checkpoint(sequence)
+
+    def status(self) -> pb.GetStatusResponse:
+        return self._engine.status()
+
+
+def runtime_transport_config() -> TransportConfig:
+    """Transport limits for replicas: redial a restarted peer within two seconds."""
+    return TransportConfig(backoff_max=2.0)
+
+
+class Replica:
+    """A running replica; `run()` serves until `stop()` or a signal (see `serve`)."""
+
+    def __init__(
+        self,
+        node: NodeConfig,
+        cluster: ClusterConfig,
+        *,
+        transport: str | None = None,
+        transport_config: TransportConfig | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.node = node
+        self.cluster = cluster
+        self.kind = transport or node.transport
+        if self.kind not in TRANSPORT_CLASSES:
+            raise ClusterConfigError(f"unknown transport {self.kind!r}")
+        self.signer = node.signer()
+        self.info = cluster.node(node.node_id)
+        if self.signer.public_key != self.info.public_key:
+            raise ClusterConfigError(f"{node.node_id}'s private key does not match the public key "
+                                     "the cluster file lists for it")
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = ConsensusMetrics(self.registry, node.node_id)
+        self.metrics_server = MetricsServer(self.registry, self.info.metrics_address)
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteStore(node.data_dir / "consensus.sqlite")
+        self.engine = PBFTReplica(
+            self.signer,
+            [n.id for n in cluster.nodes],
+            Verifier(cluster.public_keys()),
+            Verifier(cluster.client_keys()),
+            KeyValueApp(),
+            cluster.params(),
+            recovered=self.store.load(),
+        )
+        self.transport = TRANSPORT_CLASSES[self.kind](
+            self.signer,
+            Verifier(cluster.public_keys()),
+            self.info.address,
+            config=transport_config or runtime_transport_config(),
+            registry=self.registry,
+        )
+        self._inbox: asyncio.Queue[_Input] | None = None
+        self._waiters: dict[Key, list[asyncio.Future[pb.SubmitRequestResponse]]] = {}
+        self._arrivals: dict[Key, float] = {}
+        self._wake_at = 0.0
+        self._fetching: asyncio.Task[None] | None = None
+        self._fetch_round = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._inbox = asyncio.Queue(INBOX_SIZE)
+        self.metrics.height.set(self.engine.height)
+        self.metrics.stable.set(self.engine.low_watermark)
+        self.metrics.view.set(self.engine.view)
+        self.transport.set_message_handler(self._on_message)
+        self.transport.set_request_handler(self._on_submit)
+        self.transport.set_state_provider(_StateView(self.store, self.engine))
+        self.metrics_server.start()
+        await self.transport.start()
+        first = self.engine.start(time.monotonic())
+        await self._carry_out([(None, first)])
+        self._tasks.append(asyncio.create_task(self._engine_loop()))
+        self._tasks.append(asyncio.create_task(self._connect_peers()))
+        log.info("%s serving %s on %s, metrics on http://%s/metrics (height %d, view %d)",
+                 self.node.node_id, self.kind, self.transport.address,
+                 self.metrics_server.address, self.engine.height, self.engine.view)
+
+    async def run(self) -> None:
+        """Start, serve until stop(), then shut down; an engine failure ends the run."""
+        await self.start()
+        engine_task = self._tasks[0]
+        stopped = asyncio.create_task(self._stopped.wait())
+        try:
+            await asyncio.wait({engine_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            await self.close()
+        if engine_task.done() and not engine_task.cancelled() and engine_task.exception():
+            raise engine_task.exception()  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *([self._fetching] if self._fetching else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                fut.cancel()
+        await self.transport.stop()
+        self.metrics_server.stop()
+        self.store.close()
+
+    async def _connect_peers(self) -> None:
+        """Dial every other replica; the transport keeps redialling those that are down."""
+        others = [n for n in self.cluster.nodes if n.id != self.node.node_id]
+        results = await asyncio.gather(
+            *(self.transport.add_peer(n.id, n.address) for n in others), return_exceptions=True)
+        for info, result in zip(others, results, strict=True):
+            if isinstance(result, Exception):
+                log.info("%s: %s not reachable yet (%s); redialling in the background",
+                         self.node.node_id, info.id, result)
+
+    # ----------------------------------------------------------------- inputs
+
+    def _on_message(self, _sender: str, msg: pb.PBFTMessage) -> Awaitable[None] | None:
+        assert self._inbox is not None
+        item = _Input(_RECEIVE, msg)
+        try:
+            self._inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            return self._inbox.put(item)  # the transport waits before reading this peer on
+        return None
+
+    async def _on_submit(self, envelope: pb.PBFTMessage) -> pb.SubmitRequestResponse:
+        assert self._inbox is not None
+        try:
+            request = pb.Request.FromString(envelope.payload)
+        except Exception:  # protobuf raises its own DecodeError; anything else is garbage too
+            return self._refusal("malformed")
+        key = (request.client_id, request.timestamp)
+        future: asyncio.Future[pb.SubmitRequestResponse] = (
+            asyncio.get_running_loop().create_future())
+        self._waiters.setdefault(key, []).append(future)
+        self._arrivals.setdefault(key, time.monotonic())
+        try:
+            await self._inbox.put(_Input(_SUBMIT, envelope, key))
+            return await future
+        finally:
+            waiting = self._waiters.get(key)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self._waiters[key]
+                    self._arrivals.pop(key, None)
+
+    def _refusal(self, why: str) -> pb.SubmitRequestResponse:
+        return pb.SubmitRequestResponse(accepted=False, error=why, node_id=self.node.node_id)
+
+    # ----------------------------------------------------------------- the engine task
+
+    async def _engine_loop(self) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        while True:
+            batch: list[_Input] = []
+            delay = self._wake_at - time.monotonic()
+            if inbox.empty() and delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        batch.append(await inbox.get())
+                except TimeoutError:
+                    pass
+            while len(batch) < MAX_DRAIN and not inbox.empty():
+                batch.append(inbox.get_nowait())
+            now = time.monotonic()
+            outputs = [(item, self._step(item, now)) for item in batch]
+            if now >= self._wake_at:
+                outputs.append((None, self.engine.tick(now)))
+            await self._carry_out(outputs)
+            self._wake_at = max(self.engine.next_deadline(), now + 0.001)
+            await asyncio.sleep(0)  # let transports and clients run between batches
+
+    def _step(self, item: _Input, now: float) -> Output:
+        engine = self.engine
+        if item.kind == _RECEIVE:
+            assert item.message is not None
+            return engine.receive(item.message, now)
+        if item.kind == _SUBMIT:
+            assert item.message is not None
+            return engine.submit(item.message, now)
+        return engine.on_state_fetched(item.blocks, item.certificates, now)
+
+    async def _carry_out(self, outputs: list[tuple[_Input | None, Output]]) -> None:
+        """Persist everything first, in one transaction; then send, answer and fetch."""
+        records = [record for _, out in outputs for record in out.persist]
+        if records:
+            self.store.apply(records)
+        transport = self.transport
+        for item, out in outputs:
+            for metric in out.metrics:
+                self.metrics.record(metric)
+            for send in out.send:
+                # Both transports only queue here; an unreachable peer is counted by them.
+                if send.to is None:
+                    await transport.broadcast(send.message)
+                else:
+                    with contextlib.suppress(PeerError):
+                        await transport.send(send.to, send.message)
+            for reply in out.replies:
+                self._answer(reply)
+            if out.fetch is not None:
+                self._start_fetch(out.fetch)
+            if item is not None and item.kind == _SUBMIT:
+                self._refuse_dropped(item, out)
+        self.metrics.view.set(self.engine.view)
+
+    def _answer(self, reply: ClientReply) -> None:
+        try:
+            response = to_response(reply.message)
+        except DecodeError:
+            return
+        key = (response.reply.client_id, response.reply.timestamp)
+        arrival = self._arrivals.pop(key, None)
+        if arrival is not None:
+            self.metrics.commit_latency.observe(time.monotonic() - arrival)
+        for future in self._waiters.pop(key, []):
+            if not future.done():
+                future.set_result(response)
+
+    def _refuse_dropped(self, item: _Input, out: Output) -> None:
+        """A request the engine refused gets its reason now instead of a timeout later.
+
+        "duplicate" means the same request is already pending here: keep waiting for it."""
+        reasons = [m.label for m in out.metrics if m.name == "drop" and m.label != "duplicate"]
+        if not reasons or item.key not in self._waiters:
+            return
+        for future in self._waiters.pop(item.key):
+            if not future.done():
+                future.set_result(self._refusal(reasons[0]))
+
+    # ----------------------------------------------------------------- state transfer
+
+    def _start_fetch(self, want: FetchState) -> None:
+        if self._fetching is not None and not self._fetching.done():
+            return  # the engine asks again after its fetch timeout if this one fails
+        self._fetching = asyncio.create_task(self._fetch(want))
+
+    async def _fetch(self, want: FetchState) -> None:
+        peers = self.transport.peers()
+        if not peers:
+            return
+        self._fetch_round += 1
+        start = self._fetch_round % len(peers)
+        for peer in peers[start:] + peers[:start]:  # a different first peer every round
+            try:
+                blocks, certificates = await self._fetch_from(peer, want)
+            except (TransportError, DecodeError, TimeoutError) as exc:
+                log.info("%s: state fetch from %s failed: %s", self.node.node_id, peer, exc)
+                continue
+            if blocks:
+                assert self._inbox is not None
+                await self._inbox.put(_Input(_FETCHED, blocks=tuple(blocks),
+                                             certificates=tuple(certificates)))
+                return
+
+    async def _fetch_from(
+        self, peer: str, want: FetchState
+    ) -> tuple[list[pb.Block], list[pb.CheckpointCertificate]]:
+        """Page through SyncState from `peer`, then make sure a checkpoint certificate covers
+        part of what came back (asking GetCheckpoint for one if the answers carried none)."""
+        certificates: dict[int, pb.CheckpointCertificate] = {}
+        if want.certificate is not None:
+            certificates[want.certificate.sequence] = want.certificate
+        blocks: list[pb.Block] = []
+        height = want.from_height
+        while len(blocks) < MAX_FETCH_BLOCKS:
+            answer = await self.transport.sync_state(peer, height)
+            for cert in answer.checkpoints:
+                certificates[cert.sequence] = cert
+            for block in answer.blocks:
+                if block.height != height:
+                    raise DecodeError(f"{peer} sent block {block.height}, expected {height}")
+                blocks.append(block)
+                height += 1
+            if not answer.more or not answer.blocks:
+                break
+            if want.to_height and height > want.to_height:
+                break
+        if blocks:
+            low, top = blocks[0].height, blocks[-1].height
+            if not any(low <= seq <= top for seq in certificates):
+                seq = top - top % self.cluster.checkpoint_interval
+                if seq >= low:
+                    cert = await self.transport.get_checkpoint(peer, seq)
+                    if cert is not None:
+                        certificates[cert.sequence] = cert
+        return blocks, list(certificates.values())
+
+
+def serve(node_path: Path, transport: str | None = None) -> None:
+    """`cluster start`: run one replica in this process until SIGINT or SIGTERM."""
+    node = NodeConfig.load(node_path)
+    cluster = ClusterConfig.load(node.cluster_path)
+
+    async def main() -> None:
+        replica = Replica(node, cluster, transport=transport)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, replica.stop)
+        try:
+            await replica.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+    asyncio.run(main())

@@ -1,0 +1,101 @@
+"""Pieces of the cluster runtime that need no process: reply envelopes, config, CLI parsing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from blockmesh.cli.cluster import parse_operation
+from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, init_cluster
+from blockmesh.control.cluster.replies import to_envelope, to_response
+from blockmesh.control.consensus import PBFTClient
+from blockmesh.control.consensus.app import encode_delete, encode_get, encode_set
+from blockmesh.control.consensus.messages import reply_digest, sign_envelope
+from blockmesh.control.keys import Signer, Verifier
+from blockmesh.control.proto import pbft_pb2 as pb
+from blockmesh.errors import DecodeError
+
+REPLICAS = [Signer.generate(f"r{i}") for i in range(4)]
+KEYS = Verifier({s.node_id: s.public_key for s in REPLICAS})
+
+
+def _reply(signer: Signer, client: str, ts: int, result: bytes, seq: int) -> pb.PBFTMessage:
+    body = pb.Reply(client_id=client, timestamp=ts, result=result, view=2)
+    return sign_envelope(signer, pb.REPLY, 2, seq, reply_digest(client, ts, result),
+                         body.SerializeToString(deterministic=True))
+
+
+def test_a_reply_survives_the_submit_answer_and_counts_once_per_replica():
+    client = PBFTClient(Signer.generate("c0"), [s.node_id for s in REPLICAS], KEYS,
+                        first_timestamp=77)
+    client.request(b"op", 0.0)
+    first = to_envelope(to_response(_reply(REPLICAS[0], "c0", 77, b"res", 9)))
+    assert client.on_reply(first) is None
+    assert client.on_reply(first) is None  # the same replica twice is not f+1
+    second = to_envelope(to_response(_reply(REPLICAS[1], "c0", 77, b"res", 9)))
+    assert client.on_reply(second) == b"res"
+
+
+def test_a_tampered_or_refused_answer_is_not_a_reply():
+    client = PBFTClient(Signer.generate("c0"), [s.node_id for s in REPLICAS], KEYS,
+                        first_timestamp=5)
+    client.request(b"op", 0.0)
+    for signer in REPLICAS[:2]:
+        answer = to_response(_reply(signer, "c0", 5, b"res", 3))
+        answer.sequence = 4  # not what the replica signed
+        assert client.on_reply(to_envelope(answer)) is None
+    assert client.drops["bad_signature"] == 2
+    with pytest.raises(DecodeError):
+        to_envelope(pb.SubmitRequestResponse(accepted=False, error="stale_request"))
+
+
+def test_kv_payloads_from_the_command_line():
+    assert parse_operation(("set", "k", "two words")) == encode_set(b"k", b"two words")
+    assert parse_operation(("set k v",)) == encode_set(b"k", b"v")
+    assert parse_operation(("get", "k")) == encode_get(b"k")
+    assert parse_operation(("delete", "k")) == encode_delete(b"k")
+    for bad in ((), ("get",), ("put", "k", "v"), ("get", "a", "b")):
+        with pytest.raises(click.UsageError):
+            parse_operation(bad)
+
+
+def test_cluster_file_carries_clients_transport_and_engine_parameters(tmp_path):
+    init_cluster(tmp_path, 4, "127.0.0.1", 7100, 5, clients=3, transport="tcp",
+                 pbft={"view_change_timeout": 1.5})
+    config = ClusterConfig.load(tmp_path / "cluster.toml")
+    assert [c.id for c in config.clients] == ["client0", "client1", "client2"]
+    assert config.client_signer(2).public_key == config.clients[2].public_key
+    assert config.transport == "tcp"
+    params = config.params()
+    assert params.checkpoint_interval == 5 and params.view_change_timeout == 1.5
+    with pytest.raises(ClusterConfigError):
+        config.client_signer(3)
+    text = (tmp_path / "cluster.toml").read_text()
+    (tmp_path / "bad.toml").write_text(text.replace("[pbft]", "[pbft]\nno_such_knob = 1"))
+    with pytest.raises(ClusterConfigError):
+        ClusterConfig.load(tmp_path / "bad.toml")
+    (tmp_path / "odd.toml").write_text(text.replace("checkpoint_interval = 5",
+                                                    "checkpoint_interval = 7"))
+    assert ClusterConfig.load(tmp_path / "odd.toml").params().log_window == 14
+
+
+def test_cluster_commands_have_help():
+    for command in ("start", "submit", "status", "blocks", "init"):
+        proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", command,
+                               "--help"], capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert b"--json" in proc.stdout or command == "start"
+
+
+def test_status_of_a_cluster_that_is_down_marks_every_replica(tmp_path):
+    init_cluster(tmp_path, 4, "127.0.0.1", 1, clients=1)  # ports 1-4: nothing listens there
+    proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "status",
+                           "--cluster", str(tmp_path / "cluster.toml"), "--json"],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["replicas"]
+    assert rows == [{"node": f"node{k}", "error": "unreachable"} for k in range(4)]
