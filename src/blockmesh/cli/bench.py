@@ -96,3 +96,88 @@ def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, work
     Console().print(table)
     if reason:
         Console().print(f"kubo not measured: {reason}")
+
+
+def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ...]:
+    parsed: list[tuple[str, float | int]] = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            if not sep:
+                raise ValueError(pair)
+            parsed.append((name, float(value) if "." in value else int(value)))
+        except ValueError:
+            raise click.UsageError(f"--pbft takes NAME=NUMBER, got {pair!r}") from None
+    return tuple(parsed)
+
+
+@bench.command("pbft")
+@click.option("--transport", "transports", multiple=True, type=click.Choice(("grpc", "tcp")),
+              help="Transports to measure (default both).")
+@click.option("--size", "sizes", multiple=True, type=click.IntRange(0, 60_000),
+              help="Request value bytes (default 0, 100 and 1024).")
+@click.option("--batching", type=click.Choice(("on", "off", "both")), default="both",
+              show_default=True,
+              help="On: up to 64 requests per batch, one batch in flight; off: one request "
+                   "per batch, 16 in flight.")
+@click.option("--mode", type=click.Choice(("closed", "open", "both")), default="both",
+              show_default=True, help="Closed-loop clients, open loop at --rate, or both.")
+@click.option("--clients", default=32, show_default=True, help="Closed-loop clients.")
+@click.option("--count", default=2000, show_default=True,
+              help="Measured requests per closed-loop cell.")
+@click.option("--warmup", default=300, show_default=True,
+              help="Unmeasured requests before each closed-loop cell.")
+@click.option("--rate", default=2000.0, show_default=True, help="Open loop: requests/s offered.")
+@click.option("--seconds", default=5.0, show_default=True,
+              help="Open loop: measured seconds (after one second of warm-up).")
+@click.option("--identities", default=256, show_default=True,
+              help="Open loop: client identities (each has one request in flight).")
+@click.option("--skip-view-change", is_flag=True, help="Do not time a primary crash.")
+@click.option("--pbft", "pbft", multiple=True, metavar="NAME=VALUE",
+              help="Override a PBFTParams field for every cell, e.g. max_inflight_batches=8.")
+@click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
+              help="Run every replica under cProfile and write DIR/<transport>-nodeK.prof.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None)
+@json_option
+def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: str, mode: str,
+               clients: int, count: int, warmup: int, rate: float, seconds: float,
+               identities: int, skip_view_change: bool, pbft: tuple[str, ...],
+               profile_dir: str | None, workdir: str | None, as_json: bool) -> None:
+    """PBFT cluster: committed requests/s and p50/p99 latency, 4 replica processes on loopback."""
+    # Imported here: every `blockmesh` command, replicas included, loads this module.
+    from blockmesh.bench.pbftbench import SIZES, TRANSPORTS, Plan, run_bench
+
+    plan = Plan(
+        transports=transports or TRANSPORTS, sizes=sizes or SIZES,
+        batching={"on": (True,), "off": (False,), "both": (True, False)}[batching],
+        modes={"closed": ("closed",), "open": ("open",), "both": ("closed", "open")}[mode],
+        clients=clients, count=count, warmup=warmup, rate=rate, seconds=seconds,
+        open_identities=identities, view_change=not skip_view_change,
+        extra_pbft=_pbft_overrides(pbft))
+    console = Console(stderr=True)
+    profile = None
+    if profile_dir is not None:
+        profile = Path(profile_dir)
+        profile.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
+        result = run_bench(plan, Path(tmp), lambda m: console.log(m), profile)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    table = Table(title="PBFT, 4 replica processes on 127.0.0.1")
+    for column in ("transport", "batching", "load", "size", "req/s", "p50 ms", "p99 ms",
+                   "mean batch", "failed", "missed"):
+        table.add_column(column, justify="right")
+    for r in result.rows:
+        load = (f"{r.clients} closed" if r.mode == "closed"
+                else f"open {r.target_rate:,.0f}/s")
+        table.add_row(r.transport, "on" if r.batching else "off", load, f"{r.size} B",
+                      f"{r.requests_per_second:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
+                      "-" if r.mean_batch is None else f"{r.mean_batch:.1f}", str(r.failed),
+                      str(r.missed))
+    out = Console()
+    out.print(table)
+    for v in result.view_changes:
+        out.print(f"{v.transport}: primary killed -> first commit in view {v.new_view} after "
+                  f"{v.seconds_to_first_commit:.2f} s (view-change timeout "
+                  f"{v.view_change_timeout:g} s)")

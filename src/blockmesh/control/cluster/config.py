@@ -24,6 +24,11 @@ METRICS_PORT_OFFSET = 100  # replica k serves /metrics on base_port + 100 + k
 DEFAULT_CLIENTS = 64  # enough identities for the load generator's default 32 clients, twice
 TRANSPORTS = ("grpc", "tcp")
 _PARAM_NAMES = {f.name for f in fields(PBFTParams)}
+#: Where replica processes differ from the engine's defaults (a [pbft] table still wins).
+#: One batch in flight, as BFT-SMaRt orders: these replicas are CPU-bound on signatures, and
+#: with four in flight most batches held a single request, each paying a full round of
+#: PRE_PREPARE/PREPARE/COMMIT signatures (docs/benchmarks.md, "PBFT cluster").
+REPLICA_DEFAULTS: dict[str, float | int] = {"max_inflight_batches": 1}
 
 
 class ClusterConfigError(BlockmeshError):
@@ -99,8 +104,8 @@ class ClusterConfig:
     def params(self) -> PBFTParams:
         """The engine parameters every replica of this cluster runs with."""
         try:
-            return PBFTParams(checkpoint_interval=self.checkpoint_interval,
-                              **self._window(), **dict(self.pbft))
+            return PBFTParams(**{"checkpoint_interval": self.checkpoint_interval,
+                                 **REPLICA_DEFAULTS, **self._window(), **dict(self.pbft)})
         except (TypeError, ValueError) as exc:
             raise ClusterConfigError(f"bad [pbft] parameters: {exc}") from None
 

@@ -2,12 +2,13 @@
 
 SubmitRequestResponse holds the Reply body, the replica id, the envelope's sequence and the
 envelope signature instead of the envelope itself; the remaining envelope fields follow from
-the body, so a client rebuilds the exact bytes the replica signed and checks them as any REPLY.
+the body, so a client rebuilds the exact bytes the replica signed and checks them as any REPLY
+(a batch-signed reply carries its batch's reply digests in the body, see messages.py).
 """
 
 from __future__ import annotations
 
-from blockmesh.control.consensus.messages import reply_digest
+from blockmesh.control.consensus.messages import MAX_REPLY_BATCH, reply_envelope_digest
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.errors import DecodeError
 
@@ -24,11 +25,13 @@ def to_envelope(response: pb.SubmitRequestResponse) -> pb.PBFTMessage:
         raise DecodeError(f"{response.node_id or 'replica'} refused the request: "
                           f"{response.error or 'no reply'}")
     body = response.reply
+    if len(body.batch_digests) > MAX_REPLY_BATCH:
+        raise DecodeError(f"{response.node_id or 'replica'} listed too many reply digests")
     return pb.PBFTMessage(
         type=pb.REPLY,
         view=body.view,
         sequence=response.sequence,
-        digest=reply_digest(body.client_id, body.timestamp, body.result),
+        digest=reply_envelope_digest(body),
         node_id=response.node_id,
         signature=response.signature,
         payload=body.SerializeToString(deterministic=True),

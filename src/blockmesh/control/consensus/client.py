@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from blockmesh.control.consensus.messages import (
     SignerLike,
     VerifierLike,
-    envelope_signing_bytes,
     reply_digest,
+    reply_signing_bytes,
     request_envelope,
     sign_request,
 )
@@ -102,11 +102,12 @@ class PBFTClient:
         body = parse_payload(pb.Reply, msg.payload)
         if body.client_id != self.client_id or body.timestamp != cur.timestamp:
             raise InvalidMessage("late")
-        digest = reply_digest(body.client_id, body.timestamp, body.result)
-        if msg.digest != digest:
+        signed = reply_signing_bytes(msg, body)
+        if signed is None:
             raise InvalidMessage("malformed")
-        if not self._keys.verify(msg.node_id, msg.signature, envelope_signing_bytes(msg)):
+        if not self._keys.verify(msg.node_id, msg.signature, signed):
             raise InvalidMessage("bad_signature")
+        digest = reply_digest(body.client_id, body.timestamp, body.result)
         cur.votes[msg.node_id] = digest
         if sum(1 for d in cur.votes.values() if d == digest) > self.committee.f:
             self._current = None

@@ -37,6 +37,7 @@ from blockmesh.control.consensus.messages import (
     VerifierLike,
     reply_digest,
     sha256,
+    sign_batch_replies,
     sign_envelope,
 )
 from blockmesh.control.consensus.outputs import (
@@ -646,17 +647,27 @@ class PBFTReplica:
 
     def _execute(self, seq: int, batch: Batch, out: Output, now: float) -> None:
         results = []
+        answered: list[tuple[str, int, bytes]] = []
         for req, (client, ts) in zip(batch.requests, batch.keys, strict=True):
             record = self._clients.get(client)
             if record is not None and ts <= record.timestamp:
                 results.append(b"")
                 continue
             result = self._app.execute(req.operation)
-            reply = self._sign_reply(client, ts, result, seq)
-            out.replies.append(ClientReply(client, reply))
-            self._clients[client] = _ClientRecord(ts, result, seq, reply)
+            answered.append((client, ts, result))
+            self._clients[client] = _ClientRecord(ts, result, seq)
             self._forget_pending(client, ts)
             results.append(result)
+        if len(answered) == 1:
+            client, ts, result = answered[0]
+            replies = [self._sign_reply(client, ts, result, seq)]
+        else:
+            replies = sign_batch_replies(self._signer, self.view, seq, answered)
+        for (client, ts, _), reply in zip(answered, replies, strict=True):
+            out.replies.append(ClientReply(client, reply))
+            record = self._clients[client]
+            if record.timestamp == ts:
+                record.reply = reply
         block = make_block(seq, self._head_hash, batch.view, batch.requests, results)
         self._record_block(block, out, now, announce=True)
 

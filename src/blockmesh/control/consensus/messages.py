@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Protocol
 
 from blockmesh.control.proto import pbft_pb2 as pb
@@ -89,6 +90,56 @@ def reply_digest(client_id: str, timestamp: int, result: bytes) -> bytes:
     """What clients compare across replicas: the same request answered with the same result."""
     return sha256(pb.Reply(client_id=client_id, timestamp=timestamp, result=result)
                   .SerializeToString(deterministic=True))
+
+
+#: Reply digests one batch-signed REPLY may list; a longer list is refused unverified.
+MAX_REPLY_BATCH = 4096
+
+
+def batch_reply_digest(digests: Sequence[bytes]) -> bytes:
+    return sha256(b"".join(digests))
+
+
+def sign_batch_replies(
+    signer: SignerLike, view: int, sequence: int, replies: Sequence[tuple[str, int, bytes]]
+) -> list[pb.PBFTMessage]:
+    """One REPLY envelope per (client, timestamp, result) of a batch, under ONE signature.
+
+    Signing every reply costs a replica one Ed25519 signature per request; this costs one per
+    batch. The signature covers the envelope with an empty payload and, as digest, the hash of
+    every reply digest of the batch; each client's envelope carries the list (Reply.
+    batch_digests) to show its own reply is in it (see `reply_signing_bytes`)."""
+    digests = [reply_digest(client, ts, result) for client, ts, result in replies]
+    head = pb.PBFTMessage(type=pb.REPLY, view=view, sequence=sequence,
+                          digest=batch_reply_digest(digests), node_id=signer.node_id)
+    signature = signer.sign(head.SerializeToString(deterministic=True))
+    return [pb.PBFTMessage(
+        type=pb.REPLY, view=view, sequence=sequence, digest=head.digest,
+        node_id=signer.node_id, signature=signature,
+        payload=pb.Reply(client_id=client, timestamp=ts, result=result, view=view,
+                         batch_digests=digests).SerializeToString(deterministic=True))
+        for client, ts, result in replies]
+
+
+def reply_envelope_digest(body: pb.Reply) -> bytes:
+    """The digest a REPLY envelope with payload `body` must carry (either form)."""
+    if body.batch_digests:
+        return batch_reply_digest(body.batch_digests)
+    return reply_digest(body.client_id, body.timestamp, body.result)
+
+
+def reply_signing_bytes(msg: pb.PBFTMessage, body: pb.Reply) -> bytes | None:
+    """What the replica signed for REPLY `msg` whose parsed payload is `body`, or None when
+    the reply is malformed (a digest that does not follow from the body)."""
+    own = reply_digest(body.client_id, body.timestamp, body.result)
+    if not body.batch_digests:
+        return envelope_signing_bytes(msg) if msg.digest == own else None
+    if (len(body.batch_digests) > MAX_REPLY_BATCH or own not in body.batch_digests
+            or msg.digest != batch_reply_digest(body.batch_digests)):
+        return None
+    head = pb.PBFTMessage(type=msg.type, view=msg.view, sequence=msg.sequence,
+                          digest=msg.digest, node_id=msg.node_id)
+    return head.SerializeToString(deterministic=True)
 
 
 class SignatureChecker:

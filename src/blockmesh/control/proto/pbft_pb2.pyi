@@ -67,16 +67,18 @@ class PrePrepare(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[Request, _Mapping]]] = ..., view: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("client_id", "timestamp", "result", "view")
+    __slots__ = ("client_id", "timestamp", "result", "view", "batch_digests")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     timestamp: int
     result: bytes
     view: int
-    def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., result: _Optional[bytes] = ..., view: _Optional[int] = ...) -> None: ...
+    batch_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., result: _Optional[bytes] = ..., view: _Optional[int] = ..., batch_digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("height", "state_digest")

@@ -1,0 +1,376 @@
+"""PBFT cluster throughput and latency: four replica processes on loopback and a load generator.
+
+Each cell of the matrix starts a fresh cluster (`cluster start` x4, free ports, a temporary
+directory), waits until the replicas are meshed, runs an unmeasured warm-up, then measures:
+
+- closed loop: C client identities, each with one request in flight, waiting for f+1
+  matching signed replies before the next (the issue's 32-client figure);
+- open loop: requests issued on a fixed schedule at a target rate, each from an idle client
+  identity; latency counts from the scheduled instant (so a stalled cluster cannot hide its
+  queueing), and a request with no idle identity at its instant is counted as missed.
+
+The view-change cell kills the primary with SIGKILL under a light load and times the first
+request that commits afterwards, which can only commit in the new view.
+
+The load generator runs in this process and pays for the clients' Ed25519 signing and reply
+checks; on a two-core machine it competes with the replicas for CPU, as the issue's
+reference measurement did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from blockmesh.control.cluster.client import ClientSession, ClusterClient, RequestFailed
+from blockmesh.control.cluster.config import METRICS_PORT_OFFSET, ClusterConfig, init_cluster
+from blockmesh.control.cluster.loadgen import run_load
+from blockmesh.control.consensus.app import encode_set
+from blockmesh.errors import BlockmeshError
+
+NODES = 4
+SIZES = (0, 100, 1024)
+TRANSPORTS = ("grpc", "tcp")
+#: Batching on: up to 64 requests per PRE_PREPARE, one batch in flight (the replicas'
+#: default), so requests that arrive meanwhile form the next batch. Off: one request per
+#: PRE_PREPARE, pipelined 16 deep (with the default depth of one it would be lock-step).
+BATCHING: dict[bool, dict[str, float | int]] = {
+    False: {"max_batch_size": 1, "max_inflight_batches": 16},
+    True: {"max_batch_size": 64},
+}
+#: Fast failure detection so the view-change cell finishes in seconds (default timeout is 4 s).
+VIEW_CHANGE_PBFT = {"view_change_timeout": 1.0, "retransmit_interval": 0.5}
+START_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 30.0
+
+Log = Callable[[str], None]
+
+
+class BenchError(BlockmeshError):
+    """The cluster under test did not start or did not answer."""
+
+
+@dataclass
+class Row:
+    transport: str
+    mode: str  # "closed" or "open"
+    batching: bool
+    size: int
+    clients: int
+    target_rate: float | None
+    committed: int
+    failed: int
+    missed: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    mean_batch: float | None
+
+
+@dataclass
+class ViewChangeRow:
+    transport: str
+    view_change_timeout: float
+    seconds_to_first_commit: float
+    new_view: int
+
+
+@dataclass
+class BenchResult:
+    rows: list[Row] = field(default_factory=list)
+    view_changes: list[ViewChangeRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rows": [asdict(r) for r in self.rows],
+                "view_changes": [asdict(v) for v in self.view_changes]}
+
+
+def _free_base_port() -> int:
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        ports = [base + k for k in range(NODES)]
+        ports += [base + METRICS_PORT_OFFSET + k for k in range(NODES)]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise BenchError("no free port range on 127.0.0.1")
+
+
+class LocalCluster:
+    """Four `cluster start` processes in `root`; stopped by PID when the context exits."""
+
+    def __init__(self, root: Path, kind: str, pbft: dict[str, float | int], clients: int,
+                 profile_dir: Path | None = None) -> None:
+        self.root = root
+        self.kind = kind
+        init_cluster(root, NODES, "127.0.0.1", _free_base_port(), 100, clients=clients,
+                     transport=kind, pbft=pbft)
+        self.config = ClusterConfig.load(root / "cluster.toml")
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._profile_dir = profile_dir
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalCluster]:
+        try:
+            for k in range(NODES):
+                self._start(f"node{k}")
+            self._wait_meshed()
+            yield self
+        finally:
+            self.stop()
+
+    def _start(self, node: str) -> None:
+        command = [sys.executable]
+        if self._profile_dir is not None:
+            command += ["-m", "cProfile", "-o",
+                        str(self._profile_dir / f"{self.kind}-{node}.prof")]
+        command += ["-m", "blockmesh.cli", "cluster", "start", "--config",
+                    str(self.root / f"{node}.toml"), "--transport", self.kind]
+        with open(self.root / f"{node}.log", "wb") as log:
+            self.procs[node] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self, node: str) -> None:
+        proc = self.procs.pop(node)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+    def _wait_meshed(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            for node, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise BenchError(f"{node} exited with {proc.returncode}; see "
+                                     f"{self.root / (node + '.log')}")
+            rows = asyncio.run(self._status())
+            if all(len(r.get("peers", ())) == NODES - 1 for r in rows):
+                return
+            time.sleep(0.2)
+        raise BenchError(f"the {self.kind} replicas did not mesh within {START_TIMEOUT:g} s")
+
+    async def _status(self) -> list[dict[str, object]]:
+        async with ClusterClient(self.config) as cc:
+            return await cc.status()
+
+    def batch_totals(self, node: str = "node0") -> tuple[float, float]:
+        """(sum, count) of the batch-size histogram of `node` (the primary of view 0)."""
+        address = self.config.node(node).metrics_address
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        totals = []
+        for suffix in ("sum", "count"):
+            found = re.search(rf"^blockmesh_pbft_batch_size_{suffix}\{{[^}}]*\}} (\S+)$", text,
+                              re.MULTILINE)
+            totals.append(float(found.group(1)) if found else 0.0)
+        return totals[0], totals[1]
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds: float,
+                    size: int, identities: int, warmup: float) -> tuple[int, int, int, float,
+                                                                        list[float]]:
+    """Issue requests at `rate`/s for `seconds` after `warmup` seconds at the same rate.
+
+    Returns (committed, failed, missed, measured seconds, latencies of measured requests)."""
+    async with ClusterClient(config, transport) as cc:
+        idle: list[ClientSession] = [cc.session(i) for i in range(identities)]
+        value = os.urandom(size)
+        latencies: list[float] = []
+        counts = {"committed": 0, "failed": 0, "missed": 0}
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+
+        async def one(session: ClientSession, due: float, measured: bool) -> None:
+            key = f"open/{session.client_id}".encode()
+            try:
+                await session.execute(encode_set(key, value), REQUEST_TIMEOUT)
+            except RequestFailed:
+                if measured:
+                    counts["failed"] += 1
+            else:
+                if measured:
+                    counts["committed"] += 1
+                    latencies.append(loop.time() - due)
+            finally:
+                idle.append(session)
+
+        began = loop.time()
+        measure_from = began + warmup
+        end = measure_from + seconds
+        issued = 0
+        while True:
+            due = began + issued / rate
+            if due >= end:
+                break
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            issued += 1
+            measured = due >= measure_from
+            if not idle:
+                if measured:
+                    counts["missed"] += 1
+                continue
+            task = asyncio.create_task(one(idle.pop(), due, measured))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT + 5)
+        elapsed = max(loop.time() - measure_from, seconds)
+        return counts["committed"], counts["failed"], counts["missed"], elapsed, latencies
+
+
+def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return (after[0] - before[0]) / count if count > 0 else None
+
+
+def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, count: int,
+               warmup: int) -> Row:
+    before = cluster.batch_totals()
+    result = asyncio.run(run_load(cluster.config, count, size, clients, cluster.kind, warmup,
+                                  REQUEST_TIMEOUT))
+    mean = _mean_batch(before, cluster.batch_totals())
+    ordered = sorted(result.latencies)
+    return Row(cluster.kind, "closed", batching, size, clients, None, result.committed,
+               result.failed, 0, round(result.seconds, 3), round(result.rate, 1),
+               round(_percentile(ordered, 0.5) * 1000, 2),
+               round(_percentile(ordered, 0.99) * 1000, 2),
+               None if mean is None else round(mean, 2))
+
+
+def run_open(cluster: LocalCluster, batching: bool, size: int, rate: float, seconds: float,
+             identities: int, warmup: float) -> Row:
+    before = cluster.batch_totals()
+    committed, failed, missed, elapsed, latencies = asyncio.run(open_loop(
+        cluster.config, cluster.kind, rate, seconds, size, identities, warmup))
+    mean = _mean_batch(before, cluster.batch_totals())
+    ordered = sorted(latencies)
+    return Row(cluster.kind, "open", batching, size, identities, rate, committed, failed, missed,
+               round(elapsed, 3), round(committed / elapsed, 1),
+               round(_percentile(ordered, 0.5) * 1000, 2),
+               round(_percentile(ordered, 0.99) * 1000, 2),
+               None if mean is None else round(mean, 2))
+
+
+def run_view_change(cluster: LocalCluster) -> ViewChangeRow:
+    """SIGKILL the primary of view 0 under load; time the first commit after it."""
+    config = cluster.config
+    timeout = float(dict(config.pbft).get("view_change_timeout", 4.0))
+
+    async def measure() -> tuple[float, int]:
+        async with ClusterClient(config) as cc:
+            background = [cc.session(i) for i in range(1, 5)]
+            stop = asyncio.Event()
+
+            async def churn(session: ClientSession) -> None:
+                key = f"vc/{session.client_id}".encode()
+                while not stop.is_set():
+                    with contextlib.suppress(RequestFailed):
+                        await session.execute(encode_set(key, b"x"), REQUEST_TIMEOUT)
+
+            workers = [asyncio.create_task(churn(s)) for s in background]
+            await asyncio.sleep(1.0)
+            cluster.kill("node0")
+            killed = time.monotonic()
+            await cc.session(0).execute(encode_set(b"vc/first", b"after"), 4 * REQUEST_TIMEOUT)
+            took = time.monotonic() - killed
+            stop.set()
+            await asyncio.wait(workers, timeout=REQUEST_TIMEOUT)
+            views = [r.get("view", 0) for r in await cc.status() if "error" not in r]
+            return took, int(min(views, default=0))
+
+    took, view = asyncio.run(measure())
+    if view < 1:
+        raise BenchError("the first commit after killing the primary was not in a new view")
+    return ViewChangeRow(cluster.kind, timeout, round(took, 3), view)
+
+
+@dataclass(frozen=True)
+class Plan:
+    transports: tuple[str, ...] = TRANSPORTS
+    sizes: tuple[int, ...] = SIZES
+    batching: tuple[bool, ...] = (True, False)
+    modes: tuple[str, ...] = ("closed", "open")
+    clients: int = 32
+    count: int = 2000
+    warmup: int = 300
+    rate: float = 2000.0
+    seconds: float = 5.0
+    open_identities: int = 256
+    view_change: bool = True
+    extra_pbft: tuple[tuple[str, float | int], ...] = ()
+
+
+def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = None) -> BenchResult:
+    """Every requested cell; one fresh cluster per (transport, batching) pair."""
+    result = BenchResult()
+    identities = max(plan.clients, plan.open_identities if "open" in plan.modes else 0)
+    for kind in plan.transports:
+        for batching in plan.batching:
+            pbft = {**BATCHING[batching], **dict(plan.extra_pbft)}
+            root = workdir / f"{kind}-{'batch' if batching else 'nobatch'}"
+            cluster = LocalCluster(root, kind, pbft, identities, profile_dir)
+            log(f"{kind}, batching {'on' if batching else 'off'}: starting 4 replicas")
+            with cluster.running():
+                for size in plan.sizes:
+                    if "closed" in plan.modes:
+                        row = run_closed(cluster, batching, size, plan.clients, plan.count,
+                                         plan.warmup)
+                        log(_describe(row))
+                        result.rows.append(row)
+                    if "open" in plan.modes:
+                        row = run_open(cluster, batching, size, plan.rate, plan.seconds,
+                                       plan.open_identities, 1.0)
+                        log(_describe(row))
+                        result.rows.append(row)
+        if plan.view_change:
+            cluster = LocalCluster(workdir / f"{kind}-viewchange", kind,
+                                   {**BATCHING[True], **VIEW_CHANGE_PBFT}, 8)
+            log(f"{kind}: killing the primary")
+            with cluster.running():
+                row = run_view_change(cluster)
+            log(f"{kind}: first commit {row.seconds_to_first_commit:.2f} s after the kill "
+                f"(view {row.new_view}, timeout {row.view_change_timeout:g} s)")
+            result.view_changes.append(row)
+    return result
+
+
+def _describe(row: Row) -> str:
+    load = f"{row.clients} clients" if row.mode == "closed" else f"{row.target_rate:g}/s offered"
+    return (f"{row.transport} {row.mode} batching={'on' if row.batching else 'off'} "
+            f"{row.size} B, {load}: {row.requests_per_second:,.0f} req/s, p50 {row.p50_ms} ms, "
+            f"p99 {row.p99_ms} ms, mean batch {row.mean_batch}")
