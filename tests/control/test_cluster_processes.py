@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +23,11 @@ import pytest
 import tomli_w
 
 from blockmesh.control.cluster.client import ClusterClient
-from blockmesh.control.cluster.config import METRICS_PORT_OFFSET, ClusterConfig, init_cluster
+from blockmesh.control.cluster.config import (
+    ClusterConfig,
+    free_base_port,
+    init_cluster,
+)
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import decode_result, encode_get, encode_set
 from blockmesh.control.keys import Signer
@@ -36,28 +38,13 @@ FAST_PBFT = {"view_change_timeout": 1.0, "retransmit_interval": 0.5,
 WAIT = 60.0
 
 
-def _free_base_port() -> int:
-    """A base port whose replica and metrics ports (base+k, base+100+k) are all free now."""
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(4)] + [base + METRICS_PORT_OFFSET + k for k in range(4)]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range on 127.0.0.1")
-
-
 class Cluster:
     """Config files in `root`, one `cluster start` process per replica."""
 
     def __init__(self, root: Path, kind: str, checkpoint_interval: int = 5) -> None:
         self.root = root
         self.kind = kind
-        self.base = _free_base_port()
+        self.base = free_base_port()
         init_cluster(root, 4, "127.0.0.1", self.base, checkpoint_interval, clients=8,
                      transport=kind, pbft=FAST_PBFT)
         self.config = ClusterConfig.load(root / "cluster.toml")

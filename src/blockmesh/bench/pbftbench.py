@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from blockmesh.control.cluster.client import ClientSession, ClusterClient, RequestFailed
-from blockmesh.control.cluster.config import METRICS_PORT_OFFSET, ClusterConfig, init_cluster
+from blockmesh.control.cluster.config import (
+    ClusterConfig,
+    free_base_port,
+    init_cluster,
+)
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import encode_set
 from blockmesh.errors import BlockmeshError
@@ -98,21 +100,6 @@ class BenchResult:
                 "view_changes": [asdict(v) for v in self.view_changes]}
 
 
-def _free_base_port() -> int:
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(NODES)]
-        ports += [base + METRICS_PORT_OFFSET + k for k in range(NODES)]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise BenchError("no free port range on 127.0.0.1")
-
-
 class LocalCluster:
     """Four `cluster start` processes in `root`; stopped by PID when the context exits."""
 
@@ -120,7 +107,7 @@ class LocalCluster:
                  profile_dir: Path | None = None) -> None:
         self.root = root
         self.kind = kind
-        init_cluster(root, NODES, "127.0.0.1", _free_base_port(), 100, clients=clients,
+        init_cluster(root, NODES, "127.0.0.1", free_base_port(NODES), 100, clients=clients,
                      transport=kind, pbft=pbft)
         self.config = ClusterConfig.load(root / "cluster.toml")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,11 @@ from typing import Any
 import click
 
 from blockmesh.control.cluster.client import ClusterClient
-from blockmesh.control.cluster.config import METRICS_PORT_OFFSET, ClusterConfig, init_cluster
+from blockmesh.control.cluster.config import (
+    ClusterConfig,
+    free_base_port,
+    init_cluster,
+)
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import decode_result, encode_get, encode_set
 from blockmesh.errors import BlockmeshError
@@ -28,21 +31,6 @@ from blockmesh.errors import BlockmeshError
 DEMO_PBFT = {"view_change_timeout": 1.0, "retransmit_interval": 0.5}
 WAIT = 60.0
 NODES = 4
-
-
-def free_base_port(host: str = "127.0.0.1") -> int:
-    """A port P with P..P+3 and P+100..P+103 free on `host` right now."""
-    for start in range(21_000, 61_000, 997):
-        ports = [start + k for k in range(NODES)]
-        ports += [start + METRICS_PORT_OFFSET + k for k in range(NODES)]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return start
-    raise BlockmeshError("no free range of ports on 127.0.0.1 for the cluster demo")
 
 
 @contextlib.contextmanager

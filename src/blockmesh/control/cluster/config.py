@@ -9,6 +9,8 @@ clients needs C identities, and `cluster init` writes several.
 
 from __future__ import annotations
 
+import random
+import socket
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -227,3 +229,20 @@ def init_cluster(out: Path, nodes: int, host: str, base_port: int,
         node_file.chmod(0o600)
     (out / "cluster.toml").chmod(0o600)
     return config
+
+
+def free_base_port(nodes: int = 4, host: str = "127.0.0.1") -> int:
+    """A base port P whose replica ports P+k and metrics ports P+100+k are all free right now,
+    for clusters that tests, benchmarks and the demo start on loopback."""
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        ports = [base + k for k in range(nodes)]
+        ports += [base + METRICS_PORT_OFFSET + k for k in range(nodes)]
+        try:
+            for port in ports:
+                with socket.socket() as probe:
+                    probe.bind((host, port))
+        except OSError:
+            continue
+        return base
+    raise ClusterConfigError(f"no free range of {nodes} + {nodes} ports on {host}")
