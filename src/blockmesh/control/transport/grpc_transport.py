@@ -349,15 +349,20 @@ class GrpcTransport(MeshTransport):
             raise AuthenticationError(str(exc)) from None
         return caller
 
-    async def _serve_send(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.SendResponse:
+    async def _signed_request(self, method: str, raw: bytes, kind: type[M],
+                              context: grpc.aio.ServicerContext) -> tuple[str, M]:
+        """Authenticate a one-shot call and parse its body, or end the call with the reason."""
         try:
-            caller = self._authorize("SendMessage", raw, context)
-            request = pb.SendRequest.FromString(raw)
+            return self._authorize(method, raw, context), kind.FromString(raw)
         except AuthenticationError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except ProtobufDecodeError:
             self.metrics.drop("garbage")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a SendRequest")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a {kind.__name__}")
+        raise AssertionError("context.abort returned")  # abort always raises
+
+    async def _serve_send(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.SendResponse:
+        caller, request = await self._signed_request("SendMessage", raw, pb.SendRequest, context)
         if request.target != self.node_id:
             return pb.SendResponse(
                 accepted=False, error=f"this is {self.node_id}, not {request.target}"
@@ -373,14 +378,8 @@ class GrpcTransport(MeshTransport):
         self, raw: bytes, context: grpc.aio.ServicerContext
     ) -> pb.BroadcastResponse:
         """Relay a member's message to every other peer (for a member missing connections)."""
-        try:
-            caller = self._authorize("BroadcastMessage", raw, context)
-            request = pb.BroadcastRequest.FromString(raw)
-        except AuthenticationError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        except ProtobufDecodeError:
-            self.metrics.drop("garbage")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a BroadcastRequest")
+        caller, request = await self._signed_request("BroadcastMessage", raw,
+                                                     pb.BroadcastRequest, context)
         wire = request.message.SerializeToString()
         targets = sorted((set(self._addresses) | set(self.peers())) - {caller})
         errors = [e for e in (self._enqueue(node, wire) for node in targets) if e is not None]
