@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from blockmesh.control.cluster.client import ClientSession, ClusterClient, RequestFailed
 from blockmesh.control.cluster.config import (
     ClusterConfig,
@@ -80,6 +82,11 @@ class Row:
     p50_ms: float
     p99_ms: float
     mean_batch: float | None
+    #: CPU (user + system) per committed request: the busiest replica, all four together,
+    #: and the load generator. Steadier than req/s when other jobs share the cores.
+    cpu_ms_primary: float | None = None
+    cpu_ms_replicas: float | None = None
+    cpu_ms_client: float | None = None
 
 
 @dataclass
@@ -167,6 +174,17 @@ class LocalCluster:
         async with ClusterClient(self.config) as cc:
             return await cc.status()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds so far of every replica process and of this process."""
+        seconds = {}
+        for node, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(proc.pid).cpu_times()
+                seconds[node] = times.user + times.system
+        own = os.times()
+        seconds["client"] = own.user + own.system
+        return seconds
+
     def batch_totals(self, node: str = "node0") -> tuple[float, float]:
         """(sum, count) of the batch-size histogram of `node` (the primary of view 0)."""
         address = self.config.node(node).metrics_address
@@ -188,15 +206,16 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds: float,
                     size: int, identities: int, warmup: float) -> tuple[int, int, int, float,
-                                                                        list[float]]:
+                                                                        list[float], int]:
     """Issue requests at `rate`/s for `seconds` after `warmup` seconds at the same rate.
 
-    Returns (committed, failed, missed, measured seconds, latencies of measured requests)."""
+    Returns (committed, failed, missed, measured seconds, latencies of measured requests,
+    requests committed in all, warm-up included)."""
     async with ClusterClient(config, transport) as cc:
         idle: list[ClientSession] = [cc.session(i) for i in range(identities)]
         value = os.urandom(size)
         latencies: list[float] = []
-        counts = {"committed": 0, "failed": 0, "missed": 0}
+        counts = {"committed": 0, "failed": 0, "missed": 0, "all": 0}
         tasks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
 
@@ -208,6 +227,7 @@ async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds:
                 if measured:
                     counts["failed"] += 1
             else:
+                counts["all"] += 1
                 if measured:
                     counts["committed"] += 1
                     latencies.append(loop.time() - due)
@@ -237,7 +257,8 @@ async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds:
         if tasks:
             await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT + 5)
         elapsed = max(loop.time() - measure_from, seconds)
-        return counts["committed"], counts["failed"], counts["missed"], elapsed, latencies
+        return (counts["committed"], counts["failed"], counts["missed"], elapsed, latencies,
+                counts["all"])
 
 
 def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
@@ -245,32 +266,51 @@ def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> floa
     return (after[0] - before[0]) / count if count > 0 else None
 
 
+def _cpu_per_request(before: dict[str, float], after: dict[str, float],
+                     requests: int) -> dict[str, float | None]:
+    """CPU ms per request from two `LocalCluster.cpu_seconds` readings."""
+    if requests <= 0:
+        return {"cpu_ms_primary": None, "cpu_ms_replicas": None, "cpu_ms_client": None}
+    used = {k: after[k] - before[k] for k in after if k in before}
+    replicas = [v for k, v in used.items() if k != "client"]
+    per = 1000 / requests
+    return {"cpu_ms_primary": round(max(replicas, default=0.0) * per, 3),
+            "cpu_ms_replicas": round(sum(replicas) * per, 3),
+            "cpu_ms_client": round(used.get("client", 0.0) * per, 3)}
+
+
 def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, count: int,
                warmup: int) -> Row:
+    """Warm-up and measurement run as one load, so the CPU readings straddle both; the
+    CPU columns divide by every request of the cell, warm-up included."""
     before = cluster.batch_totals()
+    cpu_before = cluster.cpu_seconds()
     result = asyncio.run(run_load(cluster.config, count, size, clients, cluster.kind, warmup,
                                   REQUEST_TIMEOUT))
+    cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), result.committed + warmup)
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(result.latencies)
     return Row(cluster.kind, "closed", batching, size, clients, None, result.committed,
                result.failed, 0, round(result.seconds, 3), round(result.rate, 1),
                round(_percentile(ordered, 0.5) * 1000, 2),
                round(_percentile(ordered, 0.99) * 1000, 2),
-               None if mean is None else round(mean, 2))
+               None if mean is None else round(mean, 2), **cpu)
 
 
 def run_open(cluster: LocalCluster, batching: bool, size: int, rate: float, seconds: float,
              identities: int, warmup: float) -> Row:
     before = cluster.batch_totals()
-    committed, failed, missed, elapsed, latencies = asyncio.run(open_loop(
+    cpu_before = cluster.cpu_seconds()
+    committed, failed, missed, elapsed, latencies, everything = asyncio.run(open_loop(
         cluster.config, cluster.kind, rate, seconds, size, identities, warmup))
+    cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), everything)
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(latencies)
     return Row(cluster.kind, "open", batching, size, identities, rate, committed, failed, missed,
                round(elapsed, 3), round(committed / elapsed, 1),
                round(_percentile(ordered, 0.5) * 1000, 2),
                round(_percentile(ordered, 0.99) * 1000, 2),
-               None if mean is None else round(mean, 2))
+               None if mean is None else round(mean, 2), **cpu)
 
 
 def run_view_change(cluster: LocalCluster) -> ViewChangeRow:
@@ -360,4 +400,5 @@ def _describe(row: Row) -> str:
     load = f"{row.clients} clients" if row.mode == "closed" else f"{row.target_rate:g}/s offered"
     return (f"{row.transport} {row.mode} batching={'on' if row.batching else 'off'} "
             f"{row.size} B, {load}: {row.requests_per_second:,.0f} req/s, p50 {row.p50_ms} ms, "
-            f"p99 {row.p99_ms} ms, mean batch {row.mean_batch}")
+            f"p99 {row.p99_ms} ms, mean batch {row.mean_batch}; CPU ms/request: replicas "
+            f"{row.cpu_ms_replicas} (busiest {row.cpu_ms_primary}), client {row.cpu_ms_client}")

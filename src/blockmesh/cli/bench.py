@@ -98,6 +98,10 @@ def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, work
         Console().print(f"kubo not measured: {reason}")
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ...]:
     parsed: list[tuple[str, float | int]] = []
     for pair in pairs:
@@ -166,7 +170,8 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         return
     table = Table(title="PBFT, 4 replica processes on 127.0.0.1")
     for column in ("transport", "batching", "load", "size", "req/s", "p50 ms", "p99 ms",
-                   "mean batch", "failed", "missed"):
+                   "mean batch", "failed", "missed", "CPU ms/req replicas", "busiest",
+                   "client"):
         table.add_column(column, justify="right")
     for r in result.rows:
         load = (f"{r.clients} closed" if r.mode == "closed"
@@ -174,7 +179,8 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         table.add_row(r.transport, "on" if r.batching else "off", load, f"{r.size} B",
                       f"{r.requests_per_second:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
                       "-" if r.mean_batch is None else f"{r.mean_batch:.1f}", str(r.failed),
-                      str(r.missed))
+                      str(r.missed), *(_ms(v) for v in (r.cpu_ms_replicas, r.cpu_ms_primary,
+                                                        r.cpu_ms_client)))
     out = Console()
     out.print(table)
     for v in result.view_changes:

@@ -18,6 +18,7 @@ from blockmesh.control.consensus import (
     PBFTParams,
     PBFTReplica,
 )
+from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 
@@ -36,7 +37,13 @@ class Cluster:
         self.keys = Verifier({r: s.public_key for r, s in self.signers.items()})
         self.client_signers = {f"c{i}": Signer.generate(f"c{i}") for i in range(clients)}
         self.client_keys = Verifier({c: s.public_key for c, s in self.client_signers.items()})
-        self.clients = {c: PBFTClient(s, self.nodes, self.keys)
+        replica_public = {r: s.public_key for r, s in self.signers.items()}
+        client_public = {c: s.public_key for c, s in self.client_signers.items()}
+        self.client_macs = {c: PairKeys(c, s.private, replica_public, client_side=True)
+                            for c, s in self.client_signers.items()}
+        self.replica_macs = {r: PairKeys(r, s.private, client_public, client_side=False)
+                             for r, s in self.signers.items()}
+        self.clients = {c: PBFTClient(s, self.nodes, self.keys, pair_keys=self.client_macs[c])
                         for c, s in self.client_signers.items()}
         self.stores = stores if stores is not None else {r: MemoryStore() for r in self.nodes}
         self.apps: dict[str, KeyValueApp] = {}
@@ -56,7 +63,7 @@ class Cluster:
         self.apps[r] = KeyValueApp()
         self.replicas[r] = PBFTReplica(
             self.signers[r], self.nodes, self.keys, self.client_keys, self.apps[r], self.params,
-            recovered=self.stores[r].load() if recover else None)
+            recovered=self.stores[r].load() if recover else None, pair_keys=self.replica_macs[r])
         self.down.discard(r)
         return self.replicas[r]
 

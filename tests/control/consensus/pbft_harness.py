@@ -27,8 +27,15 @@ from blockmesh.control.consensus import (
     PBFTReplica,
 )
 from blockmesh.control.consensus.app import encode_delete, encode_get, encode_set
+from blockmesh.control.consensus.authenticators import MacKeys, PairKeys, authenticate
 from blockmesh.control.consensus.blocks import block_hash
-from blockmesh.control.consensus.messages import sha256, sign_envelope
+from blockmesh.control.consensus.messages import (
+    request_envelope,
+    request_signing_bytes,
+    sha256,
+    sign_envelope,
+    sign_request,
+)
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 
@@ -44,6 +51,7 @@ SIM_PARAMS = PBFTParams(
     state_fetch_timeout=2.0,
 )
 
+FORGED_KEY = b"forged"
 BYZANTINE_KINDS = ("equivocate", "forge", "replay", "conflict", "silent")
 
 
@@ -68,6 +76,29 @@ class HmacKeyring:
     def verify(self, node_id: str, signature: bytes, data: bytes) -> bool:
         key = self._keys.get(node_id)
         return key is not None and hmac.compare_digest(key.sign(data), signature)
+
+
+class TableKeys:
+    """MAC keys from a table, for the HMAC signers (which have no X25519 counterpart)."""
+
+    def __init__(self, keys: dict[str, bytes]) -> None:
+        self._keys = keys
+
+    def key(self, peer: str) -> bytes | None:
+        return self._keys.get(peer)
+
+
+def make_pair_keys(clients: dict, replicas: dict, rng: random.Random, ed25519: bool
+                   ) -> tuple[dict[str, MacKeys], dict[str, MacKeys]]:
+    """(MAC keys of each client, MAC keys of each replica)."""
+    if ed25519:
+        return ({c: PairKeys(c, s.private, {r: k.public_key for r, k in replicas.items()}, True)
+                 for c, s in clients.items()},
+                {r: PairKeys(r, s.private, {c: k.public_key for c, k in clients.items()}, False)
+                 for r, s in replicas.items()})
+    secret = {(c, r): rng.randbytes(32) for c in clients for r in replicas}
+    return ({c: TableKeys({r: secret[c, r] for r in replicas}) for c in clients},
+            {r: TableKeys({c: secret[c, r] for c in clients}) for r in replicas})
 
 
 def make_keys(ids: list[str], rng: random.Random, ed25519: bool):
@@ -102,6 +133,7 @@ class Simulation:
         chaos_until: float = 15.0,
         drop: float = 0.1,
         ed25519: bool = False,
+        sloppy_client: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -110,6 +142,11 @@ class Simulation:
         self.client_ids = [f"c{i}" for i in range(clients)]
         self.signers, self.replica_keys = make_keys(self.nodes, self.rng, ed25519)
         self.client_signers, self.client_keys = make_keys(self.client_ids, self.rng, ed25519)
+        self.client_macs, self.replica_macs = make_pair_keys(  # own generator: seeds replay
+            self.client_signers, self.signers, random.Random(seed * 7919 + 17), ed25519)
+        #: c0 garbles MAC entries of its requests and now and then sends one whose MACs are
+        #: right but whose signature is not (FORGED_KEY), which must never execute.
+        self.sloppy = "c0" if sloppy_client else None
         self.now = 0.0
         self._events: list[_Event] = []
         self._order = 0
@@ -134,12 +171,16 @@ class Simulation:
         self.fetches: dict[str, int] = dict.fromkeys(self.nodes, 0)
 
         self.clients = {c: PBFTClient(self.client_signers[c], self.nodes, self.replica_keys,
-                                      retry_interval=0.7) for c in self.client_ids}
+                                      retry_interval=0.7, pair_keys=self.client_macs[c])
+                        for c in self.client_ids}
         self.workload = {c: self._workload(c, requests_per_client) for c in self.client_ids}
         self.accepted: dict[str, list[tuple[bytes, bytes]]] = {c: [] for c in self.client_ids}
         self._client_tick_at: dict[str, float] = {}
         for c in self.client_ids:
             self._at(self.rng.uniform(0, 2), lambda c=c: self._client_next(c))
+        if self.sloppy is not None:
+            for k in range(3):
+                self._at(self.rng.uniform(0, chaos_until), lambda k=k: self._send_forged(k))
         if crash:
             victim = self.rng.choice(self.nodes)
             down = self.rng.uniform(1, chaos_until)
@@ -238,7 +279,8 @@ class Simulation:
         self.apps[r] = KeyValueApp()
         self.replicas[r] = PBFTReplica(
             self.signers[r], self.nodes, self.replica_keys, self.client_keys, self.apps[r],
-            self.params, recovered=self.stores[r].load() if recovered else None)
+            self.params, recovered=self.stores[r].load() if recovered else None,
+            pair_keys=self.replica_macs[r])
         self._next_tick[r] = float("inf")
 
     def _crash(self, r: str) -> None:
@@ -395,7 +437,22 @@ class Simulation:
 
     def _client_send(self, c: str, env: pb.PBFTMessage) -> None:
         for r in self.nodes:
-            self.send(c, r, env)
+            if c == self.sloppy and self.rng.random() < 0.5:
+                req = pb.Request.FromString(env.payload)
+                req.authenticator[self.rng.randrange(len(self.nodes))] = self.rng.randbytes(16)
+                self.send(c, r, request_envelope(req))
+            else:
+                self.send(c, r, env)
+
+    def _send_forged(self, k: int) -> None:
+        """A request with good MACs and a bad signature, under a timestamp of its own."""
+        c = self.sloppy
+        assert c is not None
+        req = sign_request(self.client_signers[c], 1_000_000 + k, encode_set(FORGED_KEY, b"x"))
+        authenticate(req, self.client_macs[c], self.nodes, request_signing_bytes(req))
+        req.client_signature = bytes(len(req.client_signature))
+        for r in self.nodes:
+            self.send(c, r, request_envelope(req))
 
     def _client_tick(self, c: str, when: float) -> None:
         if self._client_tick_at.get(c) != when:
@@ -434,6 +491,9 @@ class Simulation:
         assert len(set(heights.values())) == 1, f"seed {self.seed}: heights differ {heights}"
         digests = {self.apps[r].state_digest() for r in self.honest}
         assert len(digests) == 1, f"seed {self.seed}: application states differ"
+        forged = encode_set(FORGED_KEY, b"x")
+        assert not any(req.operation == forged for block in self.chains[self.honest[0]]
+                       for req in block.requests), f"seed {self.seed}: a forged request ran"
         self.check_client_results()
 
     def check_client_results(self) -> None:
@@ -458,6 +518,7 @@ def run_seed(seed: int, **overrides) -> Simulation:
         "params": replace(SIM_PARAMS, max_batch_delay=rng.choice([0.0, 0.0, 0.05]),
                           max_inflight_batches=rng.choice([1, 4, 4])),
     }
+    kwargs["sloppy_client"] = rng.random() < 0.3
     if scenario < 0.55:
         kwargs["byzantine"] = rng.choice(BYZANTINE_KINDS)
     elif scenario < 0.8:

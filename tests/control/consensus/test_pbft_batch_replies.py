@@ -11,7 +11,11 @@ from pbft_cluster import UNIT_PARAMS, Cluster
 from blockmesh.control.cluster.replies import to_envelope, to_response
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.app import encode_set
-from blockmesh.control.consensus.messages import MAX_REPLY_BATCH, sign_batch_replies
+from blockmesh.control.consensus.messages import (
+    MAX_REPLY_BATCH,
+    CachingVerifier,
+    sign_batch_replies,
+)
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 
@@ -74,3 +78,31 @@ def test_replicas_sign_a_multi_request_batch_once():
             signatures.setdefault(m.node_id, set()).add(m.signature)
     assert sorted(signatures) == NODES
     assert all(len(s) == 1 for s in signatures.values())
+
+
+class _CountingKeys:
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def knows(self, node_id: str) -> bool:
+        return KEYS.knows(node_id)
+
+    def verify(self, node_id: str, signature: bytes, data: bytes) -> bool:
+        self.checks += 1
+        return KEYS.verify(node_id, signature, data)
+
+
+def test_clients_sharing_a_caching_verifier_check_a_batch_signature_once():
+    counting = _CountingKeys()
+    shared = CachingVerifier(counting, cache_size=16)
+    replies = sign_batch_replies(SIGNERS["r0"], 0, 7, BATCH)
+    for i, (client_id, _, _) in enumerate(BATCH):
+        client = PBFTClient(Signer.generate(client_id), NODES, shared)
+        client.request(b"op", now=0.0)
+        assert client.on_reply(replies[i]) is None and client.drops.total() == 0
+    assert counting.checks == 1
+    forged = sign_batch_replies(Signer.generate("r0"), 0, 7, BATCH)[0]
+    client = PBFTClient(Signer.generate("c0"), NODES, shared)
+    client.request(b"op", now=0.0)
+    assert client.on_reply(forged) is None and client.drops["bad_signature"] == 1
+    assert counting.checks == 2

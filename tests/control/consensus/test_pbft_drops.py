@@ -135,17 +135,18 @@ def test_batch_with_a_forged_client_request():
 def test_client_request_checks():
     c = Cluster()
     stranger = Signer.generate("eve")
-    env = request_envelope(stranger, sign_request(stranger, 1, b"op"))
+    env = request_envelope(sign_request(stranger, 1, b"op"))
     assert drops_after(c, "r0", env) == {"unknown_sender": 1}
     req = sign_request(c.client_signers["c0"], 1, b"x")
     req.client_signature = bytes(64)
-    env = request_envelope(c.client_signers["c0"], req)
+    env = request_envelope(req)
     assert drops_after(c, "r0", env) == {"bad_client_signature": 1}
     req = sign_request(c.client_signers["c0"], 1, b"x")
-    env = request_envelope(c.client_signers["c1"], req)  # c1 relays c0's request as its own
+    env = request_envelope(req)
+    env.node_id = "c1"  # c1 relays c0's request as its own
     assert drops_after(c, "r0", env) == {"malformed": 1}
     big = sign_request(c.client_signers["c0"], 2, b"x" * (c.params.max_operation_size + 1))
-    assert drops_after(c, "r0", request_envelope(c.client_signers["c0"], big)) == {"too_large": 1}
+    assert drops_after(c, "r0", request_envelope(big)) == {"too_large": 1}
 
 
 def test_per_client_pending_bound():
@@ -153,8 +154,8 @@ def test_per_client_pending_bound():
     signer = c.client_signers["c0"]
     backup = c.replicas["r1"]  # a backup buffers requests until the primary orders them
     for ts in range(1, c.params.max_pending_per_client + 1):
-        backup.receive(request_envelope(signer, sign_request(signer, ts, b"op")), 0.0)
-    extra = request_envelope(signer, sign_request(signer, 99, b"op"))
+        backup.receive(request_envelope(sign_request(signer, ts, b"op")), 0.0)
+    extra = request_envelope(sign_request(signer, 99, b"op"))
     assert drops_after(c, "r1", extra) == {"client_limit": 1}
     assert backup.pending_requests == c.params.max_pending_per_client
 
@@ -163,9 +164,9 @@ def test_stale_request_after_a_newer_one_executed():
     c = Cluster()
     signer = c.client_signers["c0"]
     for r in c.nodes:
-        c.queue.append(("c0", r, request_envelope(signer, sign_request(signer, 5, b"op"))))
+        c.queue.append(("c0", r, request_envelope(sign_request(signer, 5, b"op"))))
     c.deliver()
-    old = request_envelope(signer, sign_request(signer, 4, b"op"))
+    old = request_envelope(sign_request(signer, 4, b"op"))
     assert drops_after(c, "r1", old) == {"stale_request": 1}
 
 

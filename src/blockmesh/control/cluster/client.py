@@ -17,6 +17,8 @@ from typing import Any
 from blockmesh.control.cluster.config import ClusterConfig
 from blockmesh.control.cluster.replies import to_envelope
 from blockmesh.control.consensus import PBFTClient
+from blockmesh.control.consensus.authenticators import PairKeys
+from blockmesh.control.consensus.messages import CachingVerifier
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import ReplicaClient, TransportConfig, TransportError
@@ -52,7 +54,7 @@ class ClusterClient:
         self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config)
                          for n in cluster.nodes}
         self._down_until: dict[str, float] = {}
-        self.verifier = Verifier(cluster.public_keys())
+        self.verifier = CachingVerifier(Verifier(cluster.public_keys()))
 
     async def __aenter__(self) -> ClusterClient:
         return self
@@ -113,10 +115,12 @@ class ClientSession:
 
     def __init__(self, owner: ClusterClient, index: int) -> None:
         self._owner = owner
-        signer = owner.cluster.client_signer(index)
+        cluster = owner.cluster
+        signer = cluster.client_signer(index)
         self.client_id = signer.node_id
-        self._client = PBFTClient(signer, [n.id for n in owner.cluster.nodes], owner.verifier,
-                                  first_timestamp=first_timestamp())
+        keys = PairKeys(signer.node_id, signer.private, cluster.public_keys(), client_side=True)
+        self._client = PBFTClient(signer, [n.id for n in cluster.nodes], owner.verifier,
+                                  first_timestamp=first_timestamp(), pair_keys=keys)
 
     async def execute(self, operation: bytes, timeout: float = 60.0) -> bytes:
         """The operation's result once f+1 replicas agree on it."""

@@ -36,6 +36,7 @@ from blockmesh.control.consensus import (
     PBFTReplica,
     SqliteStore,
 )
+from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import (
@@ -132,6 +133,8 @@ class Replica:
             KeyValueApp(),
             cluster.params(),
             recovered=self.store.load(),
+            pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
+                               client_side=False),
         )
         self.transport = TRANSPORT_CLASSES[self.kind](
             self.signer,

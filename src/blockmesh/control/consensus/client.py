@@ -10,12 +10,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from blockmesh.control.consensus.authenticators import MacKeys, authenticate
 from blockmesh.control.consensus.messages import (
     SignerLike,
     VerifierLike,
     reply_digest,
     reply_signing_bytes,
     request_envelope,
+    request_signing_bytes,
     sign_request,
 )
 from blockmesh.control.consensus.proofs import Committee, InvalidMessage, parse_payload
@@ -44,10 +46,14 @@ class PBFTClient:
         replica_keys: VerifierLike,
         retry_interval: float = 2.0,
         first_timestamp: int = 1,
+        pair_keys: MacKeys | None = None,
     ) -> None:
+        """`pair_keys` (this client's MAC keys with each replica) adds an authenticator to
+        every request, so replicas can skip the Ed25519 check; the request is signed anyway."""
         self.client_id = signer.node_id
         self.committee = Committee(tuple(nodes))
         self._signer = signer
+        self._pair_keys = pair_keys
         self._keys = replica_keys
         self._retry = retry_interval
         self._next_timestamp = first_timestamp
@@ -63,7 +69,9 @@ class PBFTClient:
         if self._current is not None:
             raise RuntimeError("a PBFT client has one request in flight at a time")
         req = sign_request(self._signer, self._next_timestamp, operation)
-        env = request_envelope(self._signer, req)
+        if self._pair_keys is not None:
+            authenticate(req, self._pair_keys, self.committee.nodes, request_signing_bytes(req))
+        env = request_envelope(req)
         self._current = _Outstanding(self._next_timestamp, env, now + self._retry, {})
         self._next_timestamp += 1
         return env

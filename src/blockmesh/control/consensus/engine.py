@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from blockmesh.control.consensus.app import Application
+from blockmesh.control.consensus.authenticators import MacKeys, verify_entry
 from blockmesh.control.consensus.blocks import ChainError, make_block, verify_chain
 from blockmesh.control.consensus.log import (
     MAX_COMMIT_VIEWS,
@@ -36,6 +37,7 @@ from blockmesh.control.consensus.messages import (
     SignerLike,
     VerifierLike,
     reply_digest,
+    request_signing_bytes,
     sha256,
     sign_batch_replies,
     sign_envelope,
@@ -78,6 +80,8 @@ REQUEST_OVERHEAD = 128
 class _Pending:
     request: pb.Request
     arrival: float
+    #: Its Ed25519 signature has been checked here (not only this replica's MAC).
+    signed: bool
 
 
 @dataclass
@@ -102,7 +106,10 @@ class PBFTReplica:
         app: Application,
         params: PBFTParams | None = None,
         recovered: RecoveredState | None = None,
+        pair_keys: MacKeys | None = None,
     ) -> None:
+        """`pair_keys` (this replica's MAC keys with each client) lets it accept a request by
+        its authenticator entry instead of an Ed25519 check; without it, by signature only."""
         self.node_id = signer.node_id
         self.committee = Committee(tuple(nodes))
         if self.node_id not in self.committee.nodes:
@@ -110,6 +117,8 @@ class PBFTReplica:
         self.params = params or PBFTParams()
         self._signer = signer
         self._checker = SignatureChecker(replica_keys, client_keys, self.params.verified_cache_size)
+        self._pair_keys = pair_keys
+        self._index = self.committee.nodes.index(self.node_id)
         self._app = app
         self.drops: Counter[str] = Counter()
 
@@ -257,7 +266,11 @@ class PBFTReplica:
             if self._new_view_deadline is not None and now >= self._new_view_deadline:
                 self._start_view_change(self.view + 1, out, now)
         elif self._request_deadline is not None and now >= self._request_deadline:
-            self._start_view_change(self.view + 1, out, now)
+            self._vet_pending(out)
+            if self._pending or self._max_accepted > self._last_executed:
+                self._start_view_change(self.view + 1, out, now)
+            else:
+                self._request_deadline = None
         if self._fetch_deadline is not None and now >= self._fetch_deadline:
             self._fetch_deadline = None
         self._maybe_fetch(out, now)
@@ -387,7 +400,7 @@ class PBFTReplica:
         if record is not None and req.timestamp <= record.timestamp:
             if req.timestamp < record.timestamp:
                 raise InvalidMessage("stale_request")
-            self._check_request(req)
+            self._check_request(req, signature=False)
             if record.reply is None:
                 record.reply = self._sign_reply(client, record.timestamp, record.result,
                                                 record.sequence)
@@ -396,27 +409,34 @@ class PBFTReplica:
             return
         if key in self._pending:
             raise InvalidMessage("duplicate")
-        # The client signature covers every field of the envelope that matters (the envelope
-        # digest is checked against the payload above), so it is the one verified: checking
-        # the envelope signature too would verify the same statement twice per request.
-        self._check_request(req)
+        # The request's own authentication covers every field of the envelope that matters
+        # (the envelope digest is checked against the payload above). A backup takes its MAC
+        # entry; the primary checks the signature, since it vouches for what it proposes.
+        signed = self.is_primary and not self.view_changing
+        self._check_request(req, signature=signed)
         mine = self._client_pending.setdefault(client, set())
         if len(mine) >= p.max_pending_per_client:
             raise InvalidMessage("client_limit")
         if len(self._pending) >= p.max_pending_total:
             raise InvalidMessage("overload")
         mine.add(req.timestamp)
-        self._pending[key] = _Pending(req, now)
+        self._pending[key] = _Pending(req, now, signed)
         self._queue[key] = None
         self._propose(out, now)
 
-    def _check_request(self, req: pb.Request) -> None:
+    def _check_request(self, req: pb.Request, *, signature: bool) -> None:
+        """Size, known client and authenticity: this replica's MAC entry unless `signature`
+        demands the Ed25519 check (which is also the fallback for a missing or bad entry)."""
         p = self.params
         if not self._checker.knows_client(req.client_id):
             raise InvalidMessage("unknown_client")
         if len(req.client_id) > p.max_client_id_size or len(req.operation) > p.max_operation_size:
             raise InvalidMessage("too_large")
-        if not self._checker.request(req):
+        data = request_signing_bytes(req)
+        if (not signature and self._pair_keys is not None
+                and verify_entry(req, self._pair_keys, self._index, data)):
+            return
+        if not self._checker.request(req, data):
             raise InvalidMessage("bad_client_signature")
 
     def _forget_pending(self, client: str, timestamp: int) -> None:
@@ -435,7 +455,11 @@ class PBFTReplica:
         return self._sign(pb.REPLY, self.view, seq, reply_digest(client, timestamp, result),
                           body.SerializeToString(deterministic=True))
 
-    def _parse_batch(self, payload: bytes, digest: bytes) -> Batch:
+    def _parse_batch(self, payload: bytes, digest: bytes, *, authenticate: bool = True) -> Batch:
+        """The batch a PRE_PREPARE proposes. `authenticate` is False for a batch that a
+        prepared certificate (2f+1 replicas, so f+1 correct ones that checked every request)
+        or this replica's own store vouches for: a backup may be unable to authenticate a
+        request another backup took by its own MAC entry, and must still adopt the batch."""
         if sha256(payload) != digest:
             raise InvalidMessage("malformed", "batch digest mismatch")
         body = parse_payload(pb.PrePrepare, payload)
@@ -444,7 +468,8 @@ class PBFTReplica:
         keys: list[ClientKey] = []
         size = 0
         for req in body.requests:
-            self._check_request(req)
+            if authenticate:
+                self._check_request(req, signature=False)
             keys.append((req.client_id, req.timestamp))
             size += len(req.operation)
         if size > self.params.max_batch_bytes or len(set(keys)) != len(keys):
@@ -464,6 +489,9 @@ class PBFTReplica:
                 first = self._pending[next(iter(self._queue))].arrival
                 if now - first < p.max_batch_delay:
                     return
+            self._vet_pending(out)
+            if not self._queue:
+                return
             keys: list[ClientKey] = []
             size = 0
             for key in self._queue:
@@ -487,6 +515,28 @@ class PBFTReplica:
             out.metrics.append(Metric("batch_size", len(keys)))
             self._accept_pre_prepare(seq, slot, msg, batch, out)
             self._check_slot(seq, slot, out, now)
+
+    def _vet_pending(self, out: Output) -> None:
+        """Check the signature of every pending request this replica took by MAC alone, and
+        drop the ones that fail. Two moments need it. Before proposing: a primary proposes
+        only signed requests, so a client cannot make backups refuse its batch with bad MAC
+        entries for them. Before suspecting the primary: a client whose MACs are good but whose
+        signature is not would otherwise make every backup wait for a request the primary
+        rightly refused, and start a view change."""
+        unsigned = [k for k, pending in self._pending.items() if not pending.signed]
+        for key in unsigned:
+            pending = self._pending[key]
+            if self._checker.request(pending.request, request_signing_bytes(pending.request)):
+                pending.signed = True
+            else:
+                self._drop(out, "bad_client_signature")
+                self._queue.pop(key, None)
+                self._pending.pop(key, None)
+                mine = self._client_pending.get(key[0])
+                if mine is not None:
+                    mine.discard(key[1])
+                    if not mine:
+                        del self._client_pending[key[0]]
 
     def _accept_pre_prepare(self, seq: int, slot: Slot, msg: pb.PBFTMessage, batch: Batch,
                             out: Output) -> None:
@@ -920,10 +970,11 @@ class PBFTReplica:
         self._enter_new_view(plan, pre_prepares, batches, msg, out, now)
 
     def _batch_for(self, seq: int, payload: bytes, digest: bytes) -> Batch:
+        """A batch the new view re-issues: its prepared certificate vouches for it."""
         slot = self._log.get(seq)
         if slot is not None and digest in slot.batches:
             return slot.batches[digest]
-        return self._parse_batch(payload, digest)
+        return self._parse_batch(payload, digest, authenticate=False)
 
     def _on_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
         view = msg.view
@@ -1077,7 +1128,8 @@ class PBFTReplica:
                 continue
             slot = self._slot(seq)
             pp = cert.pre_prepare
-            slot.batches.setdefault(pp.digest, self._parse_batch(pp.payload, pp.digest))
+            slot.batches.setdefault(pp.digest, self._parse_batch(pp.payload, pp.digest,
+                                                                 authenticate=False))
             slot.pre_prepares.setdefault(pp.digest, pp)
             if pp.view > slot.prepared_view:
                 slot.prepared_view = pp.view
@@ -1092,7 +1144,8 @@ class PBFTReplica:
             return
         if kind == pb.PRE_PREPARE:
             slot = self._slot(seq)
-            slot.batches.setdefault(msg.digest, self._parse_batch(msg.payload, msg.digest))
+            slot.batches.setdefault(msg.digest, self._parse_batch(msg.payload, msg.digest,
+                                                                  authenticate=False))
             slot.pre_prepares.setdefault(msg.digest, msg)
             slot.accepted[view] = msg
         elif kind == pb.PREPARE:

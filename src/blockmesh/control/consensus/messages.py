@@ -77,13 +77,15 @@ def sign_request(signer: SignerLike, timestamp: int, operation: bytes) -> pb.Req
     return req
 
 
-def request_envelope(signer: SignerLike, req: pb.Request) -> pb.PBFTMessage:
+def request_envelope(req: pb.Request) -> pb.PBFTMessage:
     """The REQUEST envelope a client sends; digest names the request.
 
-    Replicas authenticate it by the request's client_signature, which covers everything the
-    envelope says; the envelope is signed as well so every PBFTMessage on the wire is."""
+    The envelope is left unsigned: the request's client_signature inside it covers everything
+    that matters (replicas check the digest against the payload), and a second signature would
+    cost the client an Ed25519 operation per request that no replica ever checks."""
     body = req.SerializeToString(deterministic=True)
-    return sign_envelope(signer, pb.REQUEST, 0, req.timestamp, sha256(body), body)
+    return pb.PBFTMessage(type=pb.REQUEST, sequence=req.timestamp, digest=sha256(body),
+                          node_id=req.client_id, payload=body)
 
 
 def reply_digest(client_id: str, timestamp: int, result: bytes) -> bytes:
@@ -142,18 +144,44 @@ def reply_signing_bytes(msg: pb.PBFTMessage, body: pb.Reply) -> bytes | None:
     return head.SerializeToString(deterministic=True)
 
 
+class CachingVerifier:
+    """A key ring that remembers the signatures it has already found valid (bounded LRU).
+
+    A replica signs one REPLY for a whole batch (`sign_batch_replies`), so a process running
+    many client identities receives the same signed statement once per client of the batch;
+    sharing one of these among them verifies it once."""
+
+    def __init__(self, keys: VerifierLike, cache_size: int = 4096) -> None:
+        self._keys = keys
+        self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_size = cache_size
+
+    def knows(self, node_id: str) -> bool:
+        return self._keys.knows(node_id)
+
+    def verify(self, node_id: str, signature: bytes, data: bytes) -> bool:
+        key = sha256(node_id.encode() + b"\0" + signature + data)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return True
+        if not self._keys.verify(node_id, signature, data):
+            return False
+        self._cache[key] = None
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return True
+
+
 class SignatureChecker:
-    """Verifies envelopes and requests, remembering successes in a bounded LRU.
+    """Verifies envelopes and requests, remembering successes.
 
     Messages travel twice in PBFT: on their own and embedded in certificates (VIEW_CHANGE,
     NEW_VIEW, checkpoint proofs). Remembering what already verified keeps view changes cheap.
     """
 
     def __init__(self, replicas: VerifierLike, clients: VerifierLike, cache_size: int) -> None:
-        self._replicas = replicas
-        self._clients = clients
-        self._cache: OrderedDict[bytes, None] = OrderedDict()
-        self._cache_size = cache_size
+        self._replicas = CachingVerifier(replicas, cache_size)
+        self._clients = CachingVerifier(clients, cache_size)
 
     def knows_replica(self, node_id: str) -> bool:
         return self._replicas.knows(node_id)
@@ -163,21 +191,9 @@ class SignatureChecker:
 
     def envelope(self, msg: pb.PBFTMessage) -> bool:
         """A replica's signature on an envelope."""
-        return self._check(self._replicas, msg.node_id, msg.signature,
-                           envelope_signing_bytes(msg))
+        return self._replicas.verify(msg.node_id, msg.signature, envelope_signing_bytes(msg))
 
-    def request(self, req: pb.Request) -> bool:
-        return self._check(self._clients, req.client_id, req.client_signature,
-                           request_signing_bytes(req))
-
-    def _check(self, keyring: VerifierLike, signer: str, signature: bytes, data: bytes) -> bool:
-        key = sha256(signer.encode() + b"\0" + signature + data)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return True
-        if not keyring.verify(signer, signature, data):
-            return False
-        self._cache[key] = None
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return True
+    def request(self, req: pb.Request, signed_bytes: bytes | None = None) -> bool:
+        """The client's signature on `req` (`signed_bytes`: its signing bytes, if at hand)."""
+        data = request_signing_bytes(req) if signed_bytes is None else signed_bytes
+        return self._clients.verify(req.client_id, req.client_signature, data)

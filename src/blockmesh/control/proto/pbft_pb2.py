@@ -24,59 +24,59 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"blockmesh/control/proto/pbft.proto\x12\x11\x62lockmesh.pbft.v1\"\xa0\x01\n\x0bPBFTMessage\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.blockmesh.pbft.v1.MessageType\x12\x0c\n\x04view\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\"\\\n\x07Request\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x11\n\toperation\x18\x03 \x01(\x0c\x12\x18\n\x10\x63lient_signature\x18\x04 \x01(\x0c\"H\n\nPrePrepare\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.blockmesh.pbft.v1.Request\x12\x0c\n\x04view\x18\x02 \x01(\x04\"b\n\x05Reply\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x0c\n\x04view\x18\x04 \x01(\x04\x12\x15\n\rbatch_digests\x18\x05 \x03(\x0c\"2\n\nCheckpoint\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x14\n\x0cstate_digest\x18\x02 \x01(\x0c\"|\n\x13PreparedCertificate\x12\x33\n\x0bpre_prepare\x18\x01 \x01(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\x12\x30\n\x08prepares\x18\x02 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"\x99\x01\n\nViewChange\x12\x17\n\x0fstable_sequence\x18\x01 \x01(\x04\x12\x38\n\x10\x63heckpoint_proof\x18\x02 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\x12\x38\n\x08prepared\x18\x03 \x03(\x0b\x32&.blockmesh.pbft.v1.PreparedCertificate\"u\n\x07NewView\x12\x34\n\x0cview_changes\x18\x01 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\x12\x34\n\x0cpre_prepares\x18\x02 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"\x97\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x11\n\tprev_hash\x18\x02 \x01(\x0c\x12\x0c\n\x04view\x18\x03 \x01(\x04\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12,\n\x08requests\x18\x05 \x03(\x0b\x32\x1a.blockmesh.pbft.v1.Request\x12\x0f\n\x07results\x18\x06 \x03(\x0c\x12\x0c\n\x04hash\x18\x07 \x01(\x0c\"n\n\x15\x43heckpointCertificate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0cstate_digest\x18\x02 \x01(\x0c\x12-\n\x05proof\x18\x03 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"&\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"C\n\x10\x42roadcastRequest\x12/\n\x07message\x18\x01 \x01(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"6\n\x11\x42roadcastResponse\x12\x11\n\tdelivered\x18\x01 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"N\n\x0bSendRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12/\n\x07message\x18\x02 \x01(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"/\n\x0cSendResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"L\n\x10SyncStateRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_height\x18\x02 \x01(\x04\x12\x12\n\nmax_blocks\x18\x03 \x01(\r\"\x9a\x01\n\x11SyncStateResponse\x12(\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x18.blockmesh.pbft.v1.Block\x12=\n\x0b\x63heckpoints\x18\x02 \x03(\x0b\x32(.blockmesh.pbft.v1.CheckpointCertificate\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x0c\n\x04more\x18\x04 \x01(\x08\"(\n\x14GetCheckpointRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"d\n\x15GetCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12<\n\ncheckpoint\x18\x02 \x01(\x0b\x32(.blockmesh.pbft.v1.CheckpointCertificate\"\x12\n\x10GetStatusRequest\"\xa7\x01\n\x11GetStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04view\x18\x02 \x01(\x04\x12\x0f\n\x07primary\x18\x03 \x01(\t\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x11\n\thead_hash\x18\x05 \x01(\x0c\x12\x19\n\x11stable_checkpoint\x18\x06 \x01(\x04\x12\r\n\x05peers\x18\x07 \x03(\t\x12\x15\n\rview_changing\x18\x08 \x01(\x08\"\x97\x01\n\x15SubmitRequestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\'\n\x05reply\x18\x03 \x01(\x0b\x32\x18.blockmesh.pbft.v1.Reply\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x10\n\x08sequence\x18\x06 \x01(\x04*\x9c\x01\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEST\x10\x01\x12\x0f\n\x0bPRE_PREPARE\x10\x02\x12\x0b\n\x07PREPARE\x10\x03\x12\n\n\x06\x43OMMIT\x10\x04\x12\t\n\x05REPLY\x10\x05\x12\x0e\n\nCHECKPOINT\x10\x06\x12\x0f\n\x0bVIEW_CHANGE\x10\x07\x12\x0c\n\x08NEW_VIEW\x10\x08\x32\x80\x05\n\x0bPBFTService\x12]\n\x10\x42roadcastMessage\x12#.blockmesh.pbft.v1.BroadcastRequest\x1a$.blockmesh.pbft.v1.BroadcastResponse\x12N\n\x0bSendMessage\x12\x1e.blockmesh.pbft.v1.SendRequest\x1a\x1f.blockmesh.pbft.v1.SendResponse\x12S\n\rMessageStream\x12\x1e.blockmesh.pbft.v1.PBFTMessage\x1a\x1e.blockmesh.pbft.v1.PBFTMessage(\x01\x30\x01\x12V\n\tSyncState\x12#.blockmesh.pbft.v1.SyncStateRequest\x1a$.blockmesh.pbft.v1.SyncStateResponse\x12\x62\n\rGetCheckpoint\x12\'.blockmesh.pbft.v1.GetCheckpointRequest\x1a(.blockmesh.pbft.v1.GetCheckpointResponse\x12V\n\tGetStatus\x12#.blockmesh.pbft.v1.GetStatusRequest\x1a$.blockmesh.pbft.v1.GetStatusResponse\x12Y\n\rSubmitRequest\x12\x1e.blockmesh.pbft.v1.PBFTMessage\x1a(.blockmesh.pbft.v1.SubmitRequestResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"blockmesh/control/proto/pbft.proto\x12\x11\x62lockmesh.pbft.v1\"\xa0\x01\n\x0bPBFTMessage\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.blockmesh.pbft.v1.MessageType\x12\x0c\n\x04view\x18\x02 \x01(\x04\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\"s\n\x07Request\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x11\n\toperation\x18\x03 \x01(\x0c\x12\x18\n\x10\x63lient_signature\x18\x04 \x01(\x0c\x12\x15\n\rauthenticator\x18\x05 \x03(\x0c\"H\n\nPrePrepare\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.blockmesh.pbft.v1.Request\x12\x0c\n\x04view\x18\x02 \x01(\x04\"b\n\x05Reply\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x0c\n\x04view\x18\x04 \x01(\x04\x12\x15\n\rbatch_digests\x18\x05 \x03(\x0c\"2\n\nCheckpoint\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x14\n\x0cstate_digest\x18\x02 \x01(\x0c\"|\n\x13PreparedCertificate\x12\x33\n\x0bpre_prepare\x18\x01 \x01(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\x12\x30\n\x08prepares\x18\x02 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"\x99\x01\n\nViewChange\x12\x17\n\x0fstable_sequence\x18\x01 \x01(\x04\x12\x38\n\x10\x63heckpoint_proof\x18\x02 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\x12\x38\n\x08prepared\x18\x03 \x03(\x0b\x32&.blockmesh.pbft.v1.PreparedCertificate\"u\n\x07NewView\x12\x34\n\x0cview_changes\x18\x01 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\x12\x34\n\x0cpre_prepares\x18\x02 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"\x97\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x11\n\tprev_hash\x18\x02 \x01(\x0c\x12\x0c\n\x04view\x18\x03 \x01(\x04\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12,\n\x08requests\x18\x05 \x03(\x0b\x32\x1a.blockmesh.pbft.v1.Request\x12\x0f\n\x07results\x18\x06 \x03(\x0c\x12\x0c\n\x04hash\x18\x07 \x01(\x0c\"n\n\x15\x43heckpointCertificate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0cstate_digest\x18\x02 \x01(\x0c\x12-\n\x05proof\x18\x03 \x03(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"&\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"C\n\x10\x42roadcastRequest\x12/\n\x07message\x18\x01 \x01(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"6\n\x11\x42roadcastResponse\x12\x11\n\tdelivered\x18\x01 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\"N\n\x0bSendRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12/\n\x07message\x18\x02 \x01(\x0b\x32\x1e.blockmesh.pbft.v1.PBFTMessage\"/\n\x0cSendResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"L\n\x10SyncStateRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_height\x18\x02 \x01(\x04\x12\x12\n\nmax_blocks\x18\x03 \x01(\r\"\x9a\x01\n\x11SyncStateResponse\x12(\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x18.blockmesh.pbft.v1.Block\x12=\n\x0b\x63heckpoints\x18\x02 \x03(\x0b\x32(.blockmesh.pbft.v1.CheckpointCertificate\x12\x0e\n\x06height\x18\x03 \x01(\x04\x12\x0c\n\x04more\x18\x04 \x01(\x08\"(\n\x14GetCheckpointRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"d\n\x15GetCheckpointResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12<\n\ncheckpoint\x18\x02 \x01(\x0b\x32(.blockmesh.pbft.v1.CheckpointCertificate\"\x12\n\x10GetStatusRequest\"\xa7\x01\n\x11GetStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04view\x18\x02 \x01(\x04\x12\x0f\n\x07primary\x18\x03 \x01(\t\x12\x0e\n\x06height\x18\x04 \x01(\x04\x12\x11\n\thead_hash\x18\x05 \x01(\x0c\x12\x19\n\x11stable_checkpoint\x18\x06 \x01(\x04\x12\r\n\x05peers\x18\x07 \x03(\t\x12\x15\n\rview_changing\x18\x08 \x01(\x08\"\x97\x01\n\x15SubmitRequestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\'\n\x05reply\x18\x03 \x01(\x0b\x32\x18.blockmesh.pbft.v1.Reply\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x10\n\x08sequence\x18\x06 \x01(\x04*\x9c\x01\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEST\x10\x01\x12\x0f\n\x0bPRE_PREPARE\x10\x02\x12\x0b\n\x07PREPARE\x10\x03\x12\n\n\x06\x43OMMIT\x10\x04\x12\t\n\x05REPLY\x10\x05\x12\x0e\n\nCHECKPOINT\x10\x06\x12\x0f\n\x0bVIEW_CHANGE\x10\x07\x12\x0c\n\x08NEW_VIEW\x10\x08\x32\x80\x05\n\x0bPBFTService\x12]\n\x10\x42roadcastMessage\x12#.blockmesh.pbft.v1.BroadcastRequest\x1a$.blockmesh.pbft.v1.BroadcastResponse\x12N\n\x0bSendMessage\x12\x1e.blockmesh.pbft.v1.SendRequest\x1a\x1f.blockmesh.pbft.v1.SendResponse\x12S\n\rMessageStream\x12\x1e.blockmesh.pbft.v1.PBFTMessage\x1a\x1e.blockmesh.pbft.v1.PBFTMessage(\x01\x30\x01\x12V\n\tSyncState\x12#.blockmesh.pbft.v1.SyncStateRequest\x1a$.blockmesh.pbft.v1.SyncStateResponse\x12\x62\n\rGetCheckpoint\x12\'.blockmesh.pbft.v1.GetCheckpointRequest\x1a(.blockmesh.pbft.v1.GetCheckpointResponse\x12V\n\tGetStatus\x12#.blockmesh.pbft.v1.GetStatusRequest\x1a$.blockmesh.pbft.v1.GetStatusResponse\x12Y\n\rSubmitRequest\x12\x1e.blockmesh.pbft.v1.PBFTMessage\x1a(.blockmesh.pbft.v1.SubmitRequestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blockmesh.control.proto.pbft_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGETYPE']._serialized_start=2225
-  _globals['_MESSAGETYPE']._serialized_end=2381
+  _globals['_MESSAGETYPE']._serialized_start=2248
+  _globals['_MESSAGETYPE']._serialized_end=2404
   _globals['_PBFTMESSAGE']._serialized_start=58
   _globals['_PBFTMESSAGE']._serialized_end=218
   _globals['_REQUEST']._serialized_start=220
-  _globals['_REQUEST']._serialized_end=312
-  _globals['_PREPREPARE']._serialized_start=314
-  _globals['_PREPREPARE']._serialized_end=386
-  _globals['_REPLY']._serialized_start=388
-  _globals['_REPLY']._serialized_end=486
-  _globals['_CHECKPOINT']._serialized_start=488
-  _globals['_CHECKPOINT']._serialized_end=538
-  _globals['_PREPAREDCERTIFICATE']._serialized_start=540
-  _globals['_PREPAREDCERTIFICATE']._serialized_end=664
-  _globals['_VIEWCHANGE']._serialized_start=667
-  _globals['_VIEWCHANGE']._serialized_end=820
-  _globals['_NEWVIEW']._serialized_start=822
-  _globals['_NEWVIEW']._serialized_end=939
-  _globals['_BLOCK']._serialized_start=942
-  _globals['_BLOCK']._serialized_end=1093
-  _globals['_CHECKPOINTCERTIFICATE']._serialized_start=1095
-  _globals['_CHECKPOINTCERTIFICATE']._serialized_end=1205
-  _globals['_ACK']._serialized_start=1207
-  _globals['_ACK']._serialized_end=1245
-  _globals['_BROADCASTREQUEST']._serialized_start=1247
-  _globals['_BROADCASTREQUEST']._serialized_end=1314
-  _globals['_BROADCASTRESPONSE']._serialized_start=1316
-  _globals['_BROADCASTRESPONSE']._serialized_end=1370
-  _globals['_SENDREQUEST']._serialized_start=1372
-  _globals['_SENDREQUEST']._serialized_end=1450
-  _globals['_SENDRESPONSE']._serialized_start=1452
-  _globals['_SENDRESPONSE']._serialized_end=1499
-  _globals['_SYNCSTATEREQUEST']._serialized_start=1501
-  _globals['_SYNCSTATEREQUEST']._serialized_end=1577
-  _globals['_SYNCSTATERESPONSE']._serialized_start=1580
-  _globals['_SYNCSTATERESPONSE']._serialized_end=1734
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1736
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1776
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1778
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1878
-  _globals['_GETSTATUSREQUEST']._serialized_start=1880
-  _globals['_GETSTATUSREQUEST']._serialized_end=1898
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1901
-  _globals['_GETSTATUSRESPONSE']._serialized_end=2068
-  _globals['_SUBMITREQUESTRESPONSE']._serialized_start=2071
-  _globals['_SUBMITREQUESTRESPONSE']._serialized_end=2222
-  _globals['_PBFTSERVICE']._serialized_start=2384
-  _globals['_PBFTSERVICE']._serialized_end=3024
+  _globals['_REQUEST']._serialized_end=335
+  _globals['_PREPREPARE']._serialized_start=337
+  _globals['_PREPREPARE']._serialized_end=409
+  _globals['_REPLY']._serialized_start=411
+  _globals['_REPLY']._serialized_end=509
+  _globals['_CHECKPOINT']._serialized_start=511
+  _globals['_CHECKPOINT']._serialized_end=561
+  _globals['_PREPAREDCERTIFICATE']._serialized_start=563
+  _globals['_PREPAREDCERTIFICATE']._serialized_end=687
+  _globals['_VIEWCHANGE']._serialized_start=690
+  _globals['_VIEWCHANGE']._serialized_end=843
+  _globals['_NEWVIEW']._serialized_start=845
+  _globals['_NEWVIEW']._serialized_end=962
+  _globals['_BLOCK']._serialized_start=965
+  _globals['_BLOCK']._serialized_end=1116
+  _globals['_CHECKPOINTCERTIFICATE']._serialized_start=1118
+  _globals['_CHECKPOINTCERTIFICATE']._serialized_end=1228
+  _globals['_ACK']._serialized_start=1230
+  _globals['_ACK']._serialized_end=1268
+  _globals['_BROADCASTREQUEST']._serialized_start=1270
+  _globals['_BROADCASTREQUEST']._serialized_end=1337
+  _globals['_BROADCASTRESPONSE']._serialized_start=1339
+  _globals['_BROADCASTRESPONSE']._serialized_end=1393
+  _globals['_SENDREQUEST']._serialized_start=1395
+  _globals['_SENDREQUEST']._serialized_end=1473
+  _globals['_SENDRESPONSE']._serialized_start=1475
+  _globals['_SENDRESPONSE']._serialized_end=1522
+  _globals['_SYNCSTATEREQUEST']._serialized_start=1524
+  _globals['_SYNCSTATEREQUEST']._serialized_end=1600
+  _globals['_SYNCSTATERESPONSE']._serialized_start=1603
+  _globals['_SYNCSTATERESPONSE']._serialized_end=1757
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1759
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1799
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1801
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1901
+  _globals['_GETSTATUSREQUEST']._serialized_start=1903
+  _globals['_GETSTATUSREQUEST']._serialized_end=1921
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1924
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2091
+  _globals['_SUBMITREQUESTRESPONSE']._serialized_start=2094
+  _globals['_SUBMITREQUESTRESPONSE']._serialized_end=2245
+  _globals['_PBFTSERVICE']._serialized_start=2407
+  _globals['_PBFTSERVICE']._serialized_end=3047
 # @@protoc_insertion_point(module_scope)

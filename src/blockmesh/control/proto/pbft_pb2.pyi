@@ -47,16 +47,18 @@ class PBFTMessage(_message.Message):
     def __init__(self, type: _Optional[_Union[MessageType, str]] = ..., view: _Optional[int] = ..., sequence: _Optional[int] = ..., digest: _Optional[bytes] = ..., node_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("client_id", "timestamp", "operation", "client_signature")
+    __slots__ = ("client_id", "timestamp", "operation", "client_signature", "authenticator")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     CLIENT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATOR_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     timestamp: int
     operation: bytes
     client_signature: bytes
-    def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., operation: _Optional[bytes] = ..., client_signature: _Optional[bytes] = ...) -> None: ...
+    authenticator: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., operation: _Optional[bytes] = ..., client_signature: _Optional[bytes] = ..., authenticator: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PrePrepare(_message.Message):
     __slots__ = ("requests", "view")
