@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import replace
 
 import pytest
 from transport_harness import (
@@ -23,7 +24,7 @@ from transport_harness import (
 
 from blockmesh.control.keys import Signer
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.control.transport import PeerError, ReplicaClient
+from blockmesh.control.transport import PeerError, ReplicaClient, Responder
 
 pytestmark = pytest.mark.parametrize("kind", KINDS)
 
@@ -325,6 +326,26 @@ def test_state_sync_checkpoint_and_status_come_from_the_state_provider(kind: str
     asyncio.run(scenario())
 
 
+def test_a_request_the_handler_never_answers_times_out_and_frees_its_slot(kind: str) -> None:
+    config = replace(FAST, request_timeout=0.3, max_pending_requests=2)
+
+    async def scenario() -> None:
+        async with mesh(kind, 2, config) as (a, _b):
+            held: list[Responder] = []
+            a.transport.set_request_handler(lambda _msg, respond: held.append(respond))
+            async with ReplicaClient(kind, a.transport.address, config=FAST) as client:
+                request = pb.PBFTMessage(type=pb.REQUEST, node_id="client-1", payload=b"op")
+                first = await asyncio.gather(*(client.submit(request) for _ in range(3)))
+                errors = sorted(x.error for x in first)
+                assert errors == ["request timed out"] * 2 + ["too many pending requests"]
+                assert all(r.done for r in held)
+                held[0](pb.SubmitRequestResponse(accepted=True))  # too late: ignored
+                again = await client.submit(request)
+                assert again.error == "request timed out", "the timed-out slots were freed"
+
+    asyncio.run(scenario())
+
+
 def test_clients_submit_requests_and_get_the_handlers_answer(kind: str) -> None:
     async def scenario() -> None:
         async with mesh(kind, 2) as (a, _b):
@@ -333,10 +354,10 @@ def test_clients_submit_requests_and_get_the_handlers_answer(kind: str) -> None:
                 refused = await client.submit(request)
                 assert not refused.accepted and "no requests" in refused.error
 
-                async def execute(msg: pb.PBFTMessage) -> pb.SubmitRequestResponse:
-                    await asyncio.sleep(0.01)
+                def execute(msg: pb.PBFTMessage, respond: Responder) -> None:
                     reply = pb.Reply(client_id=msg.node_id, result=msg.payload[::-1])
-                    return pb.SubmitRequestResponse(accepted=True, reply=reply, node_id=a.id)
+                    answer = pb.SubmitRequestResponse(accepted=True, reply=reply, node_id=a.id)
+                    asyncio.get_running_loop().call_later(0.01, respond, answer)
 
                 a.transport.set_request_handler(execute)
                 answers = await asyncio.gather(*(client.submit(request) for _ in range(50)))

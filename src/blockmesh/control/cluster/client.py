@@ -9,9 +9,7 @@ primary, and accepts the result once f+1 replicas sent matching signed replies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from blockmesh.control.cluster.config import ClusterConfig
@@ -104,12 +102,6 @@ class ClusterClient:
         raise RequestFailed("no replica answered: " + "; ".join(errors))
 
 
-@dataclass
-class _Attempt:
-    task: asyncio.Task[pb.SubmitRequestResponse]
-    node: str
-
-
 class ClientSession:
     """One client identity of the cluster file (index into its clients)."""
 
@@ -137,13 +129,12 @@ class ClientSession:
     async def _execute(self, operation: bytes) -> bytes:
         owner = self._owner
         envelope = self._client.request(operation, time.monotonic())
-        attempts: dict[asyncio.Task[pb.SubmitRequestResponse], str] = {}
+        attempts: dict[asyncio.Future[pb.SubmitRequestResponse], str] = {}
         retry_at: dict[str, float] = {}
         refusals: dict[str, str] = {}
 
         def submit(node: str) -> None:
-            task = asyncio.create_task(owner.replicas[node].submit(envelope))
-            attempts[task] = node
+            attempts[owner.replicas[node].submit_future(envelope)] = node
 
         now = time.monotonic()
         for node in owner.replicas:
@@ -163,9 +154,9 @@ class ClientSession:
                             f"{n}: {r}" for n, r in sorted(refusals.items())))
                     await asyncio.sleep(max(wait, 0.0))
                     done = set()
-                for task in done:
-                    node = attempts.pop(task)
-                    result = self._take(task, node, refusals, retry_at)
+                for attempt in done:
+                    node = attempts.pop(attempt)
+                    result = self._take(attempt, node, refusals, retry_at)
                     if result is not None:
                         return result
                 now = time.monotonic()
@@ -173,16 +164,13 @@ class ClientSession:
                     del retry_at[node]
                     submit(node)
         finally:
-            for task in attempts:
-                task.cancel()
-            for task in attempts:
-                with contextlib.suppress(BaseException):
-                    await task
+            for attempt in attempts:
+                attempt.cancel()
 
-    def _take(self, task: asyncio.Task[pb.SubmitRequestResponse], node: str,
+    def _take(self, attempt: asyncio.Future[pb.SubmitRequestResponse], node: str,
               refusals: dict[str, str], retry_at: dict[str, float]) -> bytes | None:
         try:
-            response = task.result()
+            response = attempt.result()
         except (TransportError, TimeoutError, OSError) as exc:
             self._owner._mark_down(node)
             retry_at[node] = time.monotonic() + RETRY_DELAY

@@ -42,6 +42,7 @@ from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import (
     TRANSPORT_CLASSES,
     PeerError,
+    Responder,
     TransportConfig,
     TransportError,
 )
@@ -49,8 +50,11 @@ from blockmesh.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
-#: Inputs waiting for the engine; beyond this, peers' reads and client calls wait.
+#: Inputs waiting for the engine; beyond this, peers' reads wait and client requests are
+#: refused ("overload", which clients retry).
 INBOX_SIZE = 8192
+#: Seconds between sweeps of answered-by-timeout request responders.
+PRUNE_INTERVAL = 5.0
 #: Inputs handed to the engine between two store transactions.
 MAX_DRAIN = 512
 #: Blocks one state fetch collects from a peer before handing them to the engine.
@@ -144,8 +148,9 @@ class Replica:
             registry=self.registry,
         )
         self._inbox: asyncio.Queue[_Input] | None = None
-        self._waiters: dict[Key, list[asyncio.Future[pb.SubmitRequestResponse]]] = {}
+        self._waiters: dict[Key, list[Responder]] = {}
         self._arrivals: dict[Key, float] = {}
+        self._prune_at = 0.0
         self._wake_at = 0.0
         self._fetching: asyncio.Task[None] | None = None
         self._fetch_round = 0
@@ -195,8 +200,9 @@ class Replica:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         for waiters in self._waiters.values():
-            for fut in waiters:
-                fut.cancel()
+            for respond in waiters:
+                respond(self._refusal("replica shutting down"))
+        self._waiters.clear()
         await self.transport.stop()
         self.metrics_server.stop()
         self.store.close()
@@ -222,27 +228,32 @@ class Replica:
             return self._inbox.put(item)  # the transport waits before reading this peer on
         return None
 
-    async def _on_submit(self, envelope: pb.PBFTMessage) -> pb.SubmitRequestResponse:
+    def _on_submit(self, envelope: pb.PBFTMessage, respond: Responder) -> None:
         assert self._inbox is not None
         try:
             request = pb.Request.FromString(envelope.payload)
         except Exception:  # protobuf raises its own DecodeError; anything else is garbage too
-            return self._refusal("malformed")
-        key = (request.client_id, request.timestamp)
-        future: asyncio.Future[pb.SubmitRequestResponse] = (
-            asyncio.get_running_loop().create_future())
-        self._waiters.setdefault(key, []).append(future)
-        self._arrivals.setdefault(key, time.monotonic())
+            respond(self._refusal("malformed"))
+            return
         try:
-            await self._inbox.put(_Input(_SUBMIT, envelope, key))
-            return await future
-        finally:
-            waiting = self._waiters.get(key)
-            if waiting is not None and future in waiting:
-                waiting.remove(future)
-                if not waiting:
-                    del self._waiters[key]
-                    self._arrivals.pop(key, None)
+            self._inbox.put_nowait(_Input(_SUBMIT, envelope, (request.client_id,
+                                                               request.timestamp)))
+        except asyncio.QueueFull:
+            respond(self._refusal("overload"))
+            return
+        key = (request.client_id, request.timestamp)
+        self._waiters.setdefault(key, []).append(respond)
+        self._arrivals.setdefault(key, time.monotonic())
+
+    def _prune_waiters(self, now: float) -> None:
+        """Forget responders the transport already answered (timed out): a request that is
+        never executed here would otherwise keep its entry for good."""
+        if now < self._prune_at:
+            return
+        self._prune_at = now + PRUNE_INTERVAL
+        for key in [k for k, waiting in self._waiters.items() if all(r.done for r in waiting)]:
+            del self._waiters[key]
+            self._arrivals.pop(key, None)
 
     def _refusal(self, why: str) -> pb.SubmitRequestResponse:
         return pb.SubmitRequestResponse(accepted=False, error=why, node_id=self.node.node_id)
@@ -268,6 +279,7 @@ class Replica:
             if now >= self._wake_at:
                 outputs.append((None, self.engine.tick(now)))
             await self._carry_out(outputs)
+            self._prune_waiters(now)
             self._wake_at = max(self.engine.next_deadline(), now + 0.001)
             await asyncio.sleep(0)  # let transports and clients run between batches
 
@@ -314,9 +326,8 @@ class Replica:
         arrival = self._arrivals.pop(key, None)
         if arrival is not None:
             self.metrics.commit_latency.observe(time.monotonic() - arrival)
-        for future in self._waiters.pop(key, []):
-            if not future.done():
-                future.set_result(response)
+        for respond in self._waiters.pop(key, []):
+            respond(response)
 
     def _refuse_dropped(self, item: _Input, out: Output) -> None:
         """A request the engine refused gets its reason now instead of a timeout later.
@@ -325,9 +336,8 @@ class Replica:
         reasons = [m.label for m in out.metrics if m.name == "drop" and m.label != "duplicate"]
         if not reasons or item.key not in self._waiters:
             return
-        for future in self._waiters.pop(item.key):
-            if not future.done():
-                future.set_result(self._refusal(reasons[0]))
+        for respond in self._waiters.pop(item.key):
+            respond(self._refusal(reasons[0]))
 
     # ----------------------------------------------------------------- state transfer
 

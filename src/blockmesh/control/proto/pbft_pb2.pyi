@@ -257,3 +257,31 @@ class SubmitRequestResponse(_message.Message):
     signature: bytes
     sequence: int
     def __init__(self, accepted: bool = ..., error: _Optional[str] = ..., reply: _Optional[_Union[Reply, _Mapping]] = ..., node_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class SubmitCall(_message.Message):
+    __slots__ = ("call_id", "request")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    request: PBFTMessage
+    def __init__(self, call_id: _Optional[int] = ..., request: _Optional[_Union[PBFTMessage, _Mapping]] = ...) -> None: ...
+
+class SubmitBatch(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[SubmitCall]
+    def __init__(self, calls: _Optional[_Iterable[_Union[SubmitCall, _Mapping]]] = ...) -> None: ...
+
+class SubmitAnswer(_message.Message):
+    __slots__ = ("call_id", "response")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    response: SubmitRequestResponse
+    def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[SubmitRequestResponse, _Mapping]] = ...) -> None: ...
+
+class SubmitAnswers(_message.Message):
+    __slots__ = ("answers",)
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[SubmitAnswer]
+    def __init__(self, answers: _Optional[_Iterable[_Union[SubmitAnswer, _Mapping]]] = ...) -> None: ...

@@ -69,6 +69,11 @@ class PBFTServiceStub(object):
                 request_serializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.PBFTMessage.SerializeToString,
                 response_deserializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitRequestResponse.FromString,
                 _registered_method=True)
+        self.SubmitStream = channel.stream_stream(
+                '/blockmesh.pbft.v1.PBFTService/SubmitStream',
+                request_serializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitBatch.SerializeToString,
+                response_deserializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitAnswers.FromString,
+                _registered_method=True)
 
 
 class PBFTServiceServicer(object):
@@ -116,6 +121,12 @@ class PBFTServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PBFTServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +164,11 @@ def add_PBFTServiceServicer_to_server(servicer, server):
                     servicer.SubmitRequest,
                     request_deserializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.PBFTMessage.FromString,
                     response_serializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitRequestResponse.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitBatch.FromString,
+                    response_serializer=blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitAnswers.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +360,33 @@ class PBFTService(object):
             '/blockmesh.pbft.v1.PBFTService/SubmitRequest',
             blockmesh_dot_control_dot_proto_dot_pbft__pb2.PBFTMessage.SerializeToString,
             blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/blockmesh.pbft.v1.PBFTService/SubmitStream',
+            blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitBatch.SerializeToString,
+            blockmesh_dot_control_dot_proto_dot_pbft__pb2.SubmitAnswers.FromString,
             options,
             channel_credentials,
             insecure,

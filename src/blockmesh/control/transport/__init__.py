@@ -30,6 +30,7 @@ from blockmesh.control.transport.grpc_transport import GrpcTransport
 from blockmesh.control.transport.interface import (
     MessageHandler,
     RequestHandler,
+    Responder,
     StateProvider,
     Transport,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "PeerError",
     "ReplicaClient",
     "RequestHandler",
+    "Responder",
     "StateProvider",
     "TcpTransport",
     "Transport",

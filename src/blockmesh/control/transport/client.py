@@ -25,6 +25,7 @@ from blockmesh.control.transport.errors import PeerError, TransportError
 from blockmesh.control.transport.framing import Frame, Kind
 from blockmesh.control.transport.grpc_transport import SERVICE, channel_options, wait_connected
 from blockmesh.control.transport.metrics import TransportMetrics
+from blockmesh.control.transport.submit_stream import SubmitStreamClient
 from blockmesh.control.transport.tcp import FrameReader, TcpLink, close_writer, open_stream
 from blockmesh.errors import DecodeError
 
@@ -55,6 +56,7 @@ class ReplicaClient:
             registry if registry is not None else CollectorRegistry(), transport, "client"
         )
         self._channel: grpc.aio.Channel | None = None
+        self._stream: SubmitStreamClient | None = None
         self._link: TcpLink | None = None
         self._runner: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
@@ -86,13 +88,15 @@ class ReplicaClient:
                 ) from None
 
     async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
         if self._link is not None:
             self._link.close()
         if self._runner is not None:
             await asyncio.gather(self._runner, return_exceptions=True)
         if self._channel is not None:
             await self._channel.close()
-        self._link = self._runner = self._channel = None
+        self._link = self._runner = self._channel = self._stream = None
 
     async def submit(self, request: pb.PBFTMessage) -> pb.SubmitRequestResponse:
         """Submit a REQUEST envelope; the replica answers once its request handler has."""
@@ -104,6 +108,22 @@ class ReplicaClient:
             pb.SubmitRequestResponse.FromString,
             self.config.request_timeout,
         )
+
+    def submit_future(self, request: pb.PBFTMessage) -> asyncio.Future[pb.SubmitRequestResponse]:
+        """Submit without a task or timer per call: the future gets the answer or a
+        TransportError. Over gRPC this rides the SubmitStream (many requests per stream
+        message), over TCP a SUBMIT frame. Cancel the future to give up on the answer."""
+        if not self._connected():
+            return asyncio.ensure_future(self.submit(request))
+        if self._link is not None:
+            link = self._link
+            frame = link.start_call(Kind.SUBMIT, request.SerializeToString())
+            return _chain(frame, lambda f: pb.SubmitRequestResponse.FromString(
+                link.answer_body(f, Kind.SUBMIT_RESULT)), self.address)
+        if self._stream is None:
+            assert self._channel is not None
+            self._stream = SubmitStreamClient(self._channel, SERVICE, self.address)
+        return self._stream.submit(request)
 
     async def get_status(self) -> pb.GetStatusResponse:
         return await self._call(
@@ -196,3 +216,30 @@ class ReplicaClient:
 
     def _serve_call(self, link: TcpLink, frame: Frame) -> None:
         raise DecodeError(f"{link.peer_id} sent a call (kind {frame.kind}) to a client")
+
+
+def _chain(inner: asyncio.Future[Frame], convert: Callable[[Frame], M],
+           address: str) -> asyncio.Future[M]:
+    """A future for `convert(inner's result)`; cancelling it cancels `inner`."""
+    outer: asyncio.Future[M] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[Frame]) -> None:
+        if outer.done():
+            return
+        if done.cancelled():
+            outer.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            outer.set_exception(error)
+            return
+        try:
+            outer.set_result(convert(done.result()))
+        except ProtobufDecodeError:
+            outer.set_exception(PeerError(address, "bad_answer", "undecodable answer"))
+        except PeerError as exc:
+            outer.set_exception(exc)
+
+    inner.add_done_callback(settle)
+    outer.add_done_callback(lambda o: inner.cancel() if o.cancelled() else None)
+    return outer

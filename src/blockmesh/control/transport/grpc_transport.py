@@ -10,8 +10,8 @@ Authentication of MessageStream, the mesh channel, runs the four legs of handsha
 
 A refused caller gets status UNAUTHENTICATED. SendMessage and BroadcastMessage act for a
 replica without a stream, so each such call is signed instead (handshake.CallGuard). SyncState,
-GetCheckpoint, GetStatus and SubmitRequest are open: what they return or take is signed or
-hash-chained already (state.py).
+GetCheckpoint, GetStatus, SubmitRequest and SubmitStream (submit_stream.py) are open: what they
+return or take is signed or hash-chained already (state.py).
 
 The stream carries pre-serialized bytes (no serializer on the method), so a broadcast
 serializes its message once for every peer, and the receive side decodes inside the transport
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 import grpc
@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.control.transport import state
+from blockmesh.control.transport import state, submit_stream
 from blockmesh.control.transport.config import TransportConfig
 from blockmesh.control.transport.errors import AuthenticationError, PeerError
 from blockmesh.control.transport.handshake import (
@@ -229,6 +229,11 @@ class GrpcTransport(MeshTransport):
                 "GetStatus": unary(self._serve_status, pb.GetStatusRequest, pb.GetStatusResponse),
                 "SubmitRequest": unary(
                     self._serve_submit, pb.PBFTMessage, pb.SubmitRequestResponse
+                ),
+                submit_stream.METHOD: grpc.stream_stream_rpc_method_handler(
+                    self._serve_submit_stream,
+                    request_deserializer=pb.SubmitBatch.FromString,
+                    response_serializer=pb.SubmitAnswers.SerializeToString,
                 ),
             },
         )
@@ -432,7 +437,12 @@ class GrpcTransport(MeshTransport):
     async def _serve_submit(
         self, request: pb.PBFTMessage, _context: object
     ) -> pb.SubmitRequestResponse:
-        return await self._submits.submit(request)
+        return await self._submits.submit_async(request)
+
+    async def _serve_submit_stream(
+        self, batches: AsyncIterator[pb.SubmitBatch], context: grpc.aio.ServicerContext
+    ) -> None:
+        await submit_stream.serve(self._submits, batches, context, self.config.max_message_size)
 
     async def _unary(
         self,

@@ -14,8 +14,20 @@ MessageHandler = Callable[[str, pb.PBFTMessage], Awaitable[None] | None]
 awaits it before reading that peer's next message: a slow consumer slows its sender down
 instead of growing a queue."""
 
-RequestHandler = Callable[[pb.PBFTMessage], Awaitable[pb.SubmitRequestResponse]]
-"""Given a client's REQUEST envelope; its result goes back to that client."""
+class Responder(Protocol):
+    """Where the answer to one submitted request goes. Only the first call counts."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def __call__(self, response: pb.SubmitRequestResponse) -> None: ...
+
+
+RequestHandler = Callable[[pb.PBFTMessage, Responder], None]
+"""Given a client's REQUEST envelope and its Responder: arrange for the answer to reach
+`respond`, now or later, without blocking. A callback rather than a coroutine because a replica
+takes thousands of requests a second and a task per request was a measurable share of its CPU;
+the transport answers "request timed out" itself when nothing comes within request_timeout."""
 
 
 class StateProvider(Protocol):

@@ -323,11 +323,6 @@ class MeshTransport(Transport):
         link = self._inbound.get(node_id)
         return link if link is not None and link.is_open else None
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # --- sending -------------------------------------------------------------------------
 
     async def send(self, node_id: str, msg: pb.PBFTMessage) -> None:

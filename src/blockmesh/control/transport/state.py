@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport.config import TransportConfig
@@ -66,34 +67,71 @@ def get_status(
     return status
 
 
+class _Once:
+    """A Responder that delivers the first answer only and disarms its timeout."""
+
+    __slots__ = ("_deliver", "_gate", "done", "timer")
+
+    def __init__(self, gate: SubmitGate, deliver: Callable[[pb.SubmitRequestResponse], None]
+                 ) -> None:
+        self._gate = gate
+        self._deliver = deliver
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, response: pb.SubmitRequestResponse) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self._gate.pending -= 1
+        self._deliver(response)
+
+
 class SubmitGate:
     """Hands client requests to the request handler, bounding how many wait at once."""
 
     def __init__(self, node_id: str, config: TransportConfig) -> None:
         self._node_id = node_id
         self._config = config
-        self._pending = 0
+        self.pending = 0
         self.handler: RequestHandler | None = None
 
-    async def submit(self, request: pb.PBFTMessage) -> pb.SubmitRequestResponse:
+    def submit(self, request: pb.PBFTMessage,
+               deliver: Callable[[pb.SubmitRequestResponse], None]) -> None:
+        """Pass `request` on; its answer (or a refusal, or a timeout) goes to `deliver` once."""
         handler = self.handler
         if request.type != pb.REQUEST:
-            return self._refuse("not a REQUEST message")
+            deliver(self._refuse("not a REQUEST message"))
+            return
         if handler is None:
-            return self._refuse("this replica takes no requests")
-        if self._pending >= self._config.max_pending_requests:
-            return self._refuse("too many pending requests")
-        self._pending += 1
+            deliver(self._refuse("this replica takes no requests"))
+            return
+        if self.pending >= self._config.max_pending_requests:
+            deliver(self._refuse("too many pending requests"))
+            return
+        self.pending += 1
+        respond = _Once(self, deliver)
+        respond.timer = asyncio.get_running_loop().call_later(
+            self._config.request_timeout, respond, self._refuse("request timed out"))
         try:
-            async with asyncio.timeout(self._config.request_timeout):
-                return await handler(request)
-        except TimeoutError:
-            return self._refuse("request timed out")
+            handler(request, respond)
         except Exception as exc:
             log.exception("request handler failed")
-            return self._refuse(f"request handler failed: {exc}")
-        finally:
-            self._pending -= 1
+            respond(self._refuse(f"request handler failed: {exc}"))
+
+    async def submit_async(self, request: pb.PBFTMessage) -> pb.SubmitRequestResponse:
+        """`submit` for callers that want to await the answer (a unary RPC)."""
+        future: asyncio.Future[pb.SubmitRequestResponse] = (
+            asyncio.get_running_loop().create_future())
+
+        def deliver(response: pb.SubmitRequestResponse) -> None:
+            if not future.done():
+                future.set_result(response)
+
+        self.submit(request, deliver)
+        return await future
 
     def _refuse(self, why: str) -> pb.SubmitRequestResponse:
         return pb.SubmitRequestResponse(accepted=False, error=why, node_id=self._node_id)

@@ -117,24 +117,33 @@ class TcpLink(Link):
 
     async def call(self, kind: Kind, body: bytes, answer: Kind, timeout: float) -> bytes:
         """Send a request frame and wait for its answer; PeerError on failure or timeout."""
+        future = self.start_call(kind, body)
+        try:
+            async with asyncio.timeout(timeout):
+                frame = await future
+        except TimeoutError:
+            raise PeerError(self.peer_id, "timeout") from None
+        finally:
+            future.cancel()
+        return self.answer_body(frame, answer)
+
+    def start_call(self, kind: Kind, body: bytes) -> asyncio.Future[Frame]:
+        """Send a request frame; the future gets the answer frame (or a PeerError). Cancel it
+        to give up: its call id is forgotten then, and a late answer is ignored."""
         call_id = self._next_call
         self._next_call = call_id % 0xFFFFFFFF + 1
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        reason = self.enqueue(framing.encode(kind, call_id, body, self._config.max_message_size))
+        if reason is not None:
+            self._metrics.drop(reason)
+            future.set_exception(PeerError(self.peer_id, reason))
+            return future
         self._calls[call_id] = future
-        try:
-            reason = self.enqueue(
-                framing.encode(kind, call_id, body, self._config.max_message_size)
-            )
-            if reason is not None:
-                self._metrics.drop(reason)
-                raise PeerError(self.peer_id, reason)
-            try:
-                async with asyncio.timeout(timeout):
-                    frame = await future
-            except TimeoutError:
-                raise PeerError(self.peer_id, "timeout") from None
-        finally:
-            self._calls.pop(call_id, None)
+        future.add_done_callback(lambda _f: self._calls.pop(call_id, None))
+        return future
+
+    def answer_body(self, frame: Frame, answer: Kind) -> bytes:
+        """The body of an answer frame of kind `answer`; PeerError for a refusal or another kind."""
         if frame.kind == Kind.ERROR:
             raise PeerError(self.peer_id, "refused", frame.body.decode(errors="replace"))
         if frame.kind != answer:
@@ -417,7 +426,9 @@ class TcpTransport(MeshTransport):
         try:
             if frame.kind == Kind.SUBMIT:
                 request = pb.PBFTMessage.FromString(frame.body)
-                self._spawn(self._answer_submit(link, frame.call_id, request))
+                call_id = frame.call_id
+                self._submits.submit(request, lambda answer: link.answer(
+                    Kind.SUBMIT_RESULT, call_id, answer.SerializeToString()))
                 return
             if frame.kind == Kind.SYNC_STATE:
                 sync = pb.SyncStateRequest.FromString(frame.body)
@@ -433,10 +444,6 @@ class TcpTransport(MeshTransport):
         except ProtobufDecodeError:
             self.metrics.drop("garbage")
             raise DecodeError(f"{link.peer_id} sent a malformed call") from None
-
-    async def _answer_submit(self, link: TcpLink, call_id: int, request: pb.PBFTMessage) -> None:
-        answer = await self._submits.submit(request)
-        link.answer(Kind.SUBMIT_RESULT, call_id, answer.SerializeToString())
 
     async def _call(self, node_id: str, kind: Kind, body: bytes, answer: Kind) -> bytes:
         link = self._route(node_id)
