@@ -11,7 +11,7 @@ from transport_harness import mesh, prepare, until
 
 from blockmesh.control.keys import Signer
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.control.transport import PeerError
+from blockmesh.control.transport import PeerError, ReplicaClient, submit_stream
 from blockmesh.control.transport.grpc_transport import SERVICE
 
 CONN_ERRORS = "blockmesh_transport_connection_errors_total"
@@ -52,3 +52,35 @@ def test_unsigned_or_wrongly_signed_calls_are_refused() -> None:
             assert b.received == []
 
     asyncio.run(scenario())
+
+
+def test_a_garbled_or_oversized_submit_stream_ends_only_that_stream() -> None:
+    async def scenario() -> None:
+        async with mesh("grpc", 2) as (a, _b):
+            a.transport.set_request_handler(
+                lambda msg, respond: respond(pb.SubmitRequestResponse(accepted=True)))
+            request = pb.PBFTMessage(type=pb.REQUEST, payload=b"op")
+            too_many = pb.SubmitBatch(calls=[pb.SubmitCall(call_id=i, request=request)
+                                             for i in range(submit_stream.MAX_CALLS + 1)])
+            async with grpc.aio.insecure_channel(a.transport.address) as channel:
+                for junk in (b"\xff\xff\xff", too_many.SerializeToString()):
+                    call = channel.stream_stream(f"/{SERVICE}/{submit_stream.METHOD}")()
+                    await call.write(junk)
+                    assert await asyncio.wait_for(_drain(call), 10) == []
+            async with ReplicaClient("grpc", a.transport.address) as client:
+                await client.connect()
+                answer = await asyncio.wait_for(client.submit_future(request), 10)
+                assert answer.accepted
+
+    asyncio.run(scenario())
+
+
+async def _drain(call: grpc.aio.StreamStreamCall) -> list[bytes]:
+    """What the stream yields until it ends, normally or with an error status."""
+    got = []
+    try:
+        async for raw in call:
+            got.append(raw)
+    except grpc.aio.AioRpcError:
+        pass
+    return got

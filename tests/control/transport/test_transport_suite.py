@@ -24,7 +24,12 @@ from transport_harness import (
 
 from blockmesh.control.keys import Signer
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.control.transport import PeerError, ReplicaClient, Responder
+from blockmesh.control.transport import (
+    PeerError,
+    ReplicaClient,
+    Responder,
+    TransportError,
+)
 
 pytestmark = pytest.mark.parametrize("kind", KINDS)
 
@@ -342,6 +347,34 @@ def test_a_request_the_handler_never_answers_times_out_and_frees_its_slot(kind: 
                 held[0](pb.SubmitRequestResponse(accepted=True))  # too late: ignored
                 again = await client.submit(request)
                 assert again.error == "request timed out", "the timed-out slots were freed"
+
+    asyncio.run(scenario())
+
+
+def test_pipelined_submits_get_their_own_answers_and_fail_when_the_replica_stops(
+    kind: str,
+) -> None:
+    async def scenario() -> None:
+        async with mesh(kind, 2) as (a, _b):
+            def execute(msg: pb.PBFTMessage, respond: Responder) -> None:
+                answer = pb.SubmitRequestResponse(
+                    accepted=True, reply=pb.Reply(result=msg.payload[::-1]), node_id=a.id)
+                asyncio.get_running_loop().call_later(0.001 * (msg.sequence % 7), respond, answer)
+
+            a.transport.set_request_handler(execute)
+            async with ReplicaClient(kind, a.transport.address, config=FAST) as client:
+                await client.connect()
+                futures = [client.submit_future(pb.PBFTMessage(
+                    type=pb.REQUEST, sequence=i, payload=f"op{i}".encode())) for i in range(300)]
+                answers = await asyncio.wait_for(asyncio.gather(*futures), 10)
+                assert [x.reply.result for x in answers] == [f"op{i}".encode()[::-1]
+                                                             for i in range(300)]
+                a.transport.set_request_handler(lambda _m, _r: None)  # answers never come
+                stuck = client.submit_future(pb.PBFTMessage(type=pb.REQUEST, payload=b"x"))
+                await asyncio.sleep(0.2)
+                await a.transport.stop()
+                with pytest.raises(TransportError):
+                    await asyncio.wait_for(stuck, 10)
 
     asyncio.run(scenario())
 
