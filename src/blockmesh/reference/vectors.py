@@ -180,7 +180,7 @@ def materialize(vector: Mapping[str, Any], dest: Path) -> Path:
     return dest
 
 
-def _with_digests(vector: dict[str, Any]) -> dict[str, Any]:
+def with_digests(vector: dict[str, Any]) -> dict[str, Any]:
     """Copy of an input with size and SHA-256 next to each content recipe."""
     out = json.loads(json.dumps(vector))
     targets = [out] if "content" in out else [e for e in out["entries"] if "content" in e]
@@ -205,7 +205,7 @@ def generate_table(node: Any, workdir: Path) -> dict[str, Any]:
     vectors = []
     for index, vector in enumerate(INPUTS):
         path = materialize(vector, workdir / f"input-{index}")
-        record = _with_digests(vector)
+        record = with_digests(vector)
         record["profile"] = DEFAULT_PROFILE
         record["cid"] = node.add(path, only_hash=True, timeout=120)
         vectors.append(record)

@@ -46,9 +46,6 @@ class ImportOptions:
             raise UnsupportedError(f"CID version must be 0 or 1, got {self.cid_version}")
         if self.cid_version == 0 and self.hash_code != HashCode.SHA2_256:
             raise UnsupportedError("CIDv0 only allows sha2-256; use --cid-version 1")
-        if self.cid_version == 0 and self.raw_leaves:
-            # kubo upgrades to CIDv1 when raw leaves are asked for with CIDv0
-            object.__setattr__(self, "cid_version", 1)
 
     @property
     def use_raw_leaves(self) -> bool:
@@ -90,7 +87,9 @@ class _Builder:
             multihash = b"\x12\x20" + hasher.digest()
         else:
             multihash = digest(b"".join(parts), self.opts.hash_code)
-        if self.opts.cid_version == 0:
+        # CIDv0 cannot name a raw block: with --raw-leaves and CIDv0, kubo (boxo's
+        # NewRawNodeWPrefix) makes only the raw leaves CIDv1 and keeps dag-pb nodes CIDv0.
+        if self.opts.cid_version == 0 and codec == Codec.DAG_PB:
             cid = CID(0, Codec.DAG_PB, multihash)
         else:
             cid = CID(1, codec, multihash)
@@ -163,7 +162,8 @@ class _Chunks:
 def _balanced(builder: _Builder, source: _Chunks) -> Entry:
     max_links = builder.opts.max_links
     if source.done():
-        return builder.empty_file()
+        # boxo makes an empty file a leaf with no data: with raw leaves, the empty raw block
+        return builder.leaf(b"") if builder.opts.use_raw_leaves else builder.empty_file()
 
     def fill(children: list[Entry], depth: int) -> Entry:
         while len(children) < max_links and not source.done():
