@@ -263,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     except JsImporterError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    sys.stderr.write(f"wrote {len(table['vectors'])} vectors to {args.out}\n")
+    vectors.write_table(args.out, table)
     return 0
 
 

@@ -249,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kubo-vectors-") as tmp, KuboNode() as node:
         table = generate_table(node, Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    sys.stderr.write(f"wrote {len(table['vectors'])} vectors to {args.out}\n")
+    write_table(args.out, table)
     return 0
+
+
+def write_table(path: Path, table: dict[str, Any]) -> None:
+    """Write a vector table as the committed files have it (2-space JSON, trailing newline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    sys.stderr.write(f"wrote {len(table['vectors'])} vectors to {path}\n")
 
 
 if __name__ == "__main__":
