@@ -11,6 +11,7 @@ from libp2p import new_host
 from libp2p.crypto.x25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.security.noise.transport import PROTOCOL_ID, Transport
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 
 from blockmesh.data.net import (
@@ -25,7 +26,7 @@ from blockmesh.data.net import (
     StreamReset,
     load_or_create_identity,
 )
-from blockmesh.data.net.host import PING_PROTOCOL
+from blockmesh.data.net.host import PING_PROTOCOL, _PromptYamuxStream
 
 ECHO = "/blockmesh/test/echo/1.0.0"
 UPPER = "/blockmesh/test/upper/1.0.0"
@@ -271,3 +272,75 @@ async def test_mplex_only_peer_gets_the_mplex_fallback(pair):
             with trio.fail_after(WAIT):
                 assert await stream.read_exactly(10) == b"over mplex"
         assert await a.ping(other.peer_id) > 0
+
+
+HOLD = "/blockmesh/test/hold/1.0.0"
+
+
+async def test_write_past_the_window_waits_for_the_reader_and_arrives_whole():
+    """A 3 MiB write, twelve times Yamux's first window, through `_PromptYamuxStream` to a
+    reader that starts late arrives whole and in order."""
+    received = bytearray()
+    release = trio.Event()
+    done = trio.Event()
+
+    async def slow_reader(stream) -> None:
+        await release.wait()
+        while chunk := await stream.read():
+            received.extend(chunk)
+        done.set()
+
+    a, b = Host(Identity.generate(), LOOPBACK), Host(Identity.generate(), LOOPBACK)
+    b.set_stream_handler([HOLD], slow_reader)
+    payload = bytes(i % 251 for i in range(3 * 1024 * 1024))
+    async with a.run(), b.run():
+        await a.connect(b.addrs()[0])
+        stream = await a.new_stream(b.peer_id, [HOLD])
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.write, payload)
+                await trio.sleep(0.2)  # the writer runs ahead of the reader
+                release.set()
+            await stream.close_write()
+            await done.wait()
+    assert bytes(received) == payload
+
+
+class _FrameSink:
+    """The connection side of one Yamux stream: collects the frames the stream writes."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.stream_buffers: dict[int, bytearray] = {}
+
+    async def _write_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def rtt(self) -> float:
+        return 0.0
+
+
+async def test_shut_window_parks_the_writer_until_an_update_then_it_sends_only_the_credit():
+    conn = _FrameSink()
+    stream = _PromptYamuxStream(1, conn, True)  # type: ignore[arg-type]
+    stream.send_window = 0
+    payload = bytes(range(256)) * 400  # 102,400 bytes
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.write, payload)
+        await trio.sleep(0.05)
+        assert conn.frames == []  # parked, not polling frames out
+        async with stream.window_lock:  # what py-libp2p does for a WINDOW_UPDATE frame
+            stream.send_window += 40_000
+        await trio.sleep(0.05)
+        assert sum(len(f) - 12 for f in conn.frames) == 40_000
+        async with stream.window_lock:
+            stream.send_window += 1_000_000
+    assert b"".join(f[12:] for f in conn.frames) == payload
+
+
+async def test_window_never_reopened_fails_the_write_in_bounded_time(monkeypatch):
+    monkeypatch.setattr("blockmesh.data.net.host.YAMUX_WINDOW_WAIT", 0.2)
+    stream = _PromptYamuxStream(1, _FrameSink(), True)  # type: ignore[arg-type]
+    stream.send_window = 0
+    with trio.fail_after(WAIT), pytest.raises(MuxedStreamError):
+        await stream.write(b"x" * 1000)

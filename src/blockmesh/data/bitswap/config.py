@@ -38,6 +38,10 @@ class BitswapConfig:
     limit gets nothing more until `message_sent`, so a slow reader cannot pin unbounded memory."""
     max_replace_have_with_block: int = 1024
     """boxo: a want-have for a block of at most this many bytes is answered with the block."""
+    max_link_positions_per_peer: int = 4096
+    """Children of dag-pb blocks sent to a peer whose link order the server remembers, to send
+    a batch of wanted siblings in walk order rather than in the peer's shuffled priorities
+    (blockmesh; see linkorder.py). 4096 covers a few 174-link parents of kubo's file layout."""
     max_dropped_wants_per_peer: int = 16 * 1024
     """Wants dropped because the peer's wantlist was full, before the peer is flagged as a
     flooder (blockmesh). Generous: an honest peer with many sessions overflows now and then."""

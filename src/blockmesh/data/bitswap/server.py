@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from blockmesh.data.bitswap.config import DEFAULT_CONFIG, BitswapConfig
 from blockmesh.data.bitswap.envelope import Envelope
 from blockmesh.data.bitswap.framing import encode_frames
 from blockmesh.data.bitswap.ledger import Ledger, LedgerSnapshot, Want
+from blockmesh.data.bitswap.linkorder import LinkOrder
 from blockmesh.data.bitswap.message import (
     Block,
     Entry,
@@ -37,6 +38,7 @@ _PRESENCE_OVERHEAD = 4  # field keys and lengths around a presence's CID
 @dataclass
 class _Peer:
     version: ProtocolVersion
+    order: LinkOrder
     ledger: Ledger = field(default_factory=Ledger)
     tasks: PeerTasks = field(default_factory=PeerTasks)
     outstanding: int = 0
@@ -60,7 +62,7 @@ class DecisionEngine:
                        version: ProtocolVersion = ProtocolVersion.V1_2_0) -> None:
         state = self._peers.get(peer)
         if state is None:
-            self._peers[peer] = _Peer(version)
+            self._peers[peer] = self._new_peer(version)
         else:
             state.version = version
 
@@ -73,13 +75,13 @@ class DecisionEngine:
             return
         state = self._peers.get(peer)
         if state is None:  # the adapter should have said; assume the newest protocol
-            state = self._peers[peer] = _Peer(ProtocolVersion.V1_2_0)
+            state = self._peers[peer] = self._new_peer(ProtocolVersion.V1_2_0)
         for block in msg.blocks:
             state.ledger.received_block(len(block.data))
         if msg.full:
             state.ledger.clear_wants()
             state.tasks.clear()
-        for entry in msg.entries:
+        for entry in self._in_walk_order(state, msg.entries):
             if entry.cancel:
                 state.ledger.remove_want(entry.cid)
                 state.tasks.remove(entry.cid)
@@ -142,6 +144,25 @@ class DecisionEngine:
         return state.outstanding if state else 0
 
     # -- internals -----------------------------------------------------------------------------
+    def _new_peer(self, version: ProtocolVersion) -> _Peer:
+        return _Peer(version, LinkOrder(self._config.max_link_positions_per_peer))
+
+    @staticmethod
+    def _in_walk_order(state: _Peer, entries: tuple[Entry, ...]) -> list[Entry]:
+        """`entries`, the want-blocks among them re-prioritised into walk order where their
+        parent went to this peer from here (see linkorder.py for why)."""
+        wanted = [i for i, e in enumerate(entries)
+                  if not e.cancel and e.want_type is WantType.BLOCK]
+        out = list(entries)
+        if len(wanted) < 2 or not state.order:
+            return out
+        priorities = state.order.priorities([entries[i].cid for i in wanted],
+                                            [entries[i].priority for i in wanted])
+        for i, priority in zip(wanted, priorities, strict=True):
+            if priority != entries[i].priority:
+                out[i] = replace(entries[i], priority=priority)
+        return out
+
     def _add_want(self, peer: PeerId, state: _Peer, entry: Entry) -> bool:
         """Record a want and queue its reply; False once the peer is flagged as a flooder."""
         ledger = state.ledger
@@ -207,6 +228,7 @@ class DecisionEngine:
                         work += len(bytes(task.cid)) + _PRESENCE_OVERHEAD
                     continue
                 blocks.append(Block(task.cid, data))
+                state.order.learn(task.cid, data)
                 state.ledger.sent_block(len(data))
                 state.ledger.remove_want(task.cid)
                 self.blocks_sent += 1
