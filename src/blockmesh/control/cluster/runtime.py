@@ -235,13 +235,12 @@ class Replica:
         except Exception:  # protobuf raises its own DecodeError; anything else is garbage too
             respond(self._refusal("malformed"))
             return
+        key = (request.client_id, request.timestamp)
         try:
-            self._inbox.put_nowait(_Input(_SUBMIT, envelope, (request.client_id,
-                                                               request.timestamp)))
+            self._inbox.put_nowait(_Input(_SUBMIT, envelope, key))
         except asyncio.QueueFull:
             respond(self._refusal("overload"))
             return
-        key = (request.client_id, request.timestamp)
         self._waiters.setdefault(key, []).append(respond)
         self._arrivals.setdefault(key, time.monotonic())
 

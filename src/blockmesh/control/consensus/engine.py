@@ -119,6 +119,8 @@ class PBFTReplica:
         self._checker = SignatureChecker(replica_keys, client_keys, self.params.verified_cache_size)
         self._pair_keys = pair_keys
         self._index = self.committee.nodes.index(self.node_id)
+        #: Some pending request may be unsigned (taken by MAC): `_vet_pending` has work.
+        self._unvetted = False
         self._app = app
         self.drops: Counter[str] = Counter()
 
@@ -421,6 +423,7 @@ class PBFTReplica:
             raise InvalidMessage("overload")
         mine.add(req.timestamp)
         self._pending[key] = _Pending(req, now, signed)
+        self._unvetted = self._unvetted or not signed
         self._queue[key] = None
         self._propose(out, now)
 
@@ -523,6 +526,9 @@ class PBFTReplica:
         entries for them. Before suspecting the primary: a client whose MACs are good but whose
         signature is not would otherwise make every backup wait for a request the primary
         rightly refused, and start a view change."""
+        if not self._unvetted:
+            return
+        self._unvetted = False
         unsigned = [k for k, pending in self._pending.items() if not pending.signed]
         for key in unsigned:
             pending = self._pending[key]
