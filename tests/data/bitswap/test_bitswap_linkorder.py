@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from server_harness import drain
 
 from blockmesh.data.bitswap import DecisionEngine, Entry, Message, WantType
 from blockmesh.data.bitswap.linkorder import LinkOrder
@@ -74,14 +75,7 @@ def test_priorities_are_a_permutation(priorities, rnd):
 
 
 def _drain_blocks(engine: DecisionEngine) -> list[CID]:
-    out = []
-    for _ in range(1000):
-        env = engine.next_envelope()
-        if env is None:
-            return out
-        engine.message_sent(env)
-        out.extend(b.cid for b in env.message.blocks)
-    raise AssertionError("engine never ran dry")
+    return [b.cid for env in drain(engine) for b in env.message.blocks]
 
 
 def test_server_sends_wanted_siblings_in_walk_order_to_the_peer_it_sent_the_parent():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from server_harness import drain
+
 from blockmesh.data.bitswap import (
     BitswapConfig,
     DecisionEngine,
@@ -34,24 +36,12 @@ def _want(cid, kind=BLOCK, dont_have=False, priority=1):
     return Entry(cid, priority, False, kind, dont_have)
 
 
-def _drain(engine):
-    """All envelopes, acknowledging each at once (an adapter with a fast link)."""
-    out = []
-    for _ in range(1000):
-        env = engine.next_envelope()
-        if env is None:
-            return out
-        engine.message_sent(env)
-        out.append(env)
-    raise AssertionError("engine never ran dry")
-
-
 def test_want_block_answered_with_block_and_want_removed():
     store, (cid,) = _store_with(b"x" * 5000)
     eng = DecisionEngine(store)
     eng.peer_connected("p")
     eng.message_received("p", Message((_want(cid),)))
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert env.peer == "p" and [b.cid for b in env.message.blocks] == [cid]
     assert MessageReader().feed(env.data) == [env.message]
     assert eng.peer_wantlist("p") == []
@@ -65,7 +55,7 @@ def test_want_have_small_block_gets_the_block_large_gets_have():
     eng = DecisionEngine(store)
     eng.peer_connected("p")
     eng.message_received("p", Message((_want(c_small, HAVE), _want(c_large, HAVE))))
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert [b.cid for b in env.message.blocks] == [c_small]
     assert env.message.presences == (Presence(c_large, PresenceType.HAVE),)
     assert eng.peer_wantlist("p") == []  # a want-have is answered once
@@ -79,7 +69,7 @@ def test_dont_have_only_when_asked():
     wants = (_want(missing[0], BLOCK, True), _want(missing[1], HAVE, True),
              _want(missing[2], BLOCK, False))
     eng.message_received("p", Message(wants))
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert set(env.message.presences) == {Presence(missing[0], PresenceType.DONT_HAVE),
                                           Presence(missing[1], PresenceType.DONT_HAVE)}
     # every want stays on the list after a DONT_HAVE (as in boxo), so the block or a HAVE
@@ -96,10 +86,10 @@ def test_block_added_later_reaches_the_peers_that_wanted_it():
         eng.peer_connected(peer)
     eng.message_received("a", Message((_want(cid, BLOCK, True),)))
     eng.message_received("b", Message((_want(cid, HAVE),)))
-    _drain(eng)  # a gets a DONT_HAVE, b nothing
+    drain(eng)  # a gets a DONT_HAVE, b nothing
     store.put(cid, data)
     eng.blocks_added([cid])
-    by_peer = {env.peer: env.message for env in _drain(eng)}
+    by_peer = {env.peer: env.message for env in drain(eng)}
     assert set(by_peer) == {"a", "b"}
     assert [b.data for b in by_peer["a"].blocks] == [data]
     assert by_peer["b"].presences == (Presence(cid, PresenceType.HAVE),)
@@ -114,10 +104,10 @@ def test_block_added_under_another_cid_version_matches_by_multihash():
     eng = DecisionEngine(store)
     eng.peer_connected("p")
     eng.message_received("p", Message((_want(v0),)))
-    assert _drain(eng) == []
+    assert drain(eng) == []
     store.put(v0.to_v1(), data)
     eng.blocks_added([v0.to_v1()])
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert env.message.blocks[0].cid == v0  # answered under the CID the peer asked with
 
 
@@ -127,7 +117,7 @@ def test_cancel_removes_pending_task_and_want():
     eng.peer_connected("p")
     eng.message_received("p", Message(tuple(_want(c) for c in cids)))
     eng.message_received("p", Message((Entry(cids[0], cancel=True),)))
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert [b.cid for b in env.message.blocks] == [cids[1]]
 
 
@@ -138,7 +128,7 @@ def test_full_wantlist_replaces():
     eng.message_received("p", Message((_want(CID.of(b"missing")), _want(cids[0]))))
     eng.message_received("p", Message((_want(cids[1]),), full=True))
     assert [w.cid for w in eng.peer_wantlist("p")] == [cids[1]]
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert [b.cid for b in env.message.blocks] == [cids[1]]
 
 
@@ -148,7 +138,7 @@ def test_priority_order_and_target_batching():
     eng = DecisionEngine(store)  # 16 KiB target: three 6000-byte blocks per message
     eng.peer_connected("p")
     eng.message_received("p", Message(tuple(_want(c, priority=i) for i, c in enumerate(cids))))
-    envs = _drain(eng)
+    envs = drain(eng)
     order = [b.cid for env in envs for b in env.message.blocks]
     assert order == list(reversed(cids))
     assert [len(env.message.blocks) for env in envs] == [3, 3]
@@ -180,7 +170,7 @@ def test_fair_across_peers():
         eng.peer_connected(peer)
     eng.message_received("a", Message(tuple(_want(c) for c in cids)))
     eng.message_received("b", Message(tuple(_want(c) for c in cids[:3])))
-    peers = [env.peer for env in _drain(eng)]
+    peers = [env.peer for env in drain(eng)]
     assert peers[:6] == ["a", "b", "a", "b", "a", "b"]
     assert peers.count("a") == 10 and peers.count("b") == 3
 
@@ -204,7 +194,7 @@ def test_old_protocol_peers_get_no_presences():
     eng = DecisionEngine(store)
     eng.peer_connected("old", ProtocolVersion.V1_1_0)
     eng.message_received("old", Message((_want(CID.of(b"missing"), BLOCK, True), _want(c_big))))
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert env.message.presences == () and [b.cid for b in env.message.blocks] == [c_big]
     assert MessageReader().feed(env.data)[0].blocks == env.message.blocks
 
@@ -215,7 +205,7 @@ def test_deleted_block_becomes_dont_have():
     eng.peer_connected("p")
     eng.message_received("p", Message((_want(cid, BLOCK, True),)))
     store.delete(cid)
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert env.message.blocks == () and env.message.presences == (
         Presence(cid, PresenceType.DONT_HAVE),)
 
@@ -227,7 +217,7 @@ def test_repeated_wants_do_not_grow_the_queue():
     for i in range(500):
         eng.message_received("p", Message((_want(cid, HAVE if i % 2 else BLOCK, priority=i),)))
     assert eng.queued("p") == 1
-    (env,) = _drain(eng)
+    (env,) = drain(eng)
     assert [b.cid for b in env.message.blocks] == [cid]
 
 
