@@ -18,7 +18,7 @@ def test_init_writes_loadable_files_with_matching_keys(tmp_path):
     init_cluster(tmp_path, 4, "127.0.0.1", 7100)
     cluster = ClusterConfig.load(tmp_path / "cluster.toml")
     assert [n.id for n in cluster.nodes] == ["node0", "node1", "node2", "node3"]
-    assert cluster.f == 1 and cluster.nodes[2].address == "127.0.0.1:7102"
+    assert cluster.committee.f == 1 and cluster.nodes[2].address == "127.0.0.1:7102"
     verifier = Verifier(cluster.public_keys())
     for k in range(4):
         node = NodeConfig.load(tmp_path / f"node{k}.toml")
@@ -46,4 +46,4 @@ def test_cli_cluster_init(tmp_path):
                            "7", "--base-port", "7300", "--out", str(tmp_path / "c")],
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert ClusterConfig.load(tmp_path / "c" / "cluster.toml").f == 2
+    assert ClusterConfig.load(tmp_path / "c" / "cluster.toml").committee.f == 2

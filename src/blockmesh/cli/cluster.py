@@ -67,7 +67,8 @@ def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_int
                                                                               f"{n.id}.toml")}
                              for n in config.nodes]})
         return
-    click.echo(f"wrote {Path(out) / 'cluster.toml'} (n={config.n}, f={config.f}, "
+    committee = config.committee
+    click.echo(f"wrote {Path(out) / 'cluster.toml'} (n={committee.n}, f={committee.f}, "
                f"{len(config.clients)} client identities)")
     for node in config.nodes:
         click.echo(f"wrote {Path(out) / (node.id + '.toml')}  {node.id} at {node.address}")

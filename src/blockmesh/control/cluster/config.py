@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 
 from blockmesh.control.consensus.params import PBFTParams
+from blockmesh.control.consensus.proofs import Committee
 from blockmesh.control.keys import Signer, public_key_from_hex
 from blockmesh.errors import BlockmeshError, DecodeError
 
@@ -66,12 +67,9 @@ class ClusterConfig:
     pbft: tuple[tuple[str, float | int], ...] = ()
 
     @property
-    def n(self) -> int:
-        return len(self.nodes)
-
-    @property
-    def f(self) -> int:
-        return (self.n - 1) // 3
+    def committee(self) -> Committee:
+        """The replica set as the engine sees it (n, f, quorum, primary of a view)."""
+        return Committee(tuple(n.id for n in self.nodes))
 
     @property
     def client_id(self) -> str:
@@ -150,11 +148,12 @@ class ClusterConfig:
                          str(section.get("transport", "grpc")), tuple(sorted(pbft.items())))
         except (KeyError, TypeError, ValueError, DecodeError) as exc:
             raise ClusterConfigError(f"{path}: malformed cluster file ({exc})") from None
-        if config.n < 4 or config.n != 3 * config.f + 1:
-            raise ClusterConfigError(f"{path}: a PBFT cluster needs n = 3f + 1 >= 4 nodes, "
-                                     f"found {config.n}")
         if len({n.id for n in nodes}) != len(nodes):
             raise ClusterConfigError(f"{path}: node ids must be unique")
+        committee = config.committee
+        if committee.n < 4 or committee.n != 3 * committee.f + 1:
+            raise ClusterConfigError(f"{path}: a PBFT cluster needs n = 3f + 1 >= 4 nodes, "
+                                     f"found {committee.n}")
         if not clients or len({c.id for c in clients}) != len(clients):
             raise ClusterConfigError(f"{path}: client ids must be present and unique")
         if config.transport not in TRANSPORTS:
