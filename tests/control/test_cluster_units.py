@@ -34,10 +34,10 @@ def test_a_reply_survives_the_submit_answer_and_counts_once_per_replica():
                         first_timestamp=77)
     client.request(b"op", 0.0)
     first = to_envelope(to_response(_reply(REPLICAS[0], "c0", 77, b"res", 9)))
-    assert client.on_reply(first) is None
-    assert client.on_reply(first) is None  # the same replica twice is not f+1
+    assert client.on_reply(*first) is None
+    assert client.on_reply(*first) is None  # the same replica twice is not f+1
     second = to_envelope(to_response(_reply(REPLICAS[1], "c0", 77, b"res", 9)))
-    assert client.on_reply(second) == b"res"
+    assert client.on_reply(second[0]) == b"res"  # the body parsed from the envelope
 
 
 def test_a_tampered_or_refused_answer_is_not_a_reply():
@@ -47,7 +47,7 @@ def test_a_tampered_or_refused_answer_is_not_a_reply():
     for signer in REPLICAS[:2]:
         answer = to_response(_reply(signer, "c0", 5, b"res", 3))
         answer.sequence = 4  # not what the replica signed
-        assert client.on_reply(to_envelope(answer)) is None
+        assert client.on_reply(*to_envelope(answer)) is None
     assert client.drops["bad_signature"] == 2
     with pytest.raises(DecodeError):
         to_envelope(pb.SubmitRequestResponse(accepted=False, error="stale_request"))

@@ -41,17 +41,18 @@ def _with_body(msg: pb.PBFTMessage, edit: Callable[[pb.Reply], object]) -> pb.PB
 
 
 def test_one_signature_serves_every_client_of_the_batch():
-    by_replica = {r: sign_batch_replies(SIGNERS[r], 0, 7, BATCH) for r in ("r0", "r1")}
+    by_replica = {r: [e for e, _ in sign_batch_replies(SIGNERS[r], 0, 7, BATCH)]
+                  for r in ("r0", "r1")}
     assert len({m.signature for m in by_replica["r0"]}) == 1
     for i, (client_id, _, result) in enumerate(BATCH):
         client = _client(client_id)
-        first = to_envelope(to_response(by_replica["r0"][i]))
+        first = to_envelope(to_response(by_replica["r0"][i]))[0]
         assert client.on_reply(first) is None
-        assert client.on_reply(to_envelope(to_response(by_replica["r1"][i]))) == result
+        assert client.on_reply(*to_envelope(to_response(by_replica["r1"][i]))) == result
 
 
 def test_a_batch_reply_that_does_not_vouch_for_this_client_is_refused():
-    replies = sign_batch_replies(SIGNERS["r0"], 0, 7, BATCH)
+    replies = [e for e, _ in sign_batch_replies(SIGNERS["r0"], 0, 7, BATCH)]
     client = _client("c0")
     dropped = _with_body(replies[0], lambda b: b.batch_digests.remove(b.batch_digests[0]))
     changed = _with_body(replies[0], lambda b: setattr(b, "result", b"forged"))
@@ -60,7 +61,7 @@ def test_a_batch_reply_that_does_not_vouch_for_this_client_is_refused():
     for bad in (dropped, changed, padded):
         assert client.on_reply(bad) is None
     assert client.drops["malformed"] == 3
-    stranger = sign_batch_replies(Signer.generate("r1"), 0, 7, BATCH)[0]
+    stranger = sign_batch_replies(Signer.generate("r1"), 0, 7, BATCH)[0][0]
     assert client.on_reply(stranger) is None and client.drops["bad_signature"] == 1
     assert client.outstanding
 
@@ -95,13 +96,13 @@ class _CountingKeys:
 def test_clients_sharing_a_caching_verifier_check_a_batch_signature_once():
     counting = _CountingKeys()
     shared = CachingVerifier(counting, cache_size=16)
-    replies = sign_batch_replies(SIGNERS["r0"], 0, 7, BATCH)
+    replies = [e for e, _ in sign_batch_replies(SIGNERS["r0"], 0, 7, BATCH)]
     for i, (client_id, _, _) in enumerate(BATCH):
         client = PBFTClient(Signer.generate(client_id), NODES, shared)
         client.request(b"op", now=0.0)
         assert client.on_reply(replies[i]) is None and client.drops.total() == 0
     assert counting.checks == 1
-    forged = sign_batch_replies(Signer.generate("r0"), 0, 7, BATCH)[0]
+    forged = sign_batch_replies(Signer.generate("r0"), 0, 7, BATCH)[0][0]
     client = PBFTClient(Signer.generate("c0"), NODES, shared)
     client.request(b"op", now=0.0)
     assert client.on_reply(forged) is None and client.drops["bad_signature"] == 1

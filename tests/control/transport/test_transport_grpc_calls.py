@@ -7,7 +7,7 @@ import asyncio
 import grpc
 import grpc.aio
 import pytest
-from transport_harness import mesh, prepare, until
+from transport_harness import mesh, prepare, submitted, until
 
 from blockmesh.control.keys import Signer
 from blockmesh.control.proto import pbft_pb2 as pb
@@ -69,7 +69,7 @@ def test_a_garbled_or_oversized_submit_stream_ends_only_that_stream() -> None:
                     assert await asyncio.wait_for(_drain(call), 10) == []
             async with ReplicaClient("grpc", a.transport.address) as client:
                 await client.connect()
-                answer = await asyncio.wait_for(client.submit_future(request), 10)
+                answer = await asyncio.wait_for(submitted(client, request), 10)
                 assert answer.accepted
 
     asyncio.run(scenario())

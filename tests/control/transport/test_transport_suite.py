@@ -19,6 +19,7 @@ from transport_harness import (
     make_node,
     mesh,
     prepare,
+    submitted,
     until,
 )
 
@@ -364,13 +365,13 @@ def test_pipelined_submits_get_their_own_answers_and_fail_when_the_replica_stops
             a.transport.set_request_handler(execute)
             async with ReplicaClient(kind, a.transport.address, config=FAST) as client:
                 await client.connect()
-                futures = [client.submit_future(pb.PBFTMessage(
+                futures = [submitted(client, pb.PBFTMessage(
                     type=pb.REQUEST, sequence=i, payload=f"op{i}".encode())) for i in range(300)]
                 answers = await asyncio.wait_for(asyncio.gather(*futures), 10)
                 assert [x.reply.result for x in answers] == [f"op{i}".encode()[::-1]
                                                              for i in range(300)]
                 a.transport.set_request_handler(lambda _m, _r: None)  # answers never come
-                stuck = client.submit_future(pb.PBFTMessage(type=pb.REQUEST, payload=b"x"))
+                stuck = submitted(client, pb.PBFTMessage(type=pb.REQUEST, payload=b"x"))
                 await asyncio.sleep(0.2)
                 await a.transport.stop()
                 with pytest.raises(TransportError):

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.control.transport import TRANSPORT_CLASSES, TransportConfig
+from blockmesh.control.transport import TRANSPORT_CLASSES, ReplicaClient, TransportConfig
 from blockmesh.control.transport.mesh import MeshTransport
 
 KINDS = sorted(TRANSPORT_CLASSES)
@@ -113,3 +113,18 @@ def prepare(sender: str, sequence: int, payload: bytes = b"") -> pb.PBFTMessage:
         digest=b"d" * 32,
         payload=payload,
     )
+
+
+def submitted(client: ReplicaClient, request: pb.PBFTMessage
+              ) -> asyncio.Future[pb.SubmitRequestResponse]:
+    """`client.submit_then` as a future: the answer, or the exception it was given."""
+    future: asyncio.Future[pb.SubmitRequestResponse] = asyncio.get_running_loop().create_future()
+
+    def answered(answer: pb.SubmitRequestResponse | BaseException) -> None:
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+
+    client.submit_then(request, request.SerializeToString(), answered)
+    return future

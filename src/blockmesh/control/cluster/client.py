@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from blockmesh.control.cluster.config import ClusterConfig
@@ -127,60 +128,70 @@ class ClientSession:
             raise
 
     async def _execute(self, operation: bytes) -> bytes:
+        """Send to every usable replica and wait for f+1 matching replies. Answers are taken
+        in the transport's callbacks, so a request costs no task wake-up per replica; a
+        replica that failed or refused for a reason that may pass is asked again after
+        RETRY_DELAY (a timer, only then)."""
         owner = self._owner
+        loop = asyncio.get_running_loop()
         envelope = self._client.request(operation, time.monotonic())
-        attempts: dict[asyncio.Future[pb.SubmitRequestResponse], str] = {}
-        retry_at: dict[str, float] = {}
+        wire = envelope.SerializeToString()
+        result: asyncio.Future[bytes] = loop.create_future()
+        calls: dict[str, asyncio.Future[object]] = {}
+        retries: dict[str, asyncio.TimerHandle] = {}
         refusals: dict[str, str] = {}
 
         def submit(node: str) -> None:
-            attempts[owner.replicas[node].submit_future(envelope)] = node
+            retries.pop(node, None)
+            calls[node] = owner.replicas[node].submit_then(
+                envelope, wire, lambda answer: answered(node, answer))
+
+        def retry(node: str, delay: float) -> None:
+            retries[node] = loop.call_later(delay, submit, node)
+
+        def answered(node: str, answer: pb.SubmitRequestResponse | BaseException) -> None:
+            calls.pop(node, None)
+            if result.done():
+                return
+            try:
+                value = self._take(answer, node, refusals, retry)
+            except BaseException as exc:  # a bug below the session: fail the request with it
+                result.set_exception(exc)
+                return
+            if value is not None:
+                result.set_result(value)
+            elif not calls and not retries:
+                result.set_exception(RequestFailed("refused: " + "; ".join(
+                    f"{n}: {r}" for n, r in sorted(refusals.items()))))
 
         now = time.monotonic()
         for node in owner.replicas:
             if owner._usable(node, now):
                 submit(node)
             else:
-                retry_at[node] = owner._down_until[node]
+                retry(node, owner._down_until[node] - now)
         try:
-            while True:
-                wait = (min(retry_at.values()) - time.monotonic()) if retry_at else None
-                if attempts:
-                    done, _ = await asyncio.wait(attempts, timeout=wait,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    if wait is None:
-                        raise RequestFailed("refused: " + "; ".join(
-                            f"{n}: {r}" for n, r in sorted(refusals.items())))
-                    await asyncio.sleep(max(wait, 0.0))
-                    done = set()
-                for attempt in done:
-                    node = attempts.pop(attempt)
-                    result = self._take(attempt, node, refusals, retry_at)
-                    if result is not None:
-                        return result
-                now = time.monotonic()
-                for node in [n for n, t in retry_at.items() if t <= now]:
-                    del retry_at[node]
-                    submit(node)
+            return await result
         finally:
-            for attempt in attempts:
-                attempt.cancel()
+            for call in calls.values():
+                call.cancel()
+            for handle in retries.values():
+                handle.cancel()
 
-    def _take(self, attempt: asyncio.Future[pb.SubmitRequestResponse], node: str,
-              refusals: dict[str, str], retry_at: dict[str, float]) -> bytes | None:
-        try:
-            response = attempt.result()
-        except (TransportError, TimeoutError, OSError) as exc:
+    def _take(self, answer: pb.SubmitRequestResponse | BaseException, node: str,
+              refusals: dict[str, str], retry: Callable[[str, float], None]) -> bytes | None:
+        if isinstance(answer, (TransportError, TimeoutError, OSError)):
             self._owner._mark_down(node)
-            retry_at[node] = time.monotonic() + RETRY_DELAY
-            refusals[node] = getattr(exc, "reason", "unreachable")
+            retry(node, RETRY_DELAY)
+            refusals[node] = getattr(answer, "reason", "unreachable")
             return None
+        if isinstance(answer, BaseException):
+            raise answer
         try:
-            envelope = to_envelope(response)
+            envelope, body = to_envelope(answer)
         except DecodeError:
-            refusals[node] = response.error or "refused"
-            if response.error not in _PERMANENT:
-                retry_at[node] = time.monotonic() + RETRY_DELAY
+            refusals[node] = answer.error or "refused"
+            if answer.error not in _PERMANENT:
+                retry(node, RETRY_DELAY)
             return None
-        return self._client.on_reply(envelope)
+        return self._client.on_reply(envelope, body)

@@ -13,14 +13,18 @@ from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.errors import DecodeError
 
 
-def to_response(envelope: pb.PBFTMessage) -> pb.SubmitRequestResponse:
-    reply = pb.Reply.FromString(envelope.payload)
+def to_response(envelope: pb.PBFTMessage, reply: pb.Reply | None = None
+                ) -> pb.SubmitRequestResponse:
+    """The answer carrying REPLY `envelope`; `reply` is its parsed payload if at hand."""
+    if reply is None:
+        reply = pb.Reply.FromString(envelope.payload)
     return pb.SubmitRequestResponse(accepted=True, reply=reply, node_id=envelope.node_id,
                                     signature=envelope.signature, sequence=envelope.sequence)
 
 
-def to_envelope(response: pb.SubmitRequestResponse) -> pb.PBFTMessage:
-    """The REPLY envelope the replica signed; raises DecodeError for a refusal."""
+def to_envelope(response: pb.SubmitRequestResponse) -> tuple[pb.PBFTMessage, pb.Reply]:
+    """The REPLY envelope the replica signed, and its body (so that nobody parses the payload
+    back); raises DecodeError for a refusal."""
     if not response.accepted or not response.HasField("reply"):
         raise DecodeError(f"{response.node_id or 'replica'} refused the request: "
                           f"{response.error or 'no reply'}")
@@ -35,4 +39,4 @@ def to_envelope(response: pb.SubmitRequestResponse) -> pb.PBFTMessage:
         node_id=response.node_id,
         signature=response.signature,
         payload=body.SerializeToString(deterministic=True),
-    )
+    ), body

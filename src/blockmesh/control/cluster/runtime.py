@@ -72,6 +72,7 @@ class _Input:
     kind: int
     message: pb.PBFTMessage | None = None
     key: Key | None = None
+    request: pb.Request | None = None
     blocks: tuple[pb.Block, ...] = ()
     certificates: tuple[pb.CheckpointCertificate, ...] = ()
 
@@ -237,7 +238,7 @@ class Replica:
             return
         key = (request.client_id, request.timestamp)
         try:
-            self._inbox.put_nowait(_Input(_SUBMIT, envelope, key))
+            self._inbox.put_nowait(_Input(_SUBMIT, envelope, key, request))
         except asyncio.QueueFull:
             respond(self._refusal("overload"))
             return
@@ -289,7 +290,7 @@ class Replica:
             return engine.receive(item.message, now)
         if item.kind == _SUBMIT:
             assert item.message is not None
-            return engine.submit(item.message, now)
+            return engine.submit(item.message, now, item.request)
         return engine.on_state_fetched(item.blocks, item.certificates, now)
 
     async def _carry_out(self, outputs: list[tuple[_Input | None, Output]]) -> None:
@@ -318,7 +319,7 @@ class Replica:
 
     def _answer(self, reply: ClientReply) -> None:
         try:
-            response = to_response(reply.message)
+            response = to_response(reply.message, reply.body)
         except DecodeError:
             return
         key = (response.reply.client_id, response.reply.timestamp)

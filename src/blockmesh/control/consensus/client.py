@@ -91,15 +91,16 @@ class PBFTClient:
     def next_deadline(self) -> float | None:
         return None if self._current is None else self._current.resend_at
 
-    def on_reply(self, msg: pb.PBFTMessage) -> bytes | None:
-        """The accepted result once f+1 replicas agree on it, else None."""
+    def on_reply(self, msg: pb.PBFTMessage, body: pb.Reply | None = None) -> bytes | None:
+        """The accepted result once f+1 replicas agree on it, else None. `body` is the parsed
+        payload when the caller has it already (`cluster.replies.to_envelope`)."""
         try:
-            return self._on_reply(msg)
+            return self._on_reply(msg, body)
         except InvalidMessage as exc:
             self.drops[exc.reason] += 1
             return None
 
-    def _on_reply(self, msg: pb.PBFTMessage) -> bytes | None:
+    def _on_reply(self, msg: pb.PBFTMessage, body: pb.Reply | None) -> bytes | None:
         cur = self._current
         if msg.type != pb.REPLY or msg.node_id not in self.committee.nodes:
             raise InvalidMessage("unknown_sender")
@@ -107,7 +108,8 @@ class PBFTClient:
             raise InvalidMessage("late")
         if msg.node_id in cur.votes:
             raise InvalidMessage("duplicate")
-        body = parse_payload(pb.Reply, msg.payload)
+        if body is None:
+            body = parse_payload(pb.Reply, msg.payload)
         if body.client_id != self.client_id or body.timestamp != cur.timestamp:
             raise InvalidMessage("late")
         signed = reply_signing_bytes(msg, body)

@@ -251,13 +251,15 @@ class PBFTReplica:
             self._drop(out, exc.reason)
         return self._finish(out, now)
 
-    def submit(self, msg: pb.PBFTMessage, now: float) -> Output:
-        """A client's signed REQUEST envelope (e.g. from the SubmitRequest RPC)."""
+    def submit(self, msg: pb.PBFTMessage, now: float,
+               request: pb.Request | None = None) -> Output:
+        """A client's signed REQUEST envelope (e.g. from the SubmitRequest RPC); `request` is
+        its payload if the caller parsed it already."""
         out = Output()
         try:
             if msg.type != pb.REQUEST:
                 raise InvalidMessage("unknown_type")
-            self._on_request(msg, out, now)
+            self._on_request(msg, out, now, request)
         except InvalidMessage as exc:
             self._drop(out, exc.reason)
         return self._finish(out, now)
@@ -387,14 +389,15 @@ class PBFTReplica:
 
     # ----------------------------------------------------------------- client requests
 
-    def _on_request(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+    def _on_request(self, msg: pb.PBFTMessage, out: Output, now: float,
+                    parsed: pb.Request | None = None) -> None:
         p = self.params
         client = msg.node_id
         if not self._checker.knows_client(client):
             raise InvalidMessage("unknown_sender")
         if len(msg.payload) > p.max_operation_size + p.max_client_id_size + REQUEST_OVERHEAD:
             raise InvalidMessage("too_large")
-        req = parse_payload(pb.Request, msg.payload)
+        req = parsed if parsed is not None else parse_payload(pb.Request, msg.payload)
         if req.client_id != client or msg.digest != sha256(msg.payload):
             raise InvalidMessage("malformed")
         key = (client, req.timestamp)
@@ -470,9 +473,13 @@ class PBFTReplica:
             raise InvalidMessage("too_large")
         keys: list[ClientKey] = []
         size = 0
+        pending = self._pending
         for req in body.requests:
             if authenticate:
-                self._check_request(req, signature=False)
+                # A request the client also sent us directly was authenticated on arrival.
+                known = pending.get((req.client_id, req.timestamp))
+                if known is None or known.request != req:
+                    self._check_request(req, signature=False)
             keys.append((req.client_id, req.timestamp))
             size += len(req.operation)
         if size > self.params.max_batch_bytes or len(set(keys)) != len(keys):
@@ -716,11 +723,11 @@ class PBFTReplica:
             results.append(result)
         if len(answered) == 1:
             client, ts, result = answered[0]
-            replies = [self._sign_reply(client, ts, result, seq)]
+            replies = [(self._sign_reply(client, ts, result, seq), None)]
         else:
             replies = sign_batch_replies(self._signer, self.view, seq, answered)
-        for (client, ts, _), reply in zip(answered, replies, strict=True):
-            out.replies.append(ClientReply(client, reply))
+        for (client, ts, _), (reply, body) in zip(answered, replies, strict=True):
+            out.replies.append(ClientReply(client, reply, body))
             record = self._clients[client]
             if record.timestamp == ts:
                 record.reply = reply

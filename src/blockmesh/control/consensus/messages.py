@@ -104,8 +104,9 @@ def batch_reply_digest(digests: Sequence[bytes]) -> bytes:
 
 def sign_batch_replies(
     signer: SignerLike, view: int, sequence: int, replies: Sequence[tuple[str, int, bytes]]
-) -> list[pb.PBFTMessage]:
-    """One REPLY envelope per (client, timestamp, result) of a batch, under ONE signature.
+) -> list[tuple[pb.PBFTMessage, pb.Reply]]:
+    """One REPLY envelope per (client, timestamp, result) of a batch, under ONE signature,
+    each with its parsed body (the replica answers clients from the body, not the bytes).
 
     Signing every reply costs a replica one Ed25519 signature per request; this costs one per
     batch. The signature covers the envelope with an empty payload and, as digest, the hash of
@@ -115,12 +116,15 @@ def sign_batch_replies(
     head = pb.PBFTMessage(type=pb.REPLY, view=view, sequence=sequence,
                           digest=batch_reply_digest(digests), node_id=signer.node_id)
     signature = signer.sign(head.SerializeToString(deterministic=True))
-    return [pb.PBFTMessage(
-        type=pb.REPLY, view=view, sequence=sequence, digest=head.digest,
-        node_id=signer.node_id, signature=signature,
-        payload=pb.Reply(client_id=client, timestamp=ts, result=result, view=view,
-                         batch_digests=digests).SerializeToString(deterministic=True))
-        for client, ts, result in replies]
+    signed = []
+    for client, ts, result in replies:
+        body = pb.Reply(client_id=client, timestamp=ts, result=result, view=view,
+                        batch_digests=digests)
+        signed.append((pb.PBFTMessage(
+            type=pb.REPLY, view=view, sequence=sequence, digest=head.digest,
+            node_id=signer.node_id, signature=signature,
+            payload=body.SerializeToString(deterministic=True)), body))
+    return signed
 
 
 def reply_envelope_digest(body: pb.Reply) -> bytes:

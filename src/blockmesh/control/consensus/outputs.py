@@ -62,6 +62,8 @@ class Send:
 class ClientReply:
     client_id: str
     message: pb.PBFTMessage
+    #: The message's parsed payload when the engine built it (saves parsing it back).
+    body: pb.Reply | None = None
 
 
 @dataclass(frozen=True)

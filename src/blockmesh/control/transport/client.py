@@ -109,21 +109,46 @@ class ReplicaClient:
             self.config.request_timeout,
         )
 
-    def submit_future(self, request: pb.PBFTMessage) -> asyncio.Future[pb.SubmitRequestResponse]:
-        """Submit without a task or timer per call: the future gets the answer or a
-        TransportError. Over gRPC this rides the SubmitStream (many requests per stream
-        message), over TCP a SUBMIT frame. Cancel the future to give up on the answer."""
+    def submit_then(self, request: pb.PBFTMessage, wire: bytes,
+                    answered: Callable[[pb.SubmitRequestResponse | BaseException], None],
+                    ) -> asyncio.Future[object]:
+        """Submit `request` (`wire` is its serialization, made once for every replica) and
+        call `answered` with the answer or the exception, without a task, timer or
+        extra future per call: over gRPC the request rides the SubmitStream (many requests
+        per stream message), over TCP a SUBMIT frame. Cancel the returned future to give up;
+        `answered` is not called then."""
         if not self._connected():
-            return asyncio.ensure_future(self.submit(request))
-        if self._link is not None:
+            call: asyncio.Future[object] = asyncio.ensure_future(self.submit(request))
+            convert: Callable[[object], pb.SubmitRequestResponse] = _same
+        elif self._link is not None:
             link = self._link
-            frame = link.start_call(Kind.SUBMIT, request.SerializeToString())
-            return _chain(frame, lambda f: pb.SubmitRequestResponse.FromString(
-                link.answer_body(f, Kind.SUBMIT_RESULT)), self.address)
-        if self._stream is None:
-            assert self._channel is not None
-            self._stream = SubmitStreamClient(self._channel, SERVICE, self.address)
-        return self._stream.submit(request)
+            call = link.start_call(Kind.SUBMIT, wire)
+            convert = lambda frame: pb.SubmitRequestResponse.FromString(  # noqa: E731
+                link.answer_body(frame, Kind.SUBMIT_RESULT))
+        else:
+            if self._stream is None:
+                assert self._channel is not None
+                self._stream = SubmitStreamClient(self._channel, SERVICE, self.address)
+            call = self._stream.submit(request)
+            convert = _same
+        address = self.address
+
+        def settle(done: asyncio.Future[object]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                try:
+                    answered(convert(done.result()))
+                except ProtobufDecodeError:
+                    answered(PeerError(address, "bad_answer", "undecodable answer"))
+                except PeerError as exc:
+                    answered(exc)
+            else:
+                answered(error)
+
+        call.add_done_callback(settle)
+        return call
 
     async def get_status(self) -> pb.GetStatusResponse:
         return await self._call(
@@ -218,28 +243,6 @@ class ReplicaClient:
         raise DecodeError(f"{link.peer_id} sent a call (kind {frame.kind}) to a client")
 
 
-def _chain(inner: asyncio.Future[Frame], convert: Callable[[Frame], M],
-           address: str) -> asyncio.Future[M]:
-    """A future for `convert(inner's result)`; cancelling it cancels `inner`."""
-    outer: asyncio.Future[M] = asyncio.get_running_loop().create_future()
-
-    def settle(done: asyncio.Future[Frame]) -> None:
-        if outer.done():
-            return
-        if done.cancelled():
-            outer.cancel()
-            return
-        error = done.exception()
-        if error is not None:
-            outer.set_exception(error)
-            return
-        try:
-            outer.set_result(convert(done.result()))
-        except ProtobufDecodeError:
-            outer.set_exception(PeerError(address, "bad_answer", "undecodable answer"))
-        except PeerError as exc:
-            outer.set_exception(exc)
-
-    inner.add_done_callback(settle)
-    outer.add_done_callback(lambda o: inner.cancel() if o.cancelled() else None)
-    return outer
+def _same(answer: object) -> pb.SubmitRequestResponse:
+    assert isinstance(answer, pb.SubmitRequestResponse)
+    return answer
