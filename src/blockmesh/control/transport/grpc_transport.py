@@ -181,13 +181,7 @@ class GrpcTransport(MeshTransport):
     ) -> None:
         super().__init__(signer, cluster, listen, config=config, registry=registry)
         self._server: grpc.aio.Server | None = None
-        self._bound = listen
-        self._handshaking = 0
         self._guard = CallGuard(cluster, self.node_id)
-
-    @property
-    def address(self) -> str:
-        return self._bound
 
     async def start(self) -> None:
         if self._running:

@@ -217,6 +217,14 @@ class MeshTransport(Transport):
         self._submits = state.SubmitGate(self.node_id, self.config)
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
+        #: The listen address, with the real port once the subclass has bound it.
+        self._bound = listen
+        #: Inbound handshakes in progress, bounded by config.max_pending_handshakes.
+        self._handshaking = 0
+
+    @property
+    def address(self) -> str:
+        return self._bound
 
     # --- configuration -------------------------------------------------------------------
 

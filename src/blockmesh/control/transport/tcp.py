@@ -266,14 +266,8 @@ class TcpTransport(MeshTransport):
     ) -> None:
         super().__init__(signer, cluster, listen, config=config, registry=registry)
         self._server: asyncio.Server | None = None
-        self._bound = listen
-        self._handshaking = 0
         self._clients: set[TcpLink] = set()
         self._connects: set[asyncio.Future] = set()
-
-    @property
-    def address(self) -> str:
-        return self._bound
 
     async def start(self) -> None:
         if self._running:
