@@ -43,6 +43,7 @@ from blockmesh.control.cluster.config import (
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import encode_set
 from blockmesh.errors import BlockmeshError
+from blockmesh.gc_tuning import settled
 
 NODES = 4
 SIZES = (0, 100, 1024)
@@ -234,28 +235,29 @@ async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds:
             finally:
                 idle.append(session)
 
-        began = loop.time()
-        measure_from = began + warmup
-        end = measure_from + seconds
-        issued = 0
-        while True:
-            due = began + issued / rate
-            if due >= end:
-                break
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            issued += 1
-            measured = due >= measure_from
-            if not idle:
-                if measured:
-                    counts["missed"] += 1
-                continue
-            task = asyncio.create_task(one(idle.pop(), due, measured))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT + 5)
+        with settled():
+            began = loop.time()
+            measure_from = began + warmup
+            end = measure_from + seconds
+            issued = 0
+            while True:
+                due = began + issued / rate
+                if due >= end:
+                    break
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                issued += 1
+                measured = due >= measure_from
+                if not idle:
+                    if measured:
+                        counts["missed"] += 1
+                    continue
+                task = asyncio.create_task(one(idle.pop(), due, measured))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT + 5)
         elapsed = max(loop.time() - measure_from, seconds)
         return (counts["committed"], counts["failed"], counts["missed"], elapsed, latencies,
                 counts["all"])

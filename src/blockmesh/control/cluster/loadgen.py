@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from blockmesh.control.cluster.client import ClusterClient, RequestFailed
 from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError
 from blockmesh.control.consensus.app import encode_set
+from blockmesh.gc_tuning import settled
 
 
 @dataclass
@@ -81,10 +82,11 @@ async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
                     result.committed += 1
                     result.latencies.append(time.perf_counter() - start)
 
-        if warmup:
-            await asyncio.gather(*(worker(i, False) for i in range(clients)))
-        left[0] = count
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(i, True) for i in range(clients)))
-        result.seconds = time.perf_counter() - began
+        with settled():
+            if warmup:
+                await asyncio.gather(*(worker(i, False) for i in range(clients)))
+            left[0] = count
+            began = time.perf_counter()
+            await asyncio.gather(*(worker(i, True) for i in range(clients)))
+            result.seconds = time.perf_counter() - began
         return result

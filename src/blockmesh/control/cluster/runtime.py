@@ -47,6 +47,7 @@ from blockmesh.control.transport import (
     TransportError,
 )
 from blockmesh.errors import DecodeError
+from blockmesh.gc_tuning import settle_after_startup
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +406,7 @@ def serve(node_path: Path, transport: str | None = None) -> None:
 
     async def main() -> None:
         replica = Replica(node, cluster, transport=transport)
+        settle_after_startup()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, replica.stop)
