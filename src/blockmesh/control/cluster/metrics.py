@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from blockmesh.control.consensus.outputs import Metric
+from blockmesh.control.loop_metrics import Counter, Gauge, Histogram
 from blockmesh.control.transport.mesh import split_address
 
 # Loopback commits take a few milliseconds; a view change several seconds.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import weakref
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+
+from blockmesh.control.loop_metrics import Counter, Gauge, Histogram
 
 # Loopback sends take tens of microseconds; WAN ones up to seconds.
 _LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
