@@ -11,7 +11,7 @@ import pytest
 
 from blockmesh.cli.cluster import parse_operation
 from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, init_cluster
-from blockmesh.control.cluster.replies import to_envelope, to_response
+from blockmesh.control.cluster.replies import answered_reply, to_response
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.app import encode_delete, encode_get, encode_set
 from blockmesh.control.consensus.messages import reply_digest, sign_envelope
@@ -29,15 +29,21 @@ def _reply(signer: Signer, client: str, ts: int, result: bytes, seq: int) -> pb.
                          body.SerializeToString(deterministic=True))
 
 
+def _take(client: PBFTClient, answer: pb.SubmitRequestResponse) -> bytes | None:
+    return client.on_answer(answer.node_id, answer.sequence, answer.signature,
+                            answered_reply(answer))
+
+
 def test_a_reply_survives_the_submit_answer_and_counts_once_per_replica():
     client = PBFTClient(Signer.generate("c0"), [s.node_id for s in REPLICAS], KEYS,
                         first_timestamp=77)
     client.request(b"op", 0.0)
-    first = to_envelope(to_response(_reply(REPLICAS[0], "c0", 77, b"res", 9)))
-    assert client.on_reply(*first) is None
-    assert client.on_reply(*first) is None  # the same replica twice is not f+1
-    second = to_envelope(to_response(_reply(REPLICAS[1], "c0", 77, b"res", 9)))
-    assert client.on_reply(second[0]) == b"res"  # the body parsed from the envelope
+    first = to_response(_reply(REPLICAS[0], "c0", 77, b"res", 9))
+    assert _take(client, first) is None
+    assert _take(client, first) is None  # the same replica twice is not f+1
+    assert client.drops["duplicate"] == 1
+    second = to_response(_reply(REPLICAS[1], "c0", 77, b"res", 9))
+    assert _take(client, second) == b"res"
 
 
 def test_a_tampered_or_refused_answer_is_not_a_reply():
@@ -47,10 +53,10 @@ def test_a_tampered_or_refused_answer_is_not_a_reply():
     for signer in REPLICAS[:2]:
         answer = to_response(_reply(signer, "c0", 5, b"res", 3))
         answer.sequence = 4  # not what the replica signed
-        assert client.on_reply(*to_envelope(answer)) is None
+        assert _take(client, answer) is None
     assert client.drops["bad_signature"] == 2
     with pytest.raises(DecodeError):
-        to_envelope(pb.SubmitRequestResponse(accepted=False, error="stale_request"))
+        answered_reply(pb.SubmitRequestResponse(accepted=False, error="stale_request"))
 
 
 def test_kv_payloads_from_the_command_line():

@@ -8,12 +8,12 @@ from dataclasses import replace
 
 from pbft_cluster import UNIT_PARAMS, Cluster
 
-from blockmesh.control.cluster.replies import to_envelope, to_response
+from blockmesh.control.cluster.replies import to_response
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.app import encode_set
 from blockmesh.control.consensus.messages import (
     MAX_REPLY_BATCH,
-    CachingVerifier,
+    ReplyVerifier,
     sign_batch_replies,
 )
 from blockmesh.control.keys import Signer, Verifier
@@ -46,9 +46,10 @@ def test_one_signature_serves_every_client_of_the_batch():
     assert len({m.signature for m in by_replica["r0"]}) == 1
     for i, (client_id, _, result) in enumerate(BATCH):
         client = _client(client_id)
-        first = to_envelope(to_response(by_replica["r0"][i]))[0]
-        assert client.on_reply(first) is None
-        assert client.on_reply(*to_envelope(to_response(by_replica["r1"][i]))) == result
+        assert client.on_reply(by_replica["r0"][i]) is None
+        answer = to_response(by_replica["r1"][i])
+        assert client.on_answer(answer.node_id, answer.sequence, answer.signature,
+                                answer.reply) == result
 
 
 def test_a_batch_reply_that_does_not_vouch_for_this_client_is_refused():
@@ -93,9 +94,9 @@ class _CountingKeys:
         return KEYS.verify(node_id, signature, data)
 
 
-def test_clients_sharing_a_caching_verifier_check_a_batch_signature_once():
+def test_clients_sharing_a_reply_verifier_check_a_batch_signature_once():
     counting = _CountingKeys()
-    shared = CachingVerifier(counting, cache_size=16)
+    shared = ReplyVerifier(counting, cache_size=16)
     replies = [e for e, _ in sign_batch_replies(SIGNERS["r0"], 0, 7, BATCH)]
     for i, (client_id, _, _) in enumerate(BATCH):
         client = PBFTClient(Signer.generate(client_id), NODES, shared)

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from blockmesh.control.cluster.config import ClusterConfig
-from blockmesh.control.cluster.replies import to_envelope
+from blockmesh.control.cluster.replies import answered_reply
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.authenticators import PairKeys
-from blockmesh.control.consensus.messages import CachingVerifier
+from blockmesh.control.consensus.messages import ReplyVerifier
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import ReplicaClient, TransportConfig, TransportError
@@ -53,7 +53,7 @@ class ClusterClient:
         self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config)
                          for n in cluster.nodes}
         self._down_until: dict[str, float] = {}
-        self.verifier = CachingVerifier(Verifier(cluster.public_keys()))
+        self.verifier = ReplyVerifier(Verifier(cluster.public_keys()))
 
     async def __aenter__(self) -> ClusterClient:
         return self
@@ -188,10 +188,10 @@ class ClientSession:
         if isinstance(answer, BaseException):
             raise answer
         try:
-            envelope, body = to_envelope(answer)
+            body = answered_reply(answer)
         except DecodeError:
             refusals[node] = answer.error or "refused"
             if answer.error not in _PERMANENT:
                 retry(node, RETRY_DELAY)
             return None
-        return self._client.on_reply(envelope, body)
+        return self._client.on_answer(answer.node_id, answer.sequence, answer.signature, body)

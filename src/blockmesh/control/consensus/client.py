@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 from blockmesh.control.consensus.authenticators import MacKeys, authenticate
 from blockmesh.control.consensus.messages import (
+    ReplyVerifier,
     SignerLike,
     VerifierLike,
-    reply_digest,
-    reply_signing_bytes,
     request_envelope,
     request_signing_bytes,
     sign_request,
@@ -43,18 +42,20 @@ class PBFTClient:
         self,
         signer: SignerLike,
         nodes: Sequence[str],
-        replica_keys: VerifierLike,
+        replica_keys: VerifierLike | ReplyVerifier,
         retry_interval: float = 2.0,
         first_timestamp: int = 1,
         pair_keys: MacKeys | None = None,
     ) -> None:
         """`pair_keys` (this client's MAC keys with each replica) adds an authenticator to
-        every request, so replicas can skip the Ed25519 check; the request is signed anyway."""
+        every request, so replicas can skip the Ed25519 check; the request is signed anyway.
+        Pass a shared ReplyVerifier as `replica_keys` when many clients live in one process."""
         self.client_id = signer.node_id
         self.committee = Committee(tuple(nodes))
         self._signer = signer
         self._pair_keys = pair_keys
-        self._keys = replica_keys
+        self._replies = (replica_keys if isinstance(replica_keys, ReplyVerifier)
+                         else ReplyVerifier(replica_keys))
         self._retry = retry_interval
         self._next_timestamp = first_timestamp
         self._current: _Outstanding | None = None
@@ -91,35 +92,45 @@ class PBFTClient:
     def next_deadline(self) -> float | None:
         return None if self._current is None else self._current.resend_at
 
-    def on_reply(self, msg: pb.PBFTMessage, body: pb.Reply | None = None) -> bytes | None:
-        """The accepted result once f+1 replicas agree on it, else None. `body` is the parsed
-        payload when the caller has it already (`cluster.replies.to_envelope`)."""
+    def on_reply(self, msg: pb.PBFTMessage) -> bytes | None:
+        """The accepted result once f+1 replicas agree on it, else None."""
         try:
-            return self._on_reply(msg, body)
+            if msg.type != pb.REPLY:
+                raise InvalidMessage("unknown_sender")
+            body = parse_payload(pb.Reply, msg.payload)
+            return self._take(msg.node_id, msg.view, msg.sequence, msg.signature, body,
+                              msg.digest)
         except InvalidMessage as exc:
             self.drops[exc.reason] += 1
             return None
 
-    def _on_reply(self, msg: pb.PBFTMessage, body: pb.Reply | None) -> bytes | None:
+    def on_answer(self, node_id: str, sequence: int, signature: bytes,
+                  body: pb.Reply) -> bytes | None:
+        """`on_reply` for a REPLY taken apart (a SubmitRequest answer: the body, the replica,
+        the sequence and the signature; the view is the body's)."""
+        try:
+            return self._take(node_id, body.view, sequence, signature, body, None)
+        except InvalidMessage as exc:
+            self.drops[exc.reason] += 1
+            return None
+
+    def _take(self, node_id: str, view: int, sequence: int, signature: bytes, body: pb.Reply,
+              digest: bytes | None) -> bytes | None:
         cur = self._current
-        if msg.type != pb.REPLY or msg.node_id not in self.committee.nodes:
+        if node_id not in self.committee.nodes:
             raise InvalidMessage("unknown_sender")
         if cur is None:
             raise InvalidMessage("late")
-        if msg.node_id in cur.votes:
+        if node_id in cur.votes:
             raise InvalidMessage("duplicate")
-        if body is None:
-            body = parse_payload(pb.Reply, msg.payload)
         if body.client_id != self.client_id or body.timestamp != cur.timestamp:
             raise InvalidMessage("late")
-        signed = reply_signing_bytes(msg, body)
-        if signed is None:
-            raise InvalidMessage("malformed")
-        if not self._keys.verify(msg.node_id, msg.signature, signed):
-            raise InvalidMessage("bad_signature")
-        digest = reply_digest(body.client_id, body.timestamp, body.result)
-        cur.votes[msg.node_id] = digest
-        if sum(1 for d in cur.votes.values() if d == digest) > self.committee.f:
+        refused = self._replies.check(node_id, view, sequence, signature, body, digest)
+        if refused is not None:
+            raise InvalidMessage(refused)
+        result = body.result
+        cur.votes[node_id] = result
+        if sum(1 for r in cur.votes.values() if r == result) > self.committee.f:
             self._current = None
-            return body.result
+            return result
         return None

@@ -111,7 +111,7 @@ def sign_batch_replies(
     Signing every reply costs a replica one Ed25519 signature per request; this costs one per
     batch. The signature covers the envelope with an empty payload and, as digest, the hash of
     every reply digest of the batch; each client's envelope carries the list (Reply.
-    batch_digests) to show its own reply is in it (see `reply_signing_bytes`)."""
+    batch_digests) to show its own reply is in it (see `ReplyVerifier`)."""
     digests = [reply_digest(client, ts, result) for client, ts, result in replies]
     head = pb.PBFTMessage(type=pb.REPLY, view=view, sequence=sequence,
                           digest=batch_reply_digest(digests), node_id=signer.node_id)
@@ -127,33 +127,8 @@ def sign_batch_replies(
     return signed
 
 
-def reply_envelope_digest(body: pb.Reply) -> bytes:
-    """The digest a REPLY envelope with payload `body` must carry (either form)."""
-    if body.batch_digests:
-        return batch_reply_digest(body.batch_digests)
-    return reply_digest(body.client_id, body.timestamp, body.result)
-
-
-def reply_signing_bytes(msg: pb.PBFTMessage, body: pb.Reply) -> bytes | None:
-    """What the replica signed for REPLY `msg` whose parsed payload is `body`, or None when
-    the reply is malformed (a digest that does not follow from the body)."""
-    own = reply_digest(body.client_id, body.timestamp, body.result)
-    if not body.batch_digests:
-        return envelope_signing_bytes(msg) if msg.digest == own else None
-    if (len(body.batch_digests) > MAX_REPLY_BATCH or own not in body.batch_digests
-            or msg.digest != batch_reply_digest(body.batch_digests)):
-        return None
-    head = pb.PBFTMessage(type=msg.type, view=msg.view, sequence=msg.sequence,
-                          digest=msg.digest, node_id=msg.node_id)
-    return head.SerializeToString(deterministic=True)
-
-
 class CachingVerifier:
-    """A key ring that remembers the signatures it has already found valid (bounded LRU).
-
-    A replica signs one REPLY for a whole batch (`sign_batch_replies`), so a process running
-    many client identities receives the same signed statement once per client of the batch;
-    sharing one of these among them verifies it once."""
+    """A key ring that remembers the signatures it has already found valid (bounded LRU)."""
 
     def __init__(self, keys: VerifierLike, cache_size: int = 4096) -> None:
         self._keys = keys
@@ -174,6 +149,65 @@ class CachingVerifier:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return True
+
+
+class ReplyVerifier:
+    """Checks the signatures of REPLYs, in either form (signed alone, or batch-signed).
+
+    A batch-signed statement reaches a process once per client of the batch (and, for one
+    client, once per retransmission). After one full check, the statement is remembered by
+    (replica, signature) with the reply digests it covers, so each further reply of that batch
+    costs a set lookup instead of re-hashing the list and rebuilding the signed bytes. Share
+    one instance among the client identities of a process (a load generator)."""
+
+    def __init__(self, keys: VerifierLike, cache_size: int = 4096) -> None:
+        self._keys = keys
+        self._batches: OrderedDict[tuple[str, bytes], tuple[int, int, bytes, frozenset[bytes]]]
+        self._batches = OrderedDict()
+        self._cache_size = cache_size
+
+    def knows(self, node_id: str) -> bool:
+        return self._keys.knows(node_id)
+
+    def check(self, node_id: str, view: int, sequence: int, signature: bytes, body: pb.Reply,
+              digest: bytes | None = None) -> str | None:
+        """None when `node_id` signed `body` as REPLY at (`view`, `sequence`), else the reason
+        ("malformed" or "bad_signature"). `digest` is the envelope's digest field when the
+        reply came as an envelope; a reply taken apart (a SubmitRequest answer) has none, and
+        the digest follows from the body."""
+        own = reply_digest(body.client_id, body.timestamp, body.result)
+        if not body.batch_digests:
+            if digest is not None and digest != own:
+                return "malformed"
+            msg = pb.PBFTMessage(type=pb.REPLY, view=view, sequence=sequence, digest=own,
+                                 node_id=node_id, payload=body.SerializeToString(
+                                     deterministic=True))
+            return None if self._keys.verify(node_id, signature,
+                                             msg.SerializeToString(deterministic=True)) \
+                else "bad_signature"
+        key = (node_id, signature)
+        known = self._batches.get(key)
+        if known is not None:
+            known_view, known_seq, known_digest, covered = known
+            if (view, sequence) != (known_view, known_seq) or (
+                    digest is not None and digest != known_digest):
+                return "malformed"
+            self._batches.move_to_end(key)
+            return None if own in covered else "malformed"
+        listed = list(body.batch_digests)
+        if len(listed) > MAX_REPLY_BATCH or own not in listed:
+            return "malformed"
+        signed_digest = batch_reply_digest(listed)
+        if digest is not None and digest != signed_digest:
+            return "malformed"
+        head = pb.PBFTMessage(type=pb.REPLY, view=view, sequence=sequence,
+                              digest=signed_digest, node_id=node_id)
+        if not self._keys.verify(node_id, signature, head.SerializeToString(deterministic=True)):
+            return "bad_signature"
+        self._batches[key] = (view, sequence, signed_digest, frozenset(listed))
+        if len(self._batches) > self._cache_size:
+            self._batches.popitem(last=False)
+        return None
 
 
 class SignatureChecker:
