@@ -84,8 +84,9 @@ class TableKeys:
     def __init__(self, keys: dict[str, bytes]) -> None:
         self._keys = keys
 
-    def key(self, peer: str) -> bytes | None:
-        return self._keys.get(peer)
+    def mac(self, peer: str, data: bytes) -> bytes | None:
+        key = self._keys.get(peer)
+        return None if key is None else hashlib.blake2b(data, key=key, digest_size=16).digest()
 
 
 def make_pair_keys(clients: dict, replicas: dict, rng: random.Random, ed25519: bool

@@ -617,6 +617,10 @@ class PBFTReplica:
         if seq <= self._last_executed and (slot is None or slot.prepared_view >= view):
             raise InvalidMessage("late")
         if slot is not None:
+            if (slot.prepared_view >= view and view in slot.accepted
+                    and slot.accepted[view].digest == msg.digest):
+                # The certificate is built; a further matching vote would only cost a check.
+                raise InvalidMessage("late")
             known = slot.prepare_votes.get((view, sender))
             if known is not None:
                 if known == msg.digest:
