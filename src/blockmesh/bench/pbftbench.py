@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psutil
 
+from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClientSession, ClusterClient, RequestFailed
 from blockmesh.control.cluster.config import (
     ClusterConfig,
@@ -165,7 +166,7 @@ class LocalCluster:
                 if proc.poll() is not None:
                     raise BenchError(f"{node} exited with {proc.returncode}; see "
                                      f"{self.root / (node + '.log')}")
-            rows = asyncio.run(self._status())
+            rows = event_loop.run(self._status())
             if all(len(r.get("peers", ())) == NODES - 1 for r in rows):
                 return
             time.sleep(0.2)
@@ -287,7 +288,7 @@ def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, c
     CPU columns divide by every request of the cell, warm-up included."""
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
-    result = asyncio.run(run_load(cluster.config, count, size, clients, cluster.kind, warmup,
+    result = event_loop.run(run_load(cluster.config, count, size, clients, cluster.kind, warmup,
                                   REQUEST_TIMEOUT))
     cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), result.committed + warmup)
     mean = _mean_batch(before, cluster.batch_totals())
@@ -303,7 +304,7 @@ def run_open(cluster: LocalCluster, batching: bool, size: int, rate: float, seco
              identities: int, warmup: float) -> Row:
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
-    committed, failed, missed, elapsed, latencies, everything = asyncio.run(open_loop(
+    committed, failed, missed, elapsed, latencies, everything = event_loop.run(open_loop(
         cluster.config, cluster.kind, rate, seconds, size, identities, warmup))
     cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), everything)
     mean = _mean_batch(before, cluster.batch_totals())
@@ -342,7 +343,7 @@ def run_view_change(cluster: LocalCluster) -> ViewChangeRow:
             views = [r.get("view", 0) for r in await cc.status() if "error" not in r]
             return took, int(min(views, default=0))
 
-    took, view = asyncio.run(measure())
+    took, view = event_loop.run(measure())
     if view < 1:
         raise BenchError("the first commit after killing the primary was not in a new view")
     return ViewChangeRow(cluster.kind, timeout, round(took, 3), view)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from blockmesh.cli.output import emit_json, json_option
+from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClusterClient
 from blockmesh.control.cluster.config import (
     DEFAULT_CLIENTS,
@@ -129,7 +129,7 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
     if count is not None:
         if payload:
             raise click.UsageError("--count runs the load generator; give no PAYLOAD")
-        result = asyncio.run(run_load(config, count, size, clients, transport, warmup, timeout))
+        result = event_loop.run(run_load(config, count, size, clients, transport, warmup, timeout))
         summary = result.summary()
         if as_json:
             emit_json(summary)
@@ -147,7 +147,7 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
         async with ClusterClient(config, transport) as cc:
             return await cc.session(client_index).execute(operation, timeout)
 
-    result = decode_result(asyncio.run(once()))
+    result = decode_result(event_loop.run(once()))
     status = {STATUS_OK: "ok", STATUS_NOT_FOUND: "not_found"}.get(result.status, "bad_request")
     if as_json:
         emit_json({"status": status, "value": result.value.decode(errors="replace")})
@@ -172,7 +172,7 @@ def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> N
         async with ClusterClient(config, transport) as cc:
             return await cc.status()
 
-    replicas = asyncio.run(ask())
+    replicas = event_loop.run(ask())
     if as_json:
         emit_json({"replicas": replicas})
         return
@@ -201,7 +201,7 @@ def cluster_blocks(cluster_path: str, from_height: int, limit: int, node: str | 
         async with ClusterClient(config, transport) as cc:
             return await cc.blocks(from_height, limit, node)
 
-    source, answer = asyncio.run(ask())
+    source, answer = event_loop.run(ask())
     blocks = [{"height": b.height, "view": b.view, "hash": b.hash.hex(),
                "prev_hash": b.prev_hash.hex(), "requests": len(b.requests)}
               for b in answer.blocks]

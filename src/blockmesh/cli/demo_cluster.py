@@ -4,7 +4,6 @@ on committing. Every number printed is read back from the replicas."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 
 import click
 
+from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClusterClient
 from blockmesh.control.cluster.config import (
     ClusterConfig,
@@ -63,7 +63,7 @@ def _status(config: ClusterConfig) -> list[dict[str, Any]]:
         async with ClusterClient(config) as cc:
             return await cc.status()
 
-    return asyncio.run(ask())
+    return event_loop.run(ask())
 
 
 def _wait(config: ClusterConfig, what: str,
@@ -98,7 +98,7 @@ def _execute(config: ClusterConfig, operation: bytes, client: int) -> bytes:
         async with ClusterClient(config) as cc:
             return await cc.session(client).execute(operation, WAIT)
 
-    return asyncio.run(run())
+    return event_loop.run(run())
 
 
 def _check(ok: bool, what: str) -> None:
@@ -122,7 +122,7 @@ def run(work: Path, kind: str = "grpc", requests: int = 300, clients: int = 16) 
         click.echo("1. Meshed, every connection authenticated by the replicas' Ed25519 keys:")
         _show(_status(config))
 
-        result = asyncio.run(run_load(config, requests, 32, clients, timeout=WAIT))
+        result = event_loop.run(run_load(config, requests, 32, clients, timeout=WAIT))
         click.echo(f"2. Ordered {result.committed} requests from {clients} closed-loop clients "
                    f"(each waits for f+1 = 2 matching signed replies): {result.rate:,.0f} req/s, "
                    f"p50 {result.percentile(0.5) * 1000:.1f} ms")
@@ -141,7 +141,7 @@ def run(work: Path, kind: str = "grpc", requests: int = 300, clients: int = 16) 
         value = decode_result(_execute(config, encode_get(b"demo"), 1)).value
         click.echo(f"   first request after the crash answered in {time.monotonic() - began:.1f} s")
         _check(value == b"before", "get demo returns what the old primary's view committed")
-        more = asyncio.run(run_load(config, requests // 3, 32, clients, timeout=WAIT))
+        more = event_loop.run(run_load(config, requests // 3, 32, clients, timeout=WAIT))
         _check(more.committed == requests // 3,
                f"{more.committed} more requests committed without {primary}")
         after = _wait(config, "the survivors agree in a new view",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from blockmesh.control import event_loop
 from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, NodeConfig
 from blockmesh.control.cluster.metrics import ConsensusMetrics, MetricsServer
 from blockmesh.control.cluster.replies import to_response
@@ -417,4 +418,4 @@ def serve(node_path: Path, transport: str | None = None) -> None:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
 
-    asyncio.run(main())
+    event_loop.run(main())

@@ -15,6 +15,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
+from blockmesh.control import event_loop
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import TRANSPORT_CLASSES, PeerError
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(TRANSPORT_CLASSES), action="append")
     args = parser.parse_args()
     for kind in args.kind or sorted(TRANSPORT_CLASSES):
-        result = asyncio.run(stream_rate(kind, args.messages, args.payload))
+        result = event_loop.run(stream_rate(kind, args.messages, args.payload))
         print(json.dumps({"transport": kind, "payload": args.payload, **result}))
 
 
