@@ -288,8 +288,8 @@ def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, c
     CPU columns divide by every request of the cell, warm-up included."""
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
-    result = event_loop.run(run_load(cluster.config, count, size, clients, cluster.kind, warmup,
-                                  REQUEST_TIMEOUT))
+    result = event_loop.run(run_load(cluster.config, count, size, clients, cluster.kind,
+                                     warmup, REQUEST_TIMEOUT))
     cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), result.committed + warmup)
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(result.latencies)

@@ -179,12 +179,11 @@ class ReplyVerifier:
         if not body.batch_digests:
             if digest is not None and digest != own:
                 return "malformed"
+            payload = body.SerializeToString(deterministic=True)
             msg = pb.PBFTMessage(type=pb.REPLY, view=view, sequence=sequence, digest=own,
-                                 node_id=node_id, payload=body.SerializeToString(
-                                     deterministic=True))
-            return None if self._keys.verify(node_id, signature,
-                                             msg.SerializeToString(deterministic=True)) \
-                else "bad_signature"
+                                 node_id=node_id, payload=payload)
+            signed = msg.SerializeToString(deterministic=True)
+            return None if self._keys.verify(node_id, signature, signed) else "bad_signature"
         key = (node_id, signature)
         known = self._batches.get(key)
         if known is not None:
