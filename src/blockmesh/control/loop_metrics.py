@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -66,7 +66,12 @@ class HistogramChild:
 
 
 class _Family(Generic[C]):
-    """One metric name with a child per label-value tuple; registered in `registry`."""
+    """One metric name with a child per label-value tuple; registered in `registry`.
+    Subclasses name their child and prometheus family types; a scalar child is exposed as
+    its `value`."""
+
+    _child: Callable[[], C]
+    _kind: type[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry) -> None:
@@ -81,53 +86,35 @@ class _Family(Generic[C]):
             raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
         child = self._children.get(values)
         if child is None:
-            child = self._children[values] = self._new_child()
+            child = self._children[values] = self._child()
         return child
 
     def describe(self) -> list[Metric]:
-        return [self._family()]
+        return [self._kind(self._name, self._doc, labels=self._labelnames)]
 
     def collect(self) -> Iterator[Metric]:
-        family = self._family()
+        family = self._kind(self._name, self._doc, labels=self._labelnames)
         for values, child in list(self._children.items()):
             self._add(family, list(values), child)
         yield family
 
-    def _new_child(self) -> C:
-        raise NotImplementedError
-
-    def _family(self) -> Metric:
-        raise NotImplementedError
-
     def _add(self, family: Metric, values: list[str], child: C) -> None:
-        raise NotImplementedError
+        family.add_metric(values, child.value)  # type: ignore[attr-defined, union-attr]
 
 
 class Counter(_Family[CounterChild]):
-    def _new_child(self) -> CounterChild:
-        return CounterChild()
-
-    def _family(self) -> Metric:
-        return CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
-
-    def _add(self, family: Metric, values: list[str], child: CounterChild) -> None:
-        assert isinstance(family, CounterMetricFamily)
-        family.add_metric(values, child.value)
+    _child = CounterChild
+    _kind = CounterMetricFamily
 
 
 class Gauge(_Family[GaugeChild]):
-    def _new_child(self) -> GaugeChild:
-        return GaugeChild()
-
-    def _family(self) -> Metric:
-        return GaugeMetricFamily(self._name, self._doc, labels=self._labelnames)
-
-    def _add(self, family: Metric, values: list[str], child: GaugeChild) -> None:
-        assert isinstance(family, GaugeMetricFamily)
-        family.add_metric(values, child.value)
+    _child = GaugeChild
+    _kind = GaugeMetricFamily
 
 
 class Histogram(_Family[HistogramChild]):
+    _kind = HistogramMetricFamily
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry, buckets: Sequence[float]) -> None:
         bounds = tuple(float(b) for b in buckets if not math.isinf(b))
@@ -136,11 +123,8 @@ class Histogram(_Family[HistogramChild]):
         self._bounds = bounds
         super().__init__(name, documentation, labelnames, registry)
 
-    def _new_child(self) -> HistogramChild:
+    def _child(self) -> HistogramChild:
         return HistogramChild(self._bounds)
-
-    def _family(self) -> Metric:
-        return HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
 
     def _add(self, family: Metric, values: list[str], child: HistogramChild) -> None:
         assert isinstance(family, HistogramMetricFamily)
