@@ -102,7 +102,7 @@ class Cluster:
                 if result is not None:
                     self.results[dst].append(result)
                 continue
-            self.apply(dst, self.replicas[dst].receive(msg, self.now))
+            self.apply(dst, self.replicas[dst].receive(msg, self.now, src))
         return count
 
     def tick(self, now: float) -> None:

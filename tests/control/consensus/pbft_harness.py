@@ -256,9 +256,9 @@ class Simulation:
             delay = self.rng.uniform(0.001, 0.03)
             if self._chaos() and self.rng.random() < 0.05:
                 delay += self.rng.uniform(0.1, 2.0)
-            self._at(self.now + delay, lambda d=data: self._deliver(dst, d))
+            self._at(self.now + delay, lambda d=data: self._deliver(dst, d, src))
 
-    def _deliver(self, dst: str, data: bytes) -> None:
+    def _deliver(self, dst: str, data: bytes, src: str) -> None:
         msg = pb.PBFTMessage()
         msg.ParseFromString(data)
         if dst in self.clients:
@@ -269,7 +269,7 @@ class Simulation:
             return
         if self.byzantine.get(dst) == "replay":
             self.seen.append(msg)
-        self._apply(dst, replica.receive(msg, self.now))
+        self._apply(dst, replica.receive(msg, self.now, src))
 
     # ----------------------------------------------------------------- replicas
 

@@ -73,6 +73,8 @@ Key = tuple[str, int]
 class _Input:
     kind: int
     message: pb.PBFTMessage | None = None
+    #: The replica a consensus message came from (the authenticated connection's peer).
+    sender: str | None = None
     key: Key | None = None
     request: pb.Request | None = None
     blocks: tuple[pb.Block, ...] = ()
@@ -222,9 +224,9 @@ class Replica:
 
     # ----------------------------------------------------------------- inputs
 
-    def _on_message(self, _sender: str, msg: pb.PBFTMessage) -> Awaitable[None] | None:
+    def _on_message(self, sender: str, msg: pb.PBFTMessage) -> Awaitable[None] | None:
         assert self._inbox is not None
-        item = _Input(_RECEIVE, msg)
+        item = _Input(_RECEIVE, msg, sender=sender)
         try:
             self._inbox.put_nowait(item)
         except asyncio.QueueFull:
@@ -289,7 +291,7 @@ class Replica:
         engine = self.engine
         if item.kind == _RECEIVE:
             assert item.message is not None
-            return engine.receive(item.message, now)
+            return engine.receive(item.message, now, item.sender)
         if item.kind == _SUBMIT:
             assert item.message is not None
             return engine.submit(item.message, now, item.request)

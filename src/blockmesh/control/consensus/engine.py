@@ -150,6 +150,8 @@ class PBFTReplica:
         self._own_view_changes: dict[int, pb.PBFTMessage] = {}
         self._new_view_msg: pb.PBFTMessage | None = None
         self._new_view_resent: dict[str, float] = {}
+        #: peer -> when it was last sent the proofs of what it lacks (see _heard_late).
+        self._helped: dict[str, float] = {}
 
         self._request_deadline: float | None = None
         self._new_view_deadline: float | None = None
@@ -243,12 +245,17 @@ class PBFTReplica:
         self._retransmit(out, now)
         return self._finish(out, now)
 
-    def receive(self, msg: pb.PBFTMessage, now: float) -> Output:
+    def receive(self, msg: pb.PBFTMessage, now: float, sender: str | None = None) -> Output:
+        """`sender` is the replica the transport got `msg` from, if known: it lets a vote that
+        comes after execution tell what its author has (`_heard_late`)."""
         out = Output()
         try:
             self._dispatch(msg, out, now)
         except InvalidMessage as exc:
             self._drop(out, exc.reason)
+            if (exc.reason == "late" and sender == msg.node_id
+                    and msg.type in (pb.PREPARE, pb.COMMIT)):
+                self._heard_late(msg, out, now)
         return self._finish(out, now)
 
     def submit(self, msg: pb.PBFTMessage, now: float,
@@ -704,6 +711,7 @@ class PBFTReplica:
             if slot is None or slot.committed is None:
                 break
             self._execute(self._last_executed + 1, slot.batches[slot.committed], out, now)
+            slot.executed_at = now
             progressed = True
         if progressed:
             self._request_deadline = None
@@ -1089,14 +1097,24 @@ class PBFTReplica:
 
         PBFT assumes messages are eventually delivered; this is what makes that true over a
         lossy network: lost votes come again, and a replica that missed a batch gets the
-        PRE_PREPARE relayed by anyone who has it.
+        PRE_PREPARE relayed by anyone who has it. A sequence executed here goes only to the
+        replicas that may lack it, those that never voted on it. Broadcasting every sequence
+        since the last stable checkpoint put hundreds of messages ahead of a VIEW_CHANGE just
+        when it had to go out.
         """
         self._retransmit_at = now + self._retransmit_every
         self._retransmit_every = min(self._retransmit_every * 2,
                                      self.params.max_retransmit_interval)
         sent = len(out.send)
         out.send.extend(Send(m) for _, m in sorted(self._own_view_changes.items()))
-        for _, slot in sorted(self._log.items()):
+        done_by = {n: self._checkpointed(n) for n in self.committee.nodes if n != self.node_id}
+        for seq, slot in sorted(self._log.items()):
+            if seq <= self._last_executed:
+                holders = slot.holders()
+                for peer, done in done_by.items():
+                    if peer not in holders and done < seq:
+                        self._send_proof(slot, peer, out)
+                continue
             digest = slot.committed
             if digest is None and self.view in slot.accepted:
                 digest = slot.accepted[self.view].digest
@@ -1108,6 +1126,54 @@ class PBFTReplica:
                                 if m.node_id != self.node_id)
         if self._own_checkpoints:
             out.send.append(Send(self._own_checkpoints[max(self._own_checkpoints)]))
+        if len(out.send) > sent:
+            out.metrics.append(Metric("retransmit", len(out.send) - sent))
+
+    def _checkpointed(self, peer: str) -> int:
+        """The highest sequence `peer` is known to have executed (by its CHECKPOINT)."""
+        return max((s for s, votes in self._checkpoint_votes.items() if peer in votes),
+                   default=self._low)
+
+    def _send_proof(self, slot: Slot, peer: str, out: Output) -> None:
+        """What lets `peer` execute a sequence committed here: its batch and 2f+1 COMMITs."""
+        if slot.committed is None:
+            return
+        if slot.committed in slot.pre_prepares:
+            out.send.append(Send(slot.pre_prepares[slot.committed], to=peer))
+        # Its own COMMIT too: it may have voted in another view, or lost the vote in a crash.
+        out.send.extend(Send(m, to=peer) for m in self._commit_proof(slot))
+
+    def _heard_late(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
+        """A replica's own vote on a sequence executed here, sent by itself. The first one
+        in a view tells that it holds the batch; the same vote again, long after execution,
+        is its retransmission: it has not executed the sequence, nor anything after it, so it
+        gets the proofs of all of them, at most once a retransmit interval. (A vote late only
+        because the quorum formed without it, or a duplicate of it, comes right after the
+        execution; a new view re-running executed sequences brings votes of another view.)"""
+        peer, seq, key = msg.node_id, msg.sequence, (msg.view, msg.node_id)
+        slot = self._log.get(seq)
+        if (slot is None or seq > self._last_executed or peer == self.node_id
+                or peer not in self.committee.nodes):
+            return
+        if msg.type == pb.PREPARE:
+            again = slot.prepare_votes.get(key) == msg.digest
+        else:
+            again = msg.digest in slot.commit_votes.get(key, ())
+        if not again and key not in slot.late_voters:
+            if msg.digest == slot.committed:
+                slot.late_voters.add(key)
+            return
+        if now - slot.executed_at < self.params.retransmit_interval / 2:
+            return
+        last = self._helped.get(peer)
+        if last is not None and now - last < self.params.retransmit_interval:
+            return
+        self._helped[peer] = now
+        sent = len(out.send)
+        for done in range(seq, self._last_executed + 1):
+            known = self._log.get(done)
+            if known is not None:
+                self._send_proof(known, peer, out)
         if len(out.send) > sent:
             out.metrics.append(Metric("retransmit", len(out.send) - sent))
 

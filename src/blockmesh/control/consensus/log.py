@@ -51,6 +51,19 @@ class Slot:
     prepared_cert: pb.PreparedCertificate | None = None
     #: Digest known committed (2f+1 matching COMMITs in one view); set once.
     committed: bytes | None = None
+    #: When this replica executed the sequence (its clock), if it did.
+    executed_at: float = 0.0
+    #: (view, replica) of votes for the committed batch that arrived after execution, from
+    #: their author (dropped unchecked as late: only the link it came on vouches for it).
+    late_voters: set[tuple[int, str]] = field(default_factory=set)
+
+    def holders(self) -> set[str]:
+        """Replicas known to hold the committed batch, because they voted for it; the
+        retransmission of an executed sequence spares them."""
+        digest = self.committed
+        return ({who for (_, who), voted in self.prepare_votes.items() if voted == digest}
+                | {who for (_, who), voted in self.commit_votes.items() if digest in voted}
+                | {who for _, who in self.late_voters})
 
     def add_prepare(self, view: int, sender: str, msg: pb.PBFTMessage) -> None:
         self.prepare_votes[(view, sender)] = msg.digest
