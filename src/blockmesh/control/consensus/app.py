@@ -38,10 +38,11 @@ class Application(Protocol):
     """A deterministic state machine: the same operations in the same order give the same results.
 
     The engine rebuilds an application after a restart or a state transfer by replaying committed
-    blocks from the first one, so execute() is all it needs.
+    blocks from the first one, so execute() is all it needs. `client_id` is the identity whose
+    signature the engine verified on the request, so an application can tell who may do what.
     """
 
-    def execute(self, operation: bytes) -> bytes: ...
+    def execute(self, operation: bytes, client_id: str) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class KeyValueApp:
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
 
-    def execute(self, operation: bytes) -> bytes:
+    def execute(self, operation: bytes, client_id: str = "") -> bytes:
         try:
             op = decode_operation(operation)
         except DecodeError as exc:

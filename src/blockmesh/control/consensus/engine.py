@@ -728,7 +728,7 @@ class PBFTReplica:
             if record is not None and ts <= record.timestamp:
                 results.append(b"")
                 continue
-            result = self._app.execute(req.operation)
+            result = self._app.execute(req.operation, client)
             answered.append((client, ts, result))
             self._clients[client] = _ClientRecord(ts, result, seq)
             self._forget_pending(client, ts)
@@ -753,7 +753,7 @@ class PBFTReplica:
             record = self._clients.get(client)
             if record is not None and ts <= record.timestamp:
                 continue
-            self._app.execute(req.operation)
+            self._app.execute(req.operation, client)
             self._clients[client] = _ClientRecord(ts, result, block.height)
             self._forget_pending(client, ts)
 
