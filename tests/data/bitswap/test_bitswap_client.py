@@ -286,3 +286,27 @@ def test_stream_errors_flag_after_max_strikes():
     assert client.stream_error("a", "garbage", 1.0) is False
     assert client.stream_error("a", "garbage", 2.0) is True
     assert client.connected_peers() == []
+
+
+def test_a_session_restricted_to_one_peer_asks_and_trusts_only_it():
+    client = _client("a", "b", "c")
+    (cid, data), = _blocks(1)
+    session = client.new_session(only=frozenset({"b"}))
+    session.want([cid], 0.0)
+    assert set(_sent(client)) == {"b"}
+    client.receive("a", Message(presences=(Presence(cid, PresenceType.HAVE),)), 0.1)
+    client.peer_connected("d", V12, 0.2)
+    client.tick(100.0)  # rebroadcast time: still only b is asked
+    assert set(_sent(client)) <= {"b"}
+    client.receive("b", Message(blocks=(Block(cid, data),)), 0.3)
+    assert session.take() == [(cid, data)]
+
+
+def test_a_restricted_session_ignores_blocks_from_other_peers():
+    client = _client("a", "b")
+    (cid, data), = _blocks(1)
+    session = client.new_session(only=frozenset({"b"}))
+    session.want([cid], 0.0)
+    client.receive("a", Message(blocks=(Block(cid, data),)), 0.1)
+    assert session.take() == []
+    assert session.wants_cid(cid)

@@ -65,8 +65,8 @@ class Client:
         self.messages_received = 0
 
     # -- inputs --------------------------------------------------------------------------------
-    def new_session(self) -> Session:
-        session = Session(self, next(self._session_ids))
+    def new_session(self, only: frozenset[PeerId] | None = None) -> Session:
+        session = Session(self, next(self._session_ids), only)
         self._sessions[session.id] = session
         return session
 

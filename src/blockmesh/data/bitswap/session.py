@@ -38,8 +38,12 @@ class _Want:
 class Session:
     """Create with `Client.new_session`; every method takes the current time from the caller."""
 
-    def __init__(self, client: Client, session_id: int) -> None:
+    def __init__(self, client: Client, session_id: int,
+                 only: frozenset[PeerId] | None = None) -> None:
         self.id = session_id
+        #: When set, the session asks these peers alone and takes blocks only from them: an
+        #: audit must learn what one member serves, not what the swarm has.
+        self.only = only
         self._client = client
         self._config = client.config
         self._queue: deque[CID] = deque()
@@ -125,6 +129,8 @@ class Session:
     # re-planning after each of a message's hundreds of blocks would be quadratic.
     def on_block(self, peer: PeerId, multihash: bytes, data: bytes) -> list[CID]:
         """A verified block arrived; returns the CIDs of this session it satisfied."""
+        if self.only is not None and peer not in self.only:
+            return []
         hits = self.cids_for(multihash)
         for cid in hits:
             self._forget(cid)
@@ -137,8 +143,8 @@ class Session:
 
     def on_presence(self, peer: PeerId, cid: CID, kind: PresenceType) -> None:
         want = self._live.get(cid)
-        if want is None:
-            return  # late answer for something already received or cancelled
+        if want is None or (self.only is not None and peer not in self.only):
+            return  # late answer for something already received or cancelled, or not asked
         if kind is PresenceType.HAVE:
             want.haves.add(peer)
             want.dont_haves.discard(peer)
@@ -147,6 +153,8 @@ class Session:
             self._peer_lacks(want, peer)
 
     def on_peer_connected(self, peer: PeerId, now: float) -> None:
+        if self.only is not None and peer not in self.only:
+            return
         for want in self._live.values():
             if want.block_peer is None:
                 self._ask(want, [peer], now)
@@ -174,10 +182,14 @@ class Session:
                 # Nobody had it: forget old answers and ask everyone again.
                 want.asked.clear()
                 want.dont_haves.clear()
-                self._ask(want, self._client.connected_peers(), now)
+                self._ask(want, self._candidates(), now)
         self._pump(now)
 
     # -- internals -----------------------------------------------------------------------------
+    def _candidates(self) -> list[PeerId]:
+        peers = self._client.connected_peers()
+        return peers if self.only is None else [p for p in peers if p in self.only]
+
     def _forget(self, cid: CID) -> bool:
         """Drop a pending CID from every structure; False if it was not pending."""
         want = self._live.pop(cid, None)
@@ -221,13 +233,13 @@ class Session:
                 continue
             want = self._live[cid] = _Want(cid, priority, asked_at=now)
             self._assign(want, now)
-            self._ask(want, self._peers or self._client.connected_peers(), now)
+            self._ask(want, self._peers or self._candidates(), now)
         for want in self._live.values():
             if want.block_peer is None:
                 self._assign(want, now)
             if want.block_peer is None and want.asked <= want.dont_haves:
                 # Everyone asked so far lacks it: widen the search to every connected peer.
-                self._ask(want, self._client.connected_peers(), now)
+                self._ask(want, self._candidates(), now)
 
     def _ask(self, want: _Want, peers: Iterable[PeerId], now: float) -> None:
         client = self._client
@@ -246,7 +258,7 @@ class Session:
         if not usable:  # optimistic: peers that served this session probably hold its DAG
             usable = [p for p in self._peers if client.is_usable(p) and p not in want.dont_haves]
         if not usable:  # pre-1.2.0 peers cannot say HAVE: asking for the block is the question
-            usable = [p for p in client.connected_peers()
+            usable = [p for p in self._candidates()
                       if not client.supports_have(p) and p not in want.dont_haves]
         usable = [p for p in usable if self._inflight.get(p, 0) < limit]
         if not usable:

@@ -9,7 +9,7 @@ window of live wants stays full while the walk goes on.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -169,6 +169,35 @@ class Node:
             session.close()
             self.exchange.pump()
         return fetched
+
+    async def sample(self, root: CID, peer: str, choose: Callable[[list[CID]], CID | None], *,
+                     max_blocks: int, timeout: float) -> int:
+        """Ask `peer` alone for `root`, then for one child after another down the DAG as
+        `choose` picks them, each block verified by its hash; returns how many blocks came.
+
+        This is how a cluster member audits another: local copies do not count, and a block
+        the peer does not send within `timeout` (for the whole walk) fails the sample."""
+        session = self.bitswap.new_session(only=frozenset({peer}))
+        served = 0
+        try:
+            with trio.fail_after(timeout):
+                cid: CID | None = root
+                while cid is not None and served < max_blocks:
+                    session.want([cid], trio.current_time())
+                    self.exchange.pump()
+                    arrived = session.take()
+                    while not arrived:
+                        await self.exchange.wait_progress(timeout)
+                        arrived = session.take()
+                    served += 1
+                    cid = choose(links(cid, arrived[0][1]))
+        except trio.TooSlowError:
+            raise FetchStalled(f"{peer} served {served} block(s) of {root} "
+                               f"within {timeout:g} s, then nothing") from None
+        finally:
+            session.close()
+            self.exchange.pump()
+        return served
 
     async def cat(self, cid: CID, *, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> bytes:
         """The whole file at `cid`, fetched from peers where it is not local."""
