@@ -162,25 +162,26 @@ def cat(cid: str, stall_timeout: float | None) -> None:
 
 @click.command()
 @click.argument("cid")
-@click.option("-o", "--output", type=click.Path(), default=None, help="Where to write.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Where to write: a new path, or an existing directory to write <CID> into "
+                   "(default: ./<CID>). Nothing that exists is overwritten.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @stall_option
 def get(cid: str, output: str | None, quiet: bool, stall_timeout: float | None) -> None:
-    """Write the file or directory at CID to disk (default: ./<CID>); fetched from peers when a
-    daemon runs, which then writes it."""
+    """Write the file, directory or symlink at CID to disk; fetched from peers when a daemon
+    runs, which then writes it. Entry names that could reach outside the output are refused."""
     root = CID.parse(cid)
-    dest = Path(output or str(root))
-    if dest.exists() and not dest.is_dir():
-        raise UnsupportedError(f"{dest} already exists")
+    dest = Path(output or ".")
+    exporter.destination(dest, root)  # a bad -o fails here, before anything is fetched
     client = running_daemon()
     if client is not None:
         _fetch(client, root, stall_timeout, quiet)
-        client.call("get", cid=str(root), dest=str(dest.absolute()))
+        final = client.call("get", cid=str(root), dest=str(dest.absolute()))["Path"]
     else:
         with Repo.open() as repo, progress_bar("saving", None, quiet) as progress:
-            exporter.write_tree(repo.blocks.get, root, dest, progress)
+            final = exporter.write_tree(repo.blocks.get, root, dest, progress)
     if not quiet:
-        click.echo(f"Saving file(s) to {dest}", err=True)
+        click.echo(f"Saving file(s) to {final}", err=True)
 
 
 @click.command()
