@@ -27,7 +27,7 @@ from blockmesh.data.dag.importer import Added, import_path
 from blockmesh.data.dag.links import walk
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
-from blockmesh.errors import DecodeError, UnsupportedError
+from blockmesh.errors import DecodeError, NotFound, UnsupportedError
 
 stall_option = click.option(
     "--stall-timeout", type=click.FloatRange(min=0.1, max=3600), default=None,
@@ -331,7 +331,10 @@ def dag_export(cid: str) -> None:
     root = CID.parse(cid)
     with open_local_repo("dag export") as repo:
         blocks = walk(repo.blocks.get, root)
-        first = next(blocks)  # a missing root fails here, before the CAR header goes out
+        try:  # a missing root fails here, before the CAR header goes out
+            first = next(blocks)
+        except NotFound:
+            raise NotFound(f"{root} is not in the repo") from None
         out = sys.stdout.buffer
         write_car(out, [root], itertools.chain([first], blocks))
         out.flush()

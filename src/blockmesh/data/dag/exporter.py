@@ -26,9 +26,9 @@ come from any Bitswap peer:
   leaves nothing under a final name (a killed one leaves only the staging directory).
 - The destination, as with `cp`: a path that does not exist becomes the root (its parent must
   exist); an existing directory receives the root inside it, named by its CID; anything else
-  that exists is refused. kubo differs in two ways, both on purpose: it overwrites an existing
-  file, and it merges a directory root into an existing directory, overwriting what is there.
-  Here a DAG from a peer never replaces a file the user already had.
+  that exists is refused. Two deliberate differences from kubo, which overwrites an existing
+  file and merges a directory root into an existing directory (overwriting what is there):
+  here a DAG from a peer never replaces anything the user already had.
 """
 
 from __future__ import annotations
