@@ -4,9 +4,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
+
+from blockmesh.cli.main import cli
 
 BIN = [sys.executable, "-m", "blockmesh.cli"]
 
@@ -100,9 +105,44 @@ def test_cat_refuses_non_unixfs_and_corrupt_car(env, tmp_path):
     assert proc.returncode == 1 and "blockmesh init" in proc.stderr.decode()
 
 
+def test_errors_name_what_the_user_gave(env, tmp_path):
+    proc = run(env, "block", "stat", "zzzz", check=False)
+    assert proc.returncode == 1 and proc.stderr.decode().strip() == (
+        "Error: not a CID: 'zzzz' (unsupported CID version 2)")
+    absent = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+    proc = run(env, "dag", "export", absent, check=False)
+    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.stderr.decode().strip() == f"Error: {absent} is not in the repo"
+    (tmp_path / "f").write_bytes(b"x")
+    cid = run(env, "add", "-Q", str(tmp_path / "f")).stdout.decode().strip()
+    proc = run(env, "get", cid, "-o", "/no/such/dir/x", check=False)
+    assert proc.returncode == 1 and proc.stderr.decode().strip() == (
+        "Error: cannot write /no/such/dir/x: /no/such/dir is not an existing directory")
+    proc = run(env, "get", cid, "-o", str(tmp_path / "f"), check=False)
+    assert proc.stderr.decode().strip() == (
+        f"Error: {tmp_path / 'f'} already exists; get never overwrites")
+    assert (tmp_path / "f").read_bytes() == b"x"
+
+
+def _commands(command: click.Command, path: list[str]) -> Iterator[tuple[list[str], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from _commands(sub, [*path, name])
+
+
 def test_help_everywhere():
-    for args in (["--help"], ["add", "--help"], ["dag", "export", "--help"], ["bench", "--help"]):
-        assert run(os.environ, *args).stdout.startswith(b"Usage")
+    assert run(os.environ, "--help").stdout.startswith(b"Usage")
+    runner = CliRunner()
+    missing = []
+    for path, command in _commands(cli, []):
+        if not (command.help or "").strip():
+            missing.append(" ".join(path) or "blockmesh")
+        missing += [f"{' '.join(path)} {option.opts[0]}" for option in command.params
+                    if isinstance(option, click.Option) and not (option.help or "").strip()]
+        shown = runner.invoke(cli, [*path, "--help"])
+        assert shown.exit_code == 0 and shown.output.startswith("Usage"), (path, shown.output)
+    assert missing == []
 
 
 def test_sigkill_during_add_leaves_only_valid_blocks(env, tmp_path):

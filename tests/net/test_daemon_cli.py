@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from crafted_dag import CraftedDag
+
+from blockmesh.data.store.repo import Repo
 
 BIN = [sys.executable, "-m", "blockmesh.cli"]
 START_TIMEOUT = 30
@@ -190,6 +193,44 @@ def test_api_rejects_bad_requests(pair):
     assert status(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\n" + auth
                   + b"Content-Length: 3\r\n\r\n{x}") == 400
     assert status(b"GARBAGE\r\n\r\n") == 400
+
+
+def test_get_of_a_hostile_dag_served_over_bitswap_stays_inside_out(pair, tmp_path):
+    """A peer serves crafted directories; `get` through the other daemon writes one safely,
+    refuses the other, and nothing appears or changes outside `out`."""
+    a, _ = pair
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_bytes(b"precious")
+    dag = CraftedDag()
+    victim = str(outside / "victim.txt")
+    safe = dag.directory([("f.part", dag.symlink(victim)), ("f", dag.file(b"payload")),
+                          ("up", dag.symlink("../../outside"))])
+    hostile = dag.directory([("d", dag.symlink(str(outside))),
+                             ("d", dag.directory([("victim.txt", dag.file(b"pwned"))]))])
+    run(tmp_path / "c", "init")
+    with Repo.open(tmp_path / "c") as repo:
+        repo.blocks.put_many(dag.blocks)
+    server = start_daemon(tmp_path / "c")
+    try:
+        connect(server, a)
+        work = tmp_path / "work"
+        work.mkdir()
+        run(a.repo, "get", str(safe), "-o", str(work / "out"), "-q")
+        assert (work / "out" / "f").read_bytes() == b"payload"
+        assert os.readlink(work / "out" / "f.part") == victim
+        assert os.readlink(work / "out" / "up") == "../../outside"
+        line = one_line_error(run(a.repo, "get", str(hostile), "-o", str(work / "bad"),
+                                  check=False))
+        assert "'d'" in line and "appears twice" in line
+        line = one_line_error(run(a.repo, "get", str(safe), "-o", "/no/such/dir/x",
+                                  check=False))
+        assert "cannot write /no/such/dir/x:" in line
+    finally:
+        server.stop()
+    assert sorted(p.name for p in work.iterdir()) == ["out"]  # no `bad`, no staging left
+    assert [p.name for p in outside.iterdir()] == ["victim.txt"]
+    assert (outside / "victim.txt").read_bytes() == b"precious"
 
 
 def test_sigterm_stale_api_file_and_no_daemon(tmp_path):

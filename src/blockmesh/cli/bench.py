@@ -69,7 +69,8 @@ def bench_import(sizes: tuple[int, ...], repeat: int, workdir: str | None, skip_
 @click.option("--small-blocks", default=10000, show_default=True,
               help="How many 1 KiB files (one block each) in the many-small-blocks run.")
 @click.option("--skip-block-sizes", is_flag=True, help="Skip the seed's 1 KiB/64 KiB/1 MiB runs.")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None)
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where repos, logs and test files go (default: a temporary directory).")
 @json_option
 def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, workdir: str | None,
                   as_json: bool) -> None:
@@ -141,7 +142,8 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
               help="Override a PBFTParams field for every cell, e.g. max_inflight_batches=8.")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
               help="Run every replica under cProfile and write DIR/<transport>-nodeK.prof.")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None)
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where repos, logs and test files go (default: a temporary directory).")
 @json_option
 def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: str, mode: str,
                clients: int, count: int, warmup: int, rate: float, seconds: float,

@@ -187,8 +187,10 @@ def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> N
 
 @cluster.command("blocks")
 @cluster_option
-@click.option("--from-height", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--limit", type=click.IntRange(1, 4096), default=20, show_default=True)
+@click.option("--from-height", type=click.IntRange(1), default=1, show_default=True,
+              help="Height of the first block to show.")
+@click.option("--limit", type=click.IntRange(1, 4096), default=20, show_default=True,
+              help="Show at most this many blocks.")
 @click.option("--node", default=None, help="Ask this replica (default: the first that answers).")
 @transport_option
 @json_option

@@ -28,7 +28,7 @@ DEFAULT_STALL_TIMEOUT = 30.0
               default=DEFAULT_STALL_TIMEOUT,
               help="Default seconds a fetch may go without a block before it fails.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="warning", show_default=True)
+              default="warning", show_default=True, help="Least severe log messages shown.")
 def daemon(listen: tuple[str, ...], stall_timeout: float, log_level: str) -> None:
     """Run a node on the repo and serve the local control API until SIGINT or SIGTERM.
 

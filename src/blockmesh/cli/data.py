@@ -7,6 +7,7 @@ under the daemon (see `remote.py`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from blockmesh.data.dag.importer import Added, import_path
 from blockmesh.data.dag.links import walk
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
-from blockmesh.errors import DecodeError, UnsupportedError
+from blockmesh.errors import DecodeError, NotFound, UnsupportedError
 
 stall_option = click.option(
     "--stall-timeout", type=click.FloatRange(min=0.1, max=3600), default=None,
@@ -162,25 +163,26 @@ def cat(cid: str, stall_timeout: float | None) -> None:
 
 @click.command()
 @click.argument("cid")
-@click.option("-o", "--output", type=click.Path(), default=None, help="Where to write.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Where to write: a new path, or an existing directory to write <CID> into "
+                   "(default: ./<CID>). Nothing that exists is overwritten.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @stall_option
 def get(cid: str, output: str | None, quiet: bool, stall_timeout: float | None) -> None:
-    """Write the file or directory at CID to disk (default: ./<CID>); fetched from peers when a
-    daemon runs, which then writes it."""
+    """Write the file, directory or symlink at CID to disk; fetched from peers when a daemon
+    runs, which then writes it. Entry names that could reach outside the output are refused."""
     root = CID.parse(cid)
-    dest = Path(output or str(root))
-    if dest.exists() and not dest.is_dir():
-        raise UnsupportedError(f"{dest} already exists")
+    dest = Path(output or ".")
+    exporter.destination(dest, root)  # a bad -o fails here, before anything is fetched
     client = running_daemon()
     if client is not None:
         _fetch(client, root, stall_timeout, quiet)
-        client.call("get", cid=str(root), dest=str(dest.absolute()))
+        final = client.call("get", cid=str(root), dest=str(dest.absolute()))["Path"]
     else:
         with Repo.open() as repo, progress_bar("saving", None, quiet) as progress:
-            exporter.write_tree(repo.blocks.get, root, dest, progress)
+            final = exporter.write_tree(repo.blocks.get, root, dest, progress)
     if not quiet:
-        click.echo(f"Saving file(s) to {dest}", err=True)
+        click.echo(f"Saving file(s) to {final}", err=True)
 
 
 @click.command()
@@ -287,8 +289,9 @@ def dag() -> None:
 
 @dag.command("put")
 @click.argument("file", type=click.File("rb"), default="-")
-@click.option("--input-codec", default="dag-json", type=click.Choice(["dag-json", "dag-cbor"]))
-@click.option("--pin/--no-pin", default=False)
+@click.option("--input-codec", default="dag-json", type=click.Choice(["dag-json", "dag-cbor"]),
+              show_default=True, help="How the input is encoded.")
+@click.option("--pin/--no-pin", default=False, help="Pin the new block recursively.")
 def dag_put(file, input_codec: str, pin: bool) -> None:  # type: ignore[no-untyped-def]
     """Store a dag-json (or dag-cbor) document as a dag-cbor block; print its CID."""
     raw = file.read()
@@ -327,14 +330,20 @@ def dag_export(cid: str) -> None:
     """Write the DAG under CID to stdout as a CARv1."""
     root = CID.parse(cid)
     with open_local_repo("dag export") as repo:
+        blocks = walk(repo.blocks.get, root)
+        try:  # a missing root fails here, before the CAR header goes out
+            first = next(blocks)
+        except NotFound:
+            raise NotFound(f"{root} is not in the repo") from None
         out = sys.stdout.buffer
-        write_car(out, [root], walk(repo.blocks.get, root))
+        write_car(out, [root], itertools.chain([first], blocks))
         out.flush()
 
 
 @dag.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.File("rb"))
-@click.option("--pin-roots/--no-pin-roots", default=True)
+@click.option("--pin-roots/--no-pin-roots", default=True,
+              help="Pin each CAR's roots recursively (default on).")
 @json_option
 def dag_import(files, pin_roots: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     """Import CAR files (v1 or v2), verifying every block; pin their roots."""
@@ -364,8 +373,10 @@ def pin() -> None:
 
 @pin.command("add")
 @click.argument("cids", nargs=-1, required=True)
-@click.option("--recursive/--direct", "-r", default=True)
+@click.option("--recursive/--direct", "-r", default=True,
+              help="Keep everything the CID reaches (default), or only its own block.")
 def pin_add(cids: tuple[str, ...], recursive: bool) -> None:
+    """Pin CIDs so that garbage collection keeps them."""
     with open_local_repo("pin add") as repo, repo.gc_lock():
         for text in cids:
             cid = CID.parse(text)
@@ -376,6 +387,7 @@ def pin_add(cids: tuple[str, ...], recursive: bool) -> None:
 @pin.command("rm")
 @click.argument("cids", nargs=-1, required=True)
 def pin_rm(cids: tuple[str, ...]) -> None:
+    """Unpin CIDs; their blocks go at the next `repo gc` unless another pin reaches them."""
     with open_local_repo("pin rm") as repo:
         for text in cids:
             cid = CID.parse(text)
@@ -384,9 +396,11 @@ def pin_rm(cids: tuple[str, ...]) -> None:
 
 
 @pin.command("ls")
-@click.option("--type", "kind", type=click.Choice(["all", "recursive", "direct"]), default="all")
+@click.option("--type", "kind", type=click.Choice(["all", "recursive", "direct"]), default="all",
+              show_default=True, help="Which pins to list.")
 @json_option
 def pin_ls(kind: str, as_json: bool) -> None:
+    """List pinned CIDs and how each is pinned."""
     client = running_daemon()
     if client is not None:
         keys = client.call("pin/ls", type=kind)["Keys"]
@@ -410,6 +424,7 @@ def repo() -> None:
 @repo.command("stat")
 @json_option
 def repo_stat(as_json: bool) -> None:
+    """Print the repo's path, block count, size in bytes and datastore engine."""
     with open_local_repo("repo stat") as handle:
         stat = handle.blocks.stat()
         info = {"RepoPath": str(handle.path), "NumObjects": stat.blocks, "RepoSize": stat.bytes,

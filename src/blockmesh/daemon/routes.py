@@ -47,7 +47,7 @@ def _status(exc: BlockmeshError) -> int:
         return 504
     if isinstance(exc, NetError):
         return 502
-    if isinstance(exc, UnsupportedError):
+    if isinstance(exc, UnsupportedError | exporter.ExportError):
         return 409
     return 500
 
@@ -247,10 +247,8 @@ class Api:
 
     async def get(self, body: dict[str, Any]) -> Reply:
         cid, dest = _cid(body), _absolute(body, "dest")
-        if dest.exists() and not dest.is_dir():
-            raise UnsupportedError(f"{dest} already exists")
-        exporter.write_tree(self.node.repo.blocks.get, cid, dest)
-        return JsonReply({"Path": str(dest)})
+        final = exporter.write_tree(self.node.repo.blocks.get, cid, dest)
+        return JsonReply({"Path": str(final)})
 
     async def ls(self, body: dict[str, Any]) -> Reply:
         entries = exporter.list_directory(self.node.repo.blocks.get, _cid(body))

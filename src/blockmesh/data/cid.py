@@ -160,7 +160,10 @@ class CID:
             raise InvalidCID(f"not a CID: {text!r} (unknown multibase or bad characters)") from None
         if raw[:1] == b"\x12":
             raise InvalidCID(f"CIDv0 must not carry a multibase prefix: {text!r}")
-        return cls.decode(raw)
+        try:
+            return cls.decode(raw)
+        except InvalidCID as exc:  # text that decodes to bytes which are no CID ("zzzz")
+            raise InvalidCID(f"not a CID: {text!r} ({exc})") from None
 
     @classmethod
     def decode(cls, raw: bytes) -> CID:

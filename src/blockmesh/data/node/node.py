@@ -206,9 +206,9 @@ class Node:
 
     async def get(self, cid: CID, dest: str | os.PathLike[str], *,
                   stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> Path:
+        """Fetch the DAG at `cid`, then write it as `exporter.write_tree` does; where it went."""
         await self.fetch(cid, stall_timeout=stall_timeout)
-        exporter.write_tree(self.repo.blocks.get, cid, dest)
-        return Path(dest)
+        return exporter.write_tree(self.repo.blocks.get, cid, dest)
 
     # -- reporting -------------------------------------------------------------------------------
     def stats(self) -> dict[str, object]:
