@@ -19,7 +19,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, 
 from blockmesh.control.cluster.metrics import ConsensusMetrics, MetricsServer
 from blockmesh.control.cluster.replies import to_response
 from blockmesh.control.consensus import (
+    Application,
     ClientReply,
     FetchState,
     KeyValueApp,
@@ -118,7 +119,11 @@ class Replica:
         transport: str | None = None,
         transport_config: TransportConfig | None = None,
         registry: CollectorRegistry | None = None,
+        app: Application | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
+        """`app` is the replicated application (the key-value store unless given); `on_commit`
+        is called in the replica's loop after blocks were executed and persisted."""
         self.node = node
         self.cluster = cluster
         self.kind = transport or node.transport
@@ -139,7 +144,7 @@ class Replica:
             [n.id for n in cluster.nodes],
             Verifier(cluster.public_keys()),
             Verifier(cluster.client_keys()),
-            KeyValueApp(),
+            app if app is not None else KeyValueApp(),
             cluster.params(),
             recovered=self.store.load(),
             pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
@@ -161,6 +166,7 @@ class Replica:
         self._fetch_round = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        self._on_commit = on_commit
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -302,6 +308,8 @@ class Replica:
         records = [record for _, out in outputs for record in out.persist]
         if records:
             self.store.apply(records)
+        if self._on_commit is not None and any(out.committed for _, out in outputs):
+            self._on_commit()
         transport = self.transport
         for item, out in outputs:
             for metric in out.metrics:
