@@ -10,7 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,6 +232,115 @@ def test_get_of_a_hostile_dag_served_over_bitswap_stays_inside_out(pair, tmp_pat
     assert sorted(p.name for p in work.iterdir()) == ["out"]  # no `bad`, no staging left
     assert [p.name for p in outside.iterdir()] == ["victim.txt"]
     assert (outside / "victim.txt").read_bytes() == b"precious"
+
+
+class Flood:
+    """Idle and slow-loris connections to one address, each one reopened when the server drops
+    it, so the flood stands for as long as `hold` runs. Notes how long each one lived."""
+
+    LORIS_HEAD = b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\n"
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address = address
+        self.selector = selectors.DefaultSelector()
+        self.lifetimes: list[float] = []
+        self.reopened = 0
+
+    def open(self, loris: bool) -> None:
+        sock = socket.create_connection(self.address, timeout=10)
+        if loris:
+            sock.sendall(self.LORIS_HEAD)
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, (loris, time.monotonic()))
+
+    def open_many(self, idle: int, loris: int) -> None:
+        for _ in range(idle):
+            self.open(False)
+        for _ in range(loris):
+            self.open(True)
+
+    @property
+    def size(self) -> int:
+        return len(self.selector.get_map())
+
+    def hold(self, done: Callable[[], bool], timeout: float, reopen: bool = True) -> None:
+        """Until `done()` (at most `timeout` s): note every connection the server closes, reopen
+        it if `reopen`, and drip one header line into the slow-loris ones twice a second."""
+        deadline = time.monotonic() + timeout
+        last_drip = time.monotonic()
+        while not done():
+            assert time.monotonic() < deadline, "the flood outlived its bound"
+            for key, _ in self.selector.select(0.1):
+                try:
+                    gone = key.fileobj.recv(4096) == b""
+                except ConnectionResetError:
+                    gone = True
+                except BlockingIOError:
+                    gone = False
+                assert gone, "the server answered a connection that sent no request"
+                self._closed(key, reopen)
+            if time.monotonic() - last_drip > 0.5:
+                last_drip = time.monotonic()
+                for key in list(self.selector.get_map().values()):
+                    if key.data[0]:
+                        try:
+                            key.fileobj.send(b"X-Drip: 1\r\n")
+                        except OSError:
+                            self._closed(key, reopen)
+
+    def _closed(self, key: selectors.SelectorKey, reopen: bool) -> None:
+        loris, opened = key.data
+        self.lifetimes.append(time.monotonic() - opened)
+        self.selector.unregister(key.fileobj)
+        key.fileobj.close()
+        if reopen:
+            self.reopened += 1
+            self.open(loris)
+
+    def close(self) -> None:
+        for key in list(self.selector.get_map().values()):
+            self.selector.unregister(key.fileobj)
+            key.fileobj.close()
+        self.selector.close()
+
+
+def test_api_flood_of_80_idle_and_80_slow_connections_does_not_lock_the_cli_out(pair):
+    from blockmesh.daemon.http import HEAD_TIMEOUT, MAX_REQUESTS
+
+    a, _ = pair
+    api = json.loads((a.repo / "api").read_text())
+    _, _, host, _, port = api["address"].split("/")
+    flood = Flood((host, int(port)))
+    try:
+        flood.open_many(idle=80, loris=80)
+        assert flood.size > MAX_REQUESTS  # more than the old shared bound of 64
+        # A raw authorised request while all 160 are fresh and open.
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /api/v0/id HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         + api["token"].encode() + b"\r\nContent-Length: 0\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        # The real CLI, while the flood stands (every dropped connection is reopened at once).
+        cli = subprocess.Popen([*BIN, "id", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
+                               env=dict(os.environ, BLOCKMESH_PATH=str(a.repo)))
+        try:
+            flood.hold(lambda: cli.poll() is not None, CALL_TIMEOUT)
+            out, err = cli.communicate(timeout=STOP_TIMEOUT)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait(STOP_TIMEOUT)
+        assert cli.returncode == 0, err
+        assert json.loads(out)["Online"] is True  # answered by the daemon, not the repo
+        assert flood.size == 160
+        # Without reopening, the server drops the whole flood soon after the head deadline
+        # (and not before it: the drops are the deadline, not a refusal).
+        flood.hold(lambda: flood.size == 0, HEAD_TIMEOUT + 20, reopen=False)
+        assert len(flood.lifetimes) >= 160
+        assert min(flood.lifetimes) >= HEAD_TIMEOUT - 0.05
+        assert max(flood.lifetimes) < HEAD_TIMEOUT + 20
+    finally:
+        flood.close()
 
 
 def test_sigterm_stale_api_file_and_no_daemon(tmp_path):

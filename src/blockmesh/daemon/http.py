@@ -3,7 +3,9 @@ byte stream out.
 
 It serves only the local control API, so it stays deliberately narrow: POST with a JSON object
 body, a bearer token, one request per connection (`Connection: close`), and bounds on header
-size, body size, idle time and concurrent connections. Every failure is answered with a status
+size, body size, the time to send a request and concurrent requests. Connections that have not
+shown the token yet are bounded apart from authenticated ones (HEAD_TIMEOUT), so a local process
+that opens many connections cannot lock the CLI out. Every failure is answered with a status
 code and `{"error": "<one line>"}`.
 """
 
@@ -24,9 +26,18 @@ logger = logging.getLogger(__name__)
 
 MAX_HEADER_SIZE = 16 << 10
 MAX_BODY_SIZE = 64 << 10
-# A client must finish sending its request within this; responses may take as long as they need.
+# A connection is unauthenticated until its request head has arrived with the right token. Until
+# then it holds no request slot, must send the whole head within HEAD_TIMEOUT of being accepted,
+# and counts only against MAX_UNAUTHENTICATED, past which the oldest waiting one is dropped for the
+# newcomer: idle or slow-loris connections delay nothing but each other, never a real CLI call
+# (whose head comes in the first packet).
+HEAD_TIMEOUT = 2.0
+MAX_UNAUTHENTICATED = 256
+# An authenticated client must finish sending its body within this; responses may take as long
+# as they need.
 REQUEST_TIMEOUT = 10.0
-MAX_CONNECTIONS = 64
+# Authenticated requests served at once; one more is answered 503 rather than queued.
+MAX_REQUESTS = 64
 READ_SIZE = 16 << 10
 SEND_TIMEOUT = 60.0
 
@@ -64,12 +75,22 @@ def error_reply(status: int, message: str) -> JsonReply:
 
 
 class HttpServer:
-    """Serves `handler(path, body)` to clients that present `token`."""
+    """Serves `handler(path, body)` to clients that present `token`.
 
-    def __init__(self, handler: Handler, token: str) -> None:
+    Admission has two stages with separate bounds (see HEAD_TIMEOUT): waiting for an authorised
+    request head, then serving the request in one of `max_requests` slots.
+    """
+
+    def __init__(self, handler: Handler, token: str, *, head_timeout: float = HEAD_TIMEOUT,
+                 max_unauthenticated: int = MAX_UNAUTHENTICATED,
+                 max_requests: int = MAX_REQUESTS) -> None:
         self._handler = handler
-        self._token = token
-        self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
+        self._authorization = f"Bearer {token}".encode()
+        self._head_timeout = head_timeout
+        self._max_unauthenticated = max_unauthenticated
+        # Connections still waiting for their head, oldest first (a dict keeps insertion order).
+        self._waiting: dict[trio.CancelScope, None] = {}
+        self._slots = trio.CapacityLimiter(max_requests)
 
     async def serve(self, host: str, port: int,
                     *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -81,52 +102,50 @@ class HttpServer:
             task_status.started(bound)
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
         try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            await _quietly_close(stream)
-            return
-        try:
-            await self._exchange(stream, h11.Connection(
-                h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE))
+            request = await self._admit(stream, conn)
+            if request is None:
+                return
+            try:
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                await self._exchange(stream, conn, request, busy=True)
+                return
+            try:
+                await self._exchange(stream, conn, request, busy=False)
+            finally:
+                self._slots.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             logger.debug("API client went away: %s", exc)
         except Exception:  # one broken request must not take the daemon down
             logger.exception("API request failed")
         finally:
-            self._slots.release()
             await _quietly_close(stream)
 
-    async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+    async def _admit(self, stream: trio.SocketStream, conn: h11.Connection) -> h11.Request | None:
+        """The connection's authorised request head, read under the head deadline and liable
+        to be dropped for a newer connection; None once it was refused, timed out or dropped."""
+        scope = trio.CancelScope(deadline=trio.current_time() + self._head_timeout)
+        if len(self._waiting) >= self._max_unauthenticated:
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.cancel()
+        self._waiting[scope] = None
         try:
-            with trio.fail_after(REQUEST_TIMEOUT):
-                path, body = await self._read_request(stream, conn)
-            reply = await self._handler(path, body)
-        except HttpError as exc:
-            reply = error_reply(exc.status, str(exc))
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return  # the request was so broken that h11 cannot even answer it
-        if isinstance(reply, JsonReply):
-            payload = json.dumps(reply.value).encode()
-            await _send(stream, conn, h11.Response(status_code=reply.status, headers=[
-                ("content-type", "application/json"), ("content-length", str(len(payload))),
-                ("connection", "close")]))
-            await _send(stream, conn, h11.Data(data=payload))
-        else:
-            await _send(stream, conn, h11.Response(status_code=200, headers=[
-                ("content-type", reply.content_type), ("connection", "close")]))
+            with scope:
+                try:
+                    return await self._read_head(stream, conn)
+                except HttpError as exc:
+                    # Answered within what is left of the deadline: the client is still unknown.
+                    await _send_reply(stream, conn, error_reply(exc.status, str(exc)))
+                    return None
+            logger.debug("API connection dropped before an authorised request head")
+            return None
+        finally:
+            self._waiting.pop(scope, None)
 
-            async def send(chunk: bytes) -> None:
-                if chunk:
-                    await _send(stream, conn, h11.Data(data=chunk))
-
-            await reply.produce(send)
-        await _send(stream, conn, h11.EndOfMessage())
-
-    async def _read_request(self, stream: trio.SocketStream,
-                            conn: h11.Connection) -> tuple[str, dict[str, Any]]:
-        request: h11.Request | None = None
-        body = bytearray()
+    async def _read_head(self, stream: trio.SocketStream, conn: h11.Connection) -> h11.Request:
         while True:
             try:
                 event = conn.next_event()
@@ -134,34 +153,85 @@ class HttpServer:
                 raise HttpError(exc.error_status_hint, f"bad HTTP request: {exc}") from None
             if event is h11.NEED_DATA:
                 data = await stream.receive_some(READ_SIZE)
-                conn.receive_data(data)  # b"" marks the end of the stream for h11
-                if not data and conn.their_state is not h11.DONE and request is None:
+                if not data:
                     raise trio.BrokenResourceError("client closed before sending a request")
+                conn.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
-                request = event
                 self._check_request(event)
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY_SIZE:
-                    raise HttpError(413, f"request body over {MAX_BODY_SIZE} bytes")
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise trio.BrokenResourceError("client closed mid-request")
-        assert request is not None
-        return request.target.decode("ascii", "replace").split("?", 1)[0], _parse_body(body)
+                return event
+            raise trio.BrokenResourceError(f"unexpected {type(event).__name__} before a request")
 
     def _check_request(self, request: h11.Request) -> None:
+        """The token first, in constant time, before anything else of the request is looked
+        at (its body has not been read at all yet)."""
         headers = dict(request.headers)
+        given = headers.get(b"authorization", b"")
+        if not secrets.compare_digest(given, self._authorization):
+            raise HttpError(403, "missing or wrong API token (read it from <repo>/api)")
         length = headers.get(b"content-length")
         if length is not None and int(length) > MAX_BODY_SIZE:
             raise HttpError(413, f"request body over {MAX_BODY_SIZE} bytes")
-        given = headers.get(b"authorization", b"")
-        if not secrets.compare_digest(given, f"Bearer {self._token}".encode()):
-            raise HttpError(403, "missing or wrong API token (read it from <repo>/api)")
         if request.method != b"POST":
             raise HttpError(405, "the control API takes POST requests only")
+
+    async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection,
+                        request: h11.Request, *, busy: bool) -> None:
+        """Read the body of an authorised request, then answer it (503 when `busy`: the body
+        is read first even then, so the client sees the answer rather than a reset)."""
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT):
+                body = await _read_body(stream, conn)
+            if busy:
+                raise HttpError(503, f"the daemon is already serving {self._slots.total_tokens} "
+                                     "API requests; try again")
+            path = request.target.decode("ascii", "replace").split("?", 1)[0]
+            reply = await self._handler(path, _parse_body(body))
+        except HttpError as exc:
+            reply = error_reply(exc.status, str(exc))
+        await _send_reply(stream, conn, reply)
+
+
+async def _read_body(stream: trio.SocketStream, conn: h11.Connection) -> bytes:
+    body = bytearray()
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise HttpError(exc.error_status_hint, f"bad HTTP request: {exc}") from None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(READ_SIZE)
+            conn.receive_data(data)  # b"" marks the end of the stream for h11
+            continue
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY_SIZE:
+                raise HttpError(413, f"request body over {MAX_BODY_SIZE} bytes")
+        elif isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        elif isinstance(event, h11.ConnectionClosed):
+            raise trio.BrokenResourceError("client closed mid-request")
+
+
+async def _send_reply(stream: trio.SocketStream, conn: h11.Connection, reply: Reply) -> None:
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return  # the request was so broken that h11 cannot even answer it
+    if isinstance(reply, JsonReply):
+        payload = json.dumps(reply.value).encode()
+        await _send(stream, conn, h11.Response(status_code=reply.status, headers=[
+            ("content-type", "application/json"), ("content-length", str(len(payload))),
+            ("connection", "close")]))
+        await _send(stream, conn, h11.Data(data=payload))
+    else:
+        await _send(stream, conn, h11.Response(status_code=200, headers=[
+            ("content-type", reply.content_type), ("connection", "close")]))
+
+        async def send(chunk: bytes) -> None:
+            if chunk:
+                await _send(stream, conn, h11.Data(data=chunk))
+
+        await reply.produce(send)
+    await _send(stream, conn, h11.EndOfMessage())
 
 
 def _parse_body(body: bytes) -> dict[str, Any]:
