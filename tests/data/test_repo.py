@@ -1,6 +1,7 @@
-"""Repo: both block engines, pins and GC (also beside a concurrent add), verify."""
+"""Repo: both block engines, pins and GC (also beside a concurrent add), verify, modes."""
 
 import os
+import stat
 import threading
 
 import pytest
@@ -112,6 +113,16 @@ def test_repo_errors(tmp_path):
     (tmp_path / "r" / "config.toml").write_text("[datastore]\nengine = 3\n")
     with pytest.raises(ConfigError):
         Repo.open(tmp_path / "r")
+
+
+def test_init_makes_the_repo_owner_only(tmp_path):
+    Repo.init(tmp_path / "fresh" / "r").close()
+    assert stat.S_IMODE((tmp_path / "fresh" / "r").stat().st_mode) == 0o700
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    Repo.init(existing).close()  # an empty directory made beforehand is tightened too
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o700
 
 
 def test_config_round_trip_with_addresses(tmp_path):

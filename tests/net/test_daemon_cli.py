@@ -8,6 +8,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -348,6 +349,11 @@ def test_sigterm_stale_api_file_and_no_daemon(tmp_path):
     daemon = start_daemon(repo)
     try:
         assert (repo / "api").exists()
+        modes = {name: stat.S_IMODE((repo / name).stat().st_mode)
+                 for name in ("api", "identity.key")}
+        assert modes == {"api": 0o600, "identity.key": 0o600}
+        assert stat.S_IMODE(repo.stat().st_mode) == 0o700
+        assert not [p.name for p in repo.iterdir() if p.name.endswith(".tmp")]
         second = subprocess.run([*BIN, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0"],
                                 env=dict(os.environ, BLOCKMESH_PATH=str(repo)),
                                 capture_output=True, timeout=CALL_TIMEOUT)
@@ -366,6 +372,17 @@ def test_sigterm_stale_api_file_and_no_daemon(tmp_path):
     hello.write_bytes(b"local")
     cid = run(repo, "add", "-Q", str(hello)).stdout.decode().strip()
     assert run(repo, "cat", cid).stdout == b"local"  # no daemon: straight from the repo
+
+
+def test_daemon_warns_about_a_repo_open_to_others(tmp_path, caplog):
+    from blockmesh.daemon.service import warn_if_repo_is_open
+
+    tmp_path.chmod(0o700)
+    warn_if_repo_is_open(tmp_path)
+    assert not caplog.records
+    tmp_path.chmod(0o750)
+    warn_if_repo_is_open(tmp_path)
+    assert "chmod 700" in caplog.text
 
 
 def test_cli_defaults_mirror_the_node_stack():

@@ -28,6 +28,7 @@ def test_created_with_mode_0600_and_loaded_unchanged(tmp_path):
     first = load_or_create_identity(repo)
     path = repo / IDENTITY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(repo.stat().st_mode) == 0o700  # the directory it had to create
     assert [p.name for p in repo.iterdir()] == [IDENTITY_FILE]  # no temp file left behind
     second = load_or_create_identity(repo)
     assert second == first

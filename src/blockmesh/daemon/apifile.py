@@ -56,11 +56,18 @@ def api_path(repo: Path) -> Path:
 
 def write_api_file(repo: Path, address: ApiAddress) -> None:
     """Write atomically with owner-only permissions, so a reader never sees half a file."""
-    tmp = repo / f".{API_FILE}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"address": address.multiaddr, "token": address.token}, handle)
-    os.replace(tmp, api_path(repo))
+    # A fresh name opened with O_EXCL: the mode is set at creation and nothing already there
+    # (a left-over file, a symlink) is reused.
+    tmp = repo / f".{API_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _FILE_MODE)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"address": address.multiaddr, "token": address.token}, handle)
+        os.replace(tmp, api_path(repo))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def remove_api_file(repo: Path, address: ApiAddress) -> None:

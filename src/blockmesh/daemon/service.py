@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import signal
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from blockmesh.daemon.routes import Api
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
-from blockmesh.data.store.repo import Repo
+from blockmesh.data.store.repo import REPO_MODE, Repo
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +51,20 @@ def hold_daemon_lock(repo: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def warn_if_repo_is_open(path: Path) -> None:
+    """A repo made before `init` created it owner-only may still be open to other users; the
+    key and API files are owner-only either way, so say so rather than change modes unasked."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        logger.warning("the repo %s is open to other users (mode %o); run: chmod %o %s",
+                       path, mode, REPO_MODE, path)
+
+
 async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int = 0,
                      stall_timeout: float = DEFAULT_STALL_TIMEOUT,
                      ready: Callable[[Node, ApiAddress], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published."""
+    warn_if_repo_is_open(repo.path)
     node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
     api = Api(node, default_stall_timeout=stall_timeout)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

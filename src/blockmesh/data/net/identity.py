@@ -112,7 +112,7 @@ def load_or_create_identity(repo: str | os.PathLike[str]) -> Identity:
     path = identity_path(repo)
     if path.exists() or path.is_symlink():
         return load_identity(repo)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = Identity.generate()
     tmp = path.with_name(f".{IDENTITY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)

@@ -25,6 +25,8 @@ from blockmesh.errors import BlockmeshError, HashMismatch, NotFound
 
 ENV_PATH = "BLOCKMESH_PATH"
 CONFIG_FILE = "config.toml"
+# Owner only: the repo holds the node's private key, the API token and the user's data.
+REPO_MODE = 0o700
 
 
 class RepoError(BlockmeshError):
@@ -59,7 +61,9 @@ class Repo:
         path = path or default_path()
         if (path / CONFIG_FILE).exists():
             raise RepoError(f"a repo already exists at {path}")
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=REPO_MODE)
+        # A directory that already existed keeps its mode through mkdir: tighten it too.
+        os.chmod(path, REPO_MODE)
         config = config or Config()
         (path / CONFIG_FILE).write_text(config.to_toml())
         return cls(path, config)
