@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import subprocess
 import sys
+import time
 
 import click
 import pytest
 
 from blockmesh.cli.cluster import parse_operation
-from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, init_cluster
+from blockmesh.control.cluster.client import ClusterClient, ClusterUnreachable
+from blockmesh.control.cluster.config import (
+    ClusterConfig,
+    ClusterConfigError,
+    free_base_port,
+    init_cluster,
+)
 from blockmesh.control.cluster.replies import answered_reply, to_response
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.app import encode_delete, encode_get, encode_set
 from blockmesh.control.consensus.messages import reply_digest, sign_envelope
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
+from blockmesh.control.transport import TransportConfig
 from blockmesh.errors import DecodeError
 
 REPLICAS = [Signer.generate(f"r{i}") for i in range(4)]
@@ -97,11 +107,64 @@ def test_cluster_commands_have_help():
         assert b"--json" in proc.stdout or command == "start"
 
 
-def test_status_of_a_cluster_that_is_down_marks_every_replica(tmp_path):
+def cluster_cli(*args: str) -> tuple[subprocess.CompletedProcess[bytes], float]:
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", *args],
+                          capture_output=True, timeout=120)
+    return proc, time.monotonic() - began
+
+
+def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    return lines[0]
+
+
+ADDRESSES = [f"node{k} at 127.0.0.1:{k + 1}" for k in range(4)]
+
+
+def test_status_of_a_cluster_that_is_down_marks_every_replica_and_fails(tmp_path):
     init_cluster(tmp_path, 4, "127.0.0.1", 1, clients=1)  # ports 1-4: nothing listens there
-    proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "status",
-                           "--cluster", str(tmp_path / "cluster.toml"), "--json"],
-                          capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc, _ = cluster_cli("status", "--cluster", str(tmp_path / "cluster.toml"), "--json")
     rows = json.loads(proc.stdout)["replicas"]
     assert rows == [{"node": f"node{k}", "error": "unreachable"} for k in range(4)]
+    line = one_error_line(proc)
+    assert "no replica answered" in line and all(a in line for a in ADDRESSES)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "tcp"])
+def test_submit_to_a_cluster_that_is_down_fails_without_waiting_for_replies(tmp_path, transport):
+    init_cluster(tmp_path, 4, "127.0.0.1", 1, clients=1, transport=transport)
+    cluster = str(tmp_path / "cluster.toml")
+    for args in (("set", "k", "v"), ("--count", "50", "--clients", "1")):
+        # The reply timeout is 60 s; only the dial (refused at once here) may be waited for.
+        proc, took = cluster_cli("submit", "--cluster", cluster, "--timeout", "60", *args)
+        line = one_error_line(proc)
+        # It fails as soon as f+1 replies became impossible: n - f = 3 refused dials.
+        assert "3 of 4 replicas cannot be dialled" in line, line
+        assert sum(a in line for a in ADDRESSES) == 3, line
+        assert took < 45, f"{args} took {took:.1f} s"
+
+
+@pytest.mark.parametrize("transport", ["grpc", "tcp"])
+def test_replicas_that_accept_but_never_answer_fail_at_the_dial_timeout(tmp_path, transport):
+    """Connections land in the listen backlog and are never served: each dial runs into its
+    timeout, and the request fails then, long before its own (60 s) timeout."""
+    base = free_base_port()
+    silent = [socket.create_server(("127.0.0.1", base + k)) for k in range(4)]
+    try:
+        config = init_cluster(tmp_path, 4, "127.0.0.1", base, clients=1, transport=transport)
+        dial = TransportConfig(dial_timeout=0.5, rpc_timeout=5.0, request_timeout=60.0)
+
+        async def submit() -> None:
+            async with ClusterClient(config, config=dial) as cc:
+                await cc.session(0).execute(encode_set(b"k", b"v"), timeout=60.0)
+
+        began = time.monotonic()
+        with pytest.raises(ClusterUnreachable, match="3 of 4 replicas cannot be dialled"):
+            asyncio.run(asyncio.wait_for(submit(), 30))
+        assert time.monotonic() - began < 30
+    finally:
+        for sock in silent:
+            sock.close()

@@ -10,7 +10,7 @@ import click
 
 from blockmesh.cli.output import emit_json, json_option
 from blockmesh.control import event_loop
-from blockmesh.control.cluster.client import ClusterClient
+from blockmesh.control.cluster.client import ClusterClient, unreachable_error
 from blockmesh.control.cluster.config import (
     DEFAULT_CLIENTS,
     TRANSPORTS,
@@ -165,7 +165,10 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
 @transport_option
 @json_option
 def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> None:
-    """Each replica's view, primary, height, head hash, stable checkpoint and peers."""
+    """Each replica's view, primary, height, head hash, stable checkpoint and peers.
+
+    Exits non-zero when no replica answers (the rows are printed first all the same).
+    """
     config = ClusterConfig.load(Path(cluster_path))
 
     async def ask() -> list[dict]:
@@ -175,14 +178,16 @@ def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> N
     replicas = event_loop.run(ask())
     if as_json:
         emit_json({"replicas": replicas})
-        return
-    for r in replicas:
-        if "error" in r:
-            click.echo(f"{r['node']:<10} {r['error']}")
-            continue
-        click.echo(f"{r['node']:<10} view {r['view']:<4} primary {r['primary']:<10} "
-                   f"height {r['height']:<7} head {r['head_hash'][:16]}  "
-                   f"stable {r['stable_checkpoint']:<7} peers {','.join(r['peers']) or '-'}")
+    else:
+        for r in replicas:
+            if "error" in r:
+                click.echo(f"{r['node']:<10} {r['error']}")
+                continue
+            click.echo(f"{r['node']:<10} view {r['view']:<4} primary {r['primary']:<10} "
+                       f"height {r['height']:<7} head {r['head_hash'][:16]}  "
+                       f"stable {r['stable_checkpoint']:<7} peers {','.join(r['peers']) or '-'}")
+    if all("error" in r for r in replicas):
+        raise unreachable_error(config, (n.id for n in config.nodes), "no replica answered")
 
 
 @cluster.command("blocks")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from blockmesh.control.cluster.config import ClusterConfig
@@ -20,7 +20,12 @@ from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.consensus.messages import ReplyVerifier
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.control.transport import ReplicaClient, TransportConfig, TransportError
+from blockmesh.control.transport import (
+    PeerError,
+    ReplicaClient,
+    TransportConfig,
+    TransportError,
+)
 from blockmesh.errors import BlockmeshError, DecodeError
 
 #: Client-side limits: a dead replica is noticed in a few seconds, a live one may take long
@@ -35,6 +40,17 @@ _PERMANENT = {"stale_request", "bad_client_signature", "unknown_client", "unknow
 
 class RequestFailed(BlockmeshError):
     """The cluster did not give f+1 matching replies in time (or refused the request)."""
+
+
+class ClusterUnreachable(RequestFailed):
+    """Too few replicas can be dialled for any answer to come: said at once, not after the
+    whole request timeout."""
+
+
+def unreachable_error(cluster: ClusterConfig, nodes: Iterable[str], why: str) -> ClusterUnreachable:
+    """One line naming every replica in `nodes` by id and address."""
+    named = ", ".join(f"{n} at {cluster.node(n).address}" for n in sorted(nodes))
+    return ClusterUnreachable(f"cannot reach the cluster: {why}: {named}")
 
 
 def first_timestamp() -> int:
@@ -52,6 +68,7 @@ class ClusterClient:
         self.transport = transport or cluster.transport
         self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config)
                          for n in cluster.nodes}
+        self.dial_timeout = config.dial_timeout
         self._down_until: dict[str, float] = {}
         self.verifier = ReplyVerifier(Verifier(cluster.public_keys()))
 
@@ -131,8 +148,11 @@ class ClientSession:
         """Send to every usable replica and wait for f+1 matching replies. Answers are taken
         in the transport's callbacks, so a request costs no task wake-up per replica; a
         replica that failed or refused for a reason that may pass is asked again after
-        RETRY_DELAY (a timer, only then)."""
+        RETRY_DELAY (a timer, only then). Once so many replicas' latest dial failed that
+        fewer than f+1 are left, no reply can come: fail then, naming them."""
         owner = self._owner
+        quorum = owner.cluster.committee.f + 1
+        undialled: set[str] = set()
         loop = asyncio.get_running_loop()
         envelope = self._client.request(operation, time.monotonic())
         wire = envelope.SerializeToString()
@@ -152,6 +172,15 @@ class ClientSession:
         def answered(node: str, answer: pb.SubmitRequestResponse | BaseException) -> None:
             calls.pop(node, None)
             if result.done():
+                return
+            if isinstance(answer, PeerError) and answer.reason == "unreachable":
+                undialled.add(node)
+            else:
+                undialled.discard(node)
+            if len(owner.replicas) - len(undialled) < quorum:
+                result.set_exception(unreachable_error(owner.cluster, undialled, (
+                    f"{len(undialled)} of {len(owner.replicas)} replicas cannot be dialled "
+                    f"within {owner.dial_timeout:g} s and f+1 = {quorum} must answer")))
                 return
             try:
                 value = self._take(answer, node, refusals, retry)

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from blockmesh.control.cluster.client import ClusterClient, RequestFailed
+from blockmesh.control.cluster.client import ClusterClient, ClusterUnreachable, RequestFailed
 from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError
 from blockmesh.control.consensus.app import encode_set
 from blockmesh.gc_tuning import settled
@@ -51,7 +51,8 @@ class LoadResult:
 async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
                    transport: str | None = None, warmup: int = 0,
                    timeout: float = 60.0) -> LoadResult:
-    """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel."""
+    """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel.
+    Raises ClusterUnreachable as soon as too few replicas can be dialled for any to commit."""
     if clients < 1 or count < 1:
         raise ClusterConfigError("need at least one client and one request")
     if clients > len(cluster.clients):
@@ -63,6 +64,7 @@ async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
         sessions = [cc.session(i) for i in range(clients)]
         values = [os.urandom(size) for _ in range(clients)]
         left = [warmup]
+        unreachable: list[ClusterUnreachable] = []
 
         async def worker(i: int, measured: bool) -> None:
             session = sessions[i]
@@ -72,6 +74,10 @@ async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
                 start = time.perf_counter()
                 try:
                     await session.execute(encode_set(key, values[i]), timeout)
+                except ClusterUnreachable as exc:  # no request can succeed: stop every worker
+                    unreachable.append(exc)
+                    left[0] = 0
+                    return
                 except RequestFailed as exc:
                     if measured:
                         result.failed += 1
@@ -85,8 +91,10 @@ async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
         with settled():
             if warmup:
                 await asyncio.gather(*(worker(i, False) for i in range(clients)))
-            left[0] = count
+            left[0] = 0 if unreachable else count
             began = time.perf_counter()
             await asyncio.gather(*(worker(i, True) for i in range(clients)))
             result.seconds = time.perf_counter() - began
+        if unreachable:
+            raise unreachable[0]
         return result
