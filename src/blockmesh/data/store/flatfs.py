@@ -79,7 +79,7 @@ class FlatFSBlockstore(Blockstore):
         if path.exists():
             return
         path.parent.mkdir(exist_ok=True)
-        tmp = path.parent / f"{_TMP_PREFIX}{self._token}-{secrets.token_hex(8)}"
+        tmp = self._temporary(path.parent)
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
@@ -94,6 +94,10 @@ class FlatFSBlockstore(Blockstore):
             if exc.errno == 28:  # ENOSPC
                 raise StoreFull(f"no space left on device for block store at {self.root}") from None
             raise
+
+    def _temporary(self, shard: Path) -> Path:
+        """A fresh name for a block being written into `shard`, marked as this store's."""
+        return shard / f"{_TMP_PREFIX}{self._token}-{secrets.token_hex(8)}"
 
     def _get(self, key: bytes) -> bytes:
         try:

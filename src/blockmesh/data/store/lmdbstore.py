@@ -82,15 +82,19 @@ class LMDBBlockstore(Blockstore):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._max_map_size = max_map_size
-        try:
-            self._env = lmdb.open(str(self.root), map_size=map_size, sync=sync, metasync=sync,
-                                  max_dbs=1, readahead=False)
-        except lmdb.MemoryError as exc:
-            raise StoreError(f"cannot map the block store at {self.root} into memory "
-                             f"({map_size} bytes; is the address space limited?): {exc}") from None
+        self._sync = sync
+        self._env = self._open(map_size)
         self._map = _MapLock()
         self._read_bytes = 0
         self._read_lock = threading.Lock()
+
+    def _open(self, map_size: int) -> lmdb.Environment:
+        try:
+            return lmdb.open(str(self.root), map_size=map_size, sync=self._sync,
+                             metasync=self._sync, max_dbs=1, readahead=False)
+        except lmdb.MemoryError as exc:
+            raise StoreError(f"cannot map the block store at {self.root} into memory "
+                             f"({map_size} bytes; is the address space limited?): {exc}") from None
 
     @property
     def map_size(self) -> int:
@@ -111,10 +115,10 @@ class LMDBBlockstore(Blockstore):
             try:
                 self._env.set_mapsize(target)
             except lmdb.MemoryError:
-                try:  # LMDB unmapped the old map first; the space it freed takes it back
-                    self._env.set_mapsize(current)
-                except lmdb.Error as exc:
-                    raise StoreError(f"block store at {self.root} lost its map: {exc}") from None
+                # LMDB unmapped the old map before failing, and py-lmdb then retires the
+                # environment; reopen it at the old size, in the space the old map freed
+                self._env.close()
+                self._env = self._open(current)
                 raise StoreFull(f"block store at {self.root} cannot grow its map to {target} "
                                 "bytes: no room in the address space") from None
 
