@@ -26,7 +26,7 @@ from blockmesh.data.dag.links import walk
 from blockmesh.data.limits import MAX_BLOCK_SIZE
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
-from blockmesh.errors import UnsupportedError
+from blockmesh.errors import DecodeError, UnsupportedError
 
 stall_option = click.option(
     "--stall-timeout", type=click.FloatRange(min=0.1, max=3600), default=None,
@@ -229,10 +229,13 @@ def block_put(file, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> No
     if len(data) > MAX_BLOCK_SIZE:
         raise UnsupportedError(f"block is over {MAX_BLOCK_SIZE} bytes, the largest Bitswap and "
                                "CAR accept")
-    if codec == Codec.DAG_CBOR:
-        dagcbor.decode(data)
-    elif codec == Codec.DAG_PB:
-        dagpb.decode(data)
+    try:
+        if codec == Codec.DAG_CBOR:
+            dagcbor.decode(data)
+        elif codec == Codec.DAG_PB:
+            dagpb.decode(data)
+    except DecodeError as exc:
+        raise DecodeError(f"block is not valid {cid_codec}: {exc}") from None
     cid = CID.of(data, codec, 1, hash_code)
     with open_local_repo("block put") as repo, repo.gc_lock():
         repo.blocks.put(cid, data)
