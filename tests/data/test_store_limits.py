@@ -95,6 +95,27 @@ def test_lmdb_readers_keep_working_while_the_map_grows(tmp_path):
         assert store.map_size >= 8 * MIB
 
 
+def test_lmdb_adopts_a_map_another_process_grew(tmp_path):
+    with LMDBBlockstore(tmp_path / "s", map_size=1 * MIB) as store:
+        store.put(CID.of(b"before"), b"before")
+        child = f"""
+from blockmesh.data.cid import CID
+from blockmesh.data.store.lmdbstore import LMDBBlockstore
+with LMDBBlockstore({str(tmp_path / "s")!r}, map_size={1 * MIB}) as other:
+    for index in range(40):
+        data = index.to_bytes(4, "big") + bytes(128 * 1024)
+        other.put(CID.of(data), data)
+    print(other.map_size)
+"""
+        done = subprocess.run([sys.executable, "-c", child], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        assert int(done.stdout) >= 8 * MIB
+        assert store.get(CID.of(b"before")) == b"before"
+        store.put(CID.of(b"after"), b"after")  # MDB_MAP_RESIZED: takes the bigger map
+        assert store.map_size >= 8 * MIB
+        assert len(list(store.keys())) == 42
+
+
 _LIMITED = """
 import resource, sys
 {setup}

@@ -151,7 +151,7 @@ class FlatFSBlockstore(Blockstore):
         A dead owner's file is removed while we hold its lock."""
         path = self.root / f"{_OWNER_PREFIX}{token}{_OWNER_SUFFIX}"
         try:
-            fd = os.open(path, os.O_RDWR)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return False
         except OSError:

@@ -125,7 +125,11 @@ class LMDBBlockstore(Blockstore):
     def _adopt_map_size(self) -> None:
         """Another process grew the map: take its size before the next transaction."""
         with self._map.resize():
-            self._env.set_mapsize(0)
+            try:
+                self._env.set_mapsize(0)
+            except lmdb.MemoryError:
+                self._env.close()  # retired by py-lmdb, as in _grow
+                self._env = self._open(INITIAL_MAP_SIZE)  # StoreError if there is no room
 
     @contextlib.contextmanager
     def _txn(self, *, write: bool = False, buffers: bool = False) -> Iterator[lmdb.Transaction]:
@@ -146,9 +150,10 @@ class LMDBBlockstore(Blockstore):
         """Run `body` in a write transaction, growing the map and running it again when full
         (a full transaction is aborted, so a retried batch is never half stored)."""
         while True:
-            seen = self.map_size
+            seen = 0
             try:
                 with self._txn(write=True) as txn:
+                    seen = self.map_size  # read under the lock, so no resize is under way
                     return body(txn)
             except lmdb.MapFullError:
                 self._grow(seen)
