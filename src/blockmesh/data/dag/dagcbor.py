@@ -39,24 +39,30 @@ MIN_INT = -(2**64)
 # ever calling tag_hook; each is mapped to a refusal so hostile bytes never reach that code.
 _CBOR2_SEMANTIC_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258,
                         260, 261, 1004, 43000, 55799)
-_FLOAT64 = struct.Struct(">Bd")
 
 
 class DagCBORError(DecodeError):
     """Bytes that are not canonical dag-cbor, or a value dag-cbor cannot hold."""
 
 
+_U8 = struct.Struct(">BB").pack
+_U16 = struct.Struct(">BH").pack
+_U32 = struct.Struct(">BI").pack
+_U64 = struct.Struct(">BQ").pack
+_F64 = struct.Struct(">Bd").pack
+
+
 def _head(major: int, value: int) -> bytes:
     """A CBOR initial byte and argument in the shortest form (the spec's canonical head)."""
     if value < 24:
-        return bytes([major << 5 | value])
+        return bytes((major << 5 | value,))
     if value < 0x100:
-        return bytes([major << 5 | 24, value])
+        return _U8(major << 5 | 24, value)
     if value < 0x10000:
-        return bytes([major << 5 | 25]) + value.to_bytes(2, "big")
+        return _U16(major << 5 | 25, value)
     if value < 0x100000000:
-        return bytes([major << 5 | 26]) + value.to_bytes(4, "big")
-    return bytes([major << 5 | 27]) + value.to_bytes(8, "big")
+        return _U32(major << 5 | 26, value)
+    return _U64(major << 5 | 27, value)
 
 
 def _utf8(text: str) -> bytes:
@@ -67,59 +73,77 @@ def _utf8(text: str) -> bytes:
             from None
 
 
+def _map_entry_order(entry: tuple[bytes, Any]) -> tuple[int, bytes]:
+    return len(entry[0]), entry[0]
+
+
 def _encode_into(out: bytearray, value: Any, depth: int) -> None:
-    if value is None:
-        out.append(0xF6)
-    elif value is True:
-        out.append(0xF5)
-    elif value is False:
-        out.append(0xF4)
-    elif isinstance(value, int):
-        if not MIN_INT <= value <= MAX_INT:
-            raise DagCBORError(f"integer {value} does not fit in 64 bits; dag-cbor has no bignums")
-        out += _head(0, value) if value >= 0 else _head(1, -1 - value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise DagCBORError("dag-cbor forbids NaN and infinities")
-        out += _FLOAT64.pack(0xFB, value)
-    elif isinstance(value, str):
+    """Append `value`'s canonical encoding. Dispatch is on the exact type, most common first:
+    decode re-encodes every block it accepts, so this loop bounds how fast blocks are read."""
+    kind = type(value)
+    if kind is int:
+        if 0 <= value < 24:
+            out.append(value)
+        elif value >= 0:
+            if value > MAX_INT:
+                raise DagCBORError(f"integer {value} does not fit in 64 bits; dag-cbor has no "
+                                   "bignums")
+            out += _head(0, value)
+        else:
+            if value < MIN_INT:
+                raise DagCBORError(f"integer {value} does not fit in 64 bits; dag-cbor has no "
+                                   "bignums")
+            out += _head(1, -1 - value)
+    elif kind is str:
         raw = _utf8(value)
         out += _head(3, len(raw))
         out += raw
-    elif isinstance(value, bytes):
-        out += _head(2, len(value))
-        out += value
-    elif isinstance(value, CID):
-        raw = b"\x00" + bytes(value)
-        out += _head(6, CID_TAG)
-        out += _head(2, len(raw))
-        out += raw
-    elif isinstance(value, (list, tuple)):
+    elif kind is list or kind is tuple:
         if depth >= MAX_DEPTH:
             raise DagCBORError(f"dag-cbor value nested deeper than {MAX_DEPTH}")
         out += _head(4, len(value))
         for item in value:
             _encode_into(out, item, depth + 1)
-    elif isinstance(value, dict):
+    elif kind is dict:
         if depth >= MAX_DEPTH:
             raise DagCBORError(f"dag-cbor value nested deeper than {MAX_DEPTH}")
         entries = []
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise DagCBORError("dag-cbor map keys must be strings")
             entries.append((_utf8(key), item))
-        entries.sort(key=lambda entry: (len(entry[0]), entry[0]))
+        entries.sort(key=_map_entry_order)
         out += _head(5, len(entries))
         for key_bytes, item in entries:
             out += _head(3, len(key_bytes))
             out += key_bytes
             _encode_into(out, item, depth + 1)
+    elif kind is float:
+        if not math.isfinite(value):
+            raise DagCBORError("dag-cbor forbids NaN and infinities")
+        out += _F64(0xFB, value)
+    elif kind is bytes:
+        out += _head(2, len(value))
+        out += value
+    elif value is None:
+        out.append(0xF6)
+    elif kind is bool:
+        out.append(0xF5 if value else 0xF4)
+    elif kind is CID:
+        raw = b"\x00" + bytes(value)
+        out += _head(6, CID_TAG)
+        out += _head(2, len(raw))
+        out += raw
     elif value is cbor2.undefined:
         raise DagCBORError("CBOR undefined is not in the IPLD data model")
-    elif isinstance(value, cbor2.CBORSimpleValue):
+    elif kind is cbor2.CBORSimpleValue:
         raise DagCBORError(f"CBOR simple value {value.value} is not in the IPLD data model")
-    else:
-        raise DagCBORError(f"dag-cbor cannot hold a {type(value).__name__}")
+    else:  # subclasses (an IntEnum, an OrderedDict) as the value they stand for
+        for base in (bool, int, float, str, bytes, list, tuple, dict):
+            if isinstance(value, base):
+                _encode_into(out, base(value), depth)
+                return
+        raise DagCBORError(f"dag-cbor cannot hold a {kind.__name__}")
 
 
 def encode(value: Any) -> bytes:
