@@ -9,14 +9,16 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # py-libp2p builds fastecdsa from source, which needs gcc and the GMP headers. The tests also
-# run the JS UnixFS importer (tools/js-importer, pinned by its lock file) as a CID reference.
-$(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json
+# run the JS UnixFS importer (tools/js-importer) and the JS dag-cbor codec (tools/dag-cbor), each
+# pinned by its lock file, as CID references.
+$(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json tools/dag-cbor/package-lock.json
 	@command -v gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
 	@dpkg -s libgmp-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libgmp-dev)
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench,dev]'
 	cd tools/js-importer && npm ci --no-audit --no-fund --loglevel=error
+	cd tools/dag-cbor && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 demo: install

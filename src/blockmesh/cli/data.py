@@ -8,7 +8,6 @@ under the daemon (see `remote.py`).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,10 +20,11 @@ from blockmesh.cli.remote import open_local_repo, running_daemon
 from blockmesh.daemon import DaemonClient
 from blockmesh.daemon.imports import import_options
 from blockmesh.data.cid import CID, Codec, codec_from_name, hash_from_name
-from blockmesh.data.dag import dagcbor, exporter
+from blockmesh.data.dag import dagcbor, dagjson, dagpb, exporter
 from blockmesh.data.dag.car import import_car, write_car
 from blockmesh.data.dag.importer import Added, import_path
 from blockmesh.data.dag.links import walk
+from blockmesh.data.limits import MAX_BLOCK_SIZE
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
 from blockmesh.errors import DecodeError, NotFound, UnsupportedError
@@ -213,17 +213,32 @@ def block() -> None:
 
 @block.command("put")
 @click.argument("file", type=click.File("rb"), default="-")
-@click.option("--cid-codec", default="raw", help="Codec of the new CID (raw, dag-pb, dag-cbor).")
+@click.option("--cid-codec", default="raw",
+              help="Codec of the new CID (raw, dag-pb, dag-cbor, libp2p-key); dag-pb and "
+                   "dag-cbor blocks must decode under it.")
 @click.option("--mhtype", default="sha2-256", help="Hash function.")
 @click.option("--pin/--no-pin", default=False, help="Pin the block.")
 @json_option
 def block_put(file, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
-    """Store the bytes of FILE (or stdin) as one block and print its CID."""
-    data = file.read()
+    """Store the bytes of FILE (or stdin) as one block and print its CID.
+
+    Blocks above the size Bitswap and CAR carry are refused: stored, they could never leave the
+    node. A block that does not decode under its codec is refused too, or pinning and GC, which
+    follow its links, would fail on it later."""
     codec = codec_from_name(cid_codec)
-    if codec == Codec.DAG_CBOR:
-        dagcbor.decode(data)
-    cid = CID.of(data, codec, 1, hash_from_name(mhtype))
+    hash_code = hash_from_name(mhtype)
+    data = file.read(MAX_BLOCK_SIZE + 1)
+    if len(data) > MAX_BLOCK_SIZE:
+        raise UnsupportedError(f"block is over {MAX_BLOCK_SIZE} bytes, the largest Bitswap and "
+                               "CAR accept")
+    try:
+        if codec == Codec.DAG_CBOR:
+            dagcbor.decode(data)
+        elif codec == Codec.DAG_PB:
+            dagpb.decode(data)
+    except DecodeError as exc:
+        raise DecodeError(f"block is not valid {cid_codec}: {exc}") from None
+    cid = CID.of(data, codec, 1, hash_code)
     with open_local_repo("block put") as repo, repo.gc_lock():
         repo.blocks.put(cid, data)
         if pin:
@@ -294,16 +309,14 @@ def dag() -> None:
 @click.option("--pin/--no-pin", default=False, help="Pin the new block recursively.")
 def dag_put(file, input_codec: str, pin: bool) -> None:  # type: ignore[no-untyped-def]
     """Store a dag-json (or dag-cbor) document as a dag-cbor block; print its CID."""
-    raw = file.read()
     if input_codec == "dag-json":
-        try:
-            value = dagcbor.from_json(json.loads(raw))
-        except ValueError as exc:
-            raise DecodeError(f"input is not JSON: {exc}") from None
-        data = dagcbor.encode(value)
+        data = dagcbor.encode(dagjson.decode(file.read(dagjson.MAX_INPUT_SIZE + 1)))
     else:
-        dagcbor.decode(raw)
-        data = raw
+        data = file.read(MAX_BLOCK_SIZE + 1)
+        dagcbor.decode(data)
+    if len(data) > MAX_BLOCK_SIZE:
+        raise UnsupportedError(f"the dag-cbor block would be {len(data)} bytes, over the "
+                               f"{MAX_BLOCK_SIZE} Bitswap and CAR accept")
     cid = CID.of(data, Codec.DAG_CBOR)
     with open_local_repo("dag put") as repo, repo.gc_lock():
         repo.blocks.put(cid, data, verify=False)
@@ -321,7 +334,7 @@ def dag_get(cid: str) -> None:
         raise UnsupportedError(f"{parsed} is {parsed.codec_name}; dag get reads dag-cbor")
     with open_local_repo("dag get") as repo:
         value = dagcbor.decode(repo.blocks.get(parsed))
-    click.echo(json.dumps(dagcbor.to_json(value), sort_keys=True))
+    click.echo(dagjson.encode(value))
 
 
 @dag.command("export")

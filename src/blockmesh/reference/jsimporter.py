@@ -13,9 +13,7 @@ Regenerate the table (needs node and `npm ci` in tools/js-importer):
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -25,6 +23,7 @@ from typing import Any
 
 from blockmesh.errors import BlockmeshError
 from blockmesh.reference import vectors
+from blockmesh.reference.node import run_json
 from blockmesh.reference.vectors import CHUNK, MAX_LINKS, with_digests
 
 TOOL_DIR = Path(__file__).resolve().parents[3] / "tools" / "js-importer"
@@ -33,7 +32,6 @@ PACKAGE = "ipfs-unixfs-importer"
 DEFAULT_TIMEOUT_S = 300.0
 # The reply is a list of CIDs; anything much bigger is not the script talking.
 MAX_REPLY_BYTES = 16 * 1024 * 1024
-_STDERR_TAIL = 2000
 TRICKLE_LAYER_REPEAT = 4  # kubo's, fixed; import.mjs uses the same constant
 
 
@@ -186,26 +184,12 @@ def run(inputs: Sequence[tuple[Path, Profile]], timeout: float = DEFAULT_TIMEOUT
     binary = check_available(tool_dir, node)
     job = {"inputs": [{"path": str(Path(path).resolve()), "profile": profile.job()}
                       for path, profile in inputs]}
-    try:
-        done = subprocess.run([binary, str(tool_dir / SCRIPT)], input=json.dumps(job).encode(),
-                              capture_output=True, timeout=timeout, cwd=tool_dir, check=False)
-    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed node by then
-        raise JsImporterError(f"JS importer gave no answer within {timeout:g} s") from exc
-    except OSError as exc:
-        raise JsImporterUnavailable(f"cannot start {binary}: {exc}") from exc
-    if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
-        raise JsImporterError(f"JS importer exited with status {done.returncode}: {tail}")
-    return _parse_reply(done.stdout, len(job["inputs"]))
+    reply = run_json(binary, tool_dir / SCRIPT, job, timeout=timeout, max_reply=MAX_REPLY_BYTES,
+                     what="JS importer", error=JsImporterError, unavailable=JsImporterUnavailable)
+    return _parse_reply(reply, len(job["inputs"]))
 
 
-def _parse_reply(stdout: bytes, expected: int) -> JsImportResult:
-    if len(stdout) > MAX_REPLY_BYTES:
-        raise JsImporterError(f"JS importer wrote {len(stdout)} bytes, more than a CID list")
-    try:
-        reply = json.loads(stdout)
-    except ValueError as exc:
-        raise JsImporterError(f"JS importer output is not JSON: {exc}") from exc
+def _parse_reply(reply: Any, expected: int) -> JsImportResult:
     importer = reply.get("importer") if isinstance(reply, dict) else None
     cids = reply.get("cids") if isinstance(reply, dict) else None
     if (not isinstance(importer, dict)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from blockmesh.data.limits import MAX_BLOCK_SIZE
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -17,7 +19,7 @@ class BitswapConfig:
     # -- codec ----------------------------------------------------------------------------------
     max_message_size: int = 4 * MIB
     """Spec: a message MUST be at most 4 MiB. Larger length prefixes drop the stream at once."""
-    max_block_size: int = 2 * MIB
+    max_block_size: int = MAX_BLOCK_SIZE
     """Spec: blocks up to 2 MiB MUST be supported; bigger ones are neither accepted nor sent."""
     max_entries_per_message: int = 16_384
     """Wantlist entries one message may carry (blockmesh). A 4 MiB body could otherwise hold

@@ -1,7 +1,9 @@
 """CAR archives: CARv1 written and read, CARv2 read (its inner CARv1 payload).
 
 Import streams section by section and hash-verifies every block before it is handed on; every
-length is bounded before anything is allocated, so a hostile file costs at most one block.
+length is bounded before anything is allocated, so a hostile file costs at most one block. A
+CARv2 header's offsets are checked against each other and against the file's size when it has
+one, and its padding is skipped (seek) or read in small pieces, never allocated in one piece.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from blockmesh.data import varint
-from blockmesh.data.cid import CID
+from blockmesh.data.cid import CID, MAX_CID_SIZE
 from blockmesh.data.dag import dagcbor
+from blockmesh.data.limits import MAX_BLOCK_SIZE
 from blockmesh.errors import DecodeError, HashMismatch, InvalidCID
 
 MAX_HEADER_SIZE = 1024 * 1024
-MAX_SECTION_SIZE = 4 * 1024 * 1024 + 256
+MAX_SECTION_SIZE = MAX_CID_SIZE + MAX_BLOCK_SIZE
 CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 _CARV2_HEADER = struct.Struct("<16sQQQ")
+_CARV2_DATA_START = len(CARV2_PRAGMA) + _CARV2_HEADER.size
+_SKIP_CHUNK = 64 * 1024
 
 
 class CARError(DecodeError):
@@ -91,12 +96,10 @@ class CARReader:
         self._remaining: int | None = None
         start = stream.read(len(CARV2_PRAGMA))
         if start == CARV2_PRAGMA:
-            _, offset, size, _ = _CARV2_HEADER.unpack(_read_exact(stream, _CARV2_HEADER.size,
-                                                                  "CARv2 header"))
-            skip = offset - len(CARV2_PRAGMA) - _CARV2_HEADER.size
-            if skip < 0:
-                raise CARError("CARv2 data offset points inside its header")
-            _read_exact(stream, skip, "CARv2 padding")
+            _, offset, size, index = _CARV2_HEADER.unpack(_read_exact(stream, _CARV2_HEADER.size,
+                                                                      "CARv2 header"))
+            _check_v2_offsets(offset, size, index, _bytes_left(stream))
+            _skip(stream, offset - _CARV2_DATA_START)
             self._remaining = size
             self.roots = _read_v1_header(_Counted(self))
         else:
@@ -115,6 +118,9 @@ class CARReader:
         while True:
             length = _read_varint(source)
             if length is None:
+                if self._remaining:
+                    raise CARError(f"truncated CARv2: its payload ends {self._remaining} bytes "
+                                   "before the size its header gives")
                 return
             if length == 0 or length > MAX_SECTION_SIZE:
                 raise CARError(f"CAR section length {length} out of bounds")
@@ -129,6 +135,49 @@ class CARReader:
             except HashMismatch:
                 raise HashMismatch(f"CAR block {cid} does not match its hash") from None
             yield cid, data
+
+
+def _check_v2_offsets(offset: int, size: int, index: int, left: int | None) -> None:
+    """Refuse a CARv2 header whose data offset, data size and index offset do not fit together,
+    or do not fit in the file when its size is known (`left`: bytes after the header)."""
+    if offset < _CARV2_DATA_START:
+        raise CARError(f"CARv2 data offset {offset} points inside its header")
+    if size == 0:
+        raise CARError("CARv2 data size is 0: there is no CARv1 payload")
+    end = offset + size
+    if index and index < end:
+        raise CARError(f"CARv2 index offset {index} overlaps the data ending at {end}")
+    if left is not None:
+        file_size = _CARV2_DATA_START + left
+        if end > file_size:
+            raise CARError(f"CARv2 data ends at {end}, past the end of the {file_size}-byte file")
+        if index > file_size:
+            raise CARError(f"CARv2 index offset {index} is past the end of the {file_size}-byte "
+                           "file")
+    elif end >= 1 << 63:
+        raise CARError(f"CARv2 data offset {offset} and size {size} are out of range")
+
+
+def _bytes_left(stream: BinaryIO) -> int | None:
+    """How many bytes a seekable stream (a file) holds after its position; None for a pipe."""
+    try:
+        if not stream.seekable():
+            return None
+        here = stream.tell()
+        end = stream.seek(0, 2)
+        stream.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end - here
+
+
+def _skip(stream: BinaryIO, count: int) -> None:
+    """Move past `count` bytes of padding without ever holding them all."""
+    while count > 0:
+        got = len(stream.read(min(count, _SKIP_CHUNK)))
+        if got == 0:
+            raise CARError(f"truncated CAR: CARv2 padding ends {count} bytes early")
+        count -= got
 
 
 class _Counted:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from blockmesh.data import varint
 from blockmesh.data.cid import CID
 from blockmesh.data.dag.pbwire import WIRE_LEN, WIRE_VARINT, ProtobufError, fields, key
+from blockmesh.data.limits import MAX_BLOCK_SIZE
 from blockmesh.errors import InvalidCID
-
-MAX_NODE_SIZE = 4 * 1024 * 1024  # no block we accept is larger (Bitswap's message limit)
 
 _LINK_KEY = key(2, WIRE_LEN)
 _DATA_KEY = key(1, WIRE_LEN)
@@ -73,8 +72,8 @@ def sort_links(links: tuple[Link, ...] | list[Link]) -> list[Link]:
 
 
 def decode(block: bytes | memoryview) -> Node:
-    if len(block) > MAX_NODE_SIZE:
-        raise DagPBError(f"dag-pb node of {len(block)} bytes exceeds {MAX_NODE_SIZE}")
+    if len(block) > MAX_BLOCK_SIZE:
+        raise DagPBError(f"dag-pb node of {len(block)} bytes exceeds {MAX_BLOCK_SIZE}")
     links: list[Link] = []
     data: bytes | None = None
     for number, wire, value in fields(block):

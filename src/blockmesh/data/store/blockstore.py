@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 from blockmesh.data.cid import CID, Codec
 
-MAX_BLOCK_SIZE = 4 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class StoreStat:
