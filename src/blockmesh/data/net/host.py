@@ -46,6 +46,9 @@ Workarounds for py-libp2p 0.8.1, found by reading its source and measured on loo
   maximum. js-yamux (Helia) sends frames as large as its credit, and py-libp2p's own guard
   closes the connection on any DATA frame over 16 MiB: 100 MiB from Helia failed in most runs.
   Window updates follow `yamux_window` instead, which never grants beyond the maximum.
+* Stopping py-libp2p's host cancels its swarm service without closing the connections this
+  node dialled: their sockets stayed open in the process and the peer saw a stopped node as
+  still connected. `run` closes the swarm's connections itself before leaving.
 * py-libp2p cuts its loggers off from the logging tree at import; they are reattached so the
   application's logging configuration applies to them (it logs ordinary closes at ERROR).
 
@@ -271,12 +274,15 @@ class Host:
                 # py-libp2p logs a failed bind and carries on; refuse to run half-listening.
                 listening = len(libp2p_host.get_transport_addrs()) >= len(listen)
                 if listening:
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        try:
-                            yield self
-                        finally:
-                            nursery.cancel_scope.cancel()
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            self._nursery = nursery
+                            try:
+                                yield self
+                            finally:
+                                nursery.cancel_scope.cancel()
+                    finally:
+                        await self._close_connections(libp2p_host)
         except BaseExceptionGroup as group:
             leaf = _sole_exception(group)
             if leaf is None:
@@ -292,6 +298,13 @@ class Host:
             self._inbound_streams.clear()
         if not listening:
             raise NetError(f"could not listen on {', '.join(self.config.listen_addrs)}")
+
+    async def _close_connections(self, libp2p_host: IHost) -> None:
+        """Close every connection before py-libp2p's swarm service is cancelled: cancelling
+        it alone left the sockets of connections we dialled open, so the peer kept counting a
+        stopped node as connected (Helia went on asking it for blocks)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_timeout):
+            await libp2p_host.get_network().close()
 
     def _build(self, listen: list[multiaddr.Multiaddr]) -> IHost:
         key_pair = self.identity.key_pair()
