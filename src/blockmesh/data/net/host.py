@@ -41,6 +41,14 @@ Workarounds for py-libp2p 0.8.1, found by reading its source and measured on loo
   a stream we write to at about 512 KiB, so serving kubo 256 KiB blocks hit it ~30 times per
   100 MiB and slept 10 ms each time. Streams here wait for the window update itself
   (`_PromptYamuxStream`): bm->kubo 100 MiB medians 1.72 -> 1.55 s over 8 alternating pairs.
+* py-libp2p's Yamux over-credits its receive window: it tops the window up to its target and
+  also credits the bytes just read, so the sender's credit reached 17 MiB against the 16 MiB
+  maximum. js-yamux (Helia) sends frames as large as its credit, and py-libp2p's own guard
+  closes the connection on any DATA frame over 16 MiB: 100 MiB from Helia failed in most runs.
+  Window updates follow `yamux_window` instead, which never grants beyond the maximum.
+* Stopping py-libp2p's host cancels its swarm service without closing the connections this
+  node dialled: their sockets stayed open in the process and the peer saw a stopped node as
+  still connected. `run` closes the swarm's connections itself before leaving.
 * py-libp2p cuts its loggers off from the logging tree at import; they are reattached so the
   application's logging configuration applies to them (it logs ordinary closes at ERROR).
 
@@ -95,6 +103,7 @@ from blockmesh.data.net.errors import (
 from blockmesh.data.net.identify import IDENTIFY_PROTOCOL, IdentifyInfo, decode_identify
 from blockmesh.data.net.identity import Identity
 from blockmesh.data.net.stream import Stream
+from blockmesh.data.net.yamux_window import ReceiveWindow
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +143,22 @@ class _PromptYamuxStream(libp2p_yamux.YamuxStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.window_lock = _WindowLock()  # type: ignore[assignment]
+        self._receive_window = ReceiveWindow(maximum=libp2p_yamux.MAX_WINDOW_SIZE)
+
+    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        """Called by py-libp2p after every read: grant the sender more window by the rules of
+        `yamux_window`, in place of py-libp2p's accounting, which over-credits (see there).
+        `recv_window` is py-libp2p's count of the sender's credit; it lowers it per frame."""
+        async with self.window_lock:
+            increment = self._receive_window.grant(
+                credit=max(self.recv_window, 0),
+                buffered=len(self.conn.stream_buffers.get(self.stream_id, b"")),
+                now=trio.current_time(),
+                rtt=self._effective_rtt(),  # the measured ping RTT, 1 ms until there is one
+            )
+            self.recv_window += increment
+        if increment > 0:
+            await self.send_window_update(increment)
 
     async def write(self, data: bytes) -> None:
         sent = 0
@@ -249,12 +274,15 @@ class Host:
                 # py-libp2p logs a failed bind and carries on; refuse to run half-listening.
                 listening = len(libp2p_host.get_transport_addrs()) >= len(listen)
                 if listening:
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        try:
-                            yield self
-                        finally:
-                            nursery.cancel_scope.cancel()
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            self._nursery = nursery
+                            try:
+                                yield self
+                            finally:
+                                nursery.cancel_scope.cancel()
+                    finally:
+                        await self._close_connections(libp2p_host)
         except BaseExceptionGroup as group:
             leaf = _sole_exception(group)
             if leaf is None:
@@ -270,6 +298,13 @@ class Host:
             self._inbound_streams.clear()
         if not listening:
             raise NetError(f"could not listen on {', '.join(self.config.listen_addrs)}")
+
+    async def _close_connections(self, libp2p_host: IHost) -> None:
+        """Close every connection before py-libp2p's swarm service is cancelled: cancelling
+        it alone left the sockets of connections we dialled open, so the peer kept counting a
+        stopped node as connected (Helia went on asking it for blocks)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_timeout):
+            await libp2p_host.get_network().close()
 
     def _build(self, listen: list[multiaddr.Multiaddr]) -> IHost:
         key_pair = self.identity.key_pair()
