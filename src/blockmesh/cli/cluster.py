@@ -12,11 +12,15 @@ from blockmesh.cli.output import emit_json, json_option
 from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClusterClient
 from blockmesh.control.cluster.config import (
+    CLIENTS_DIR,
     DEFAULT_CLIENTS,
     TRANSPORTS,
     ClusterConfig,
+    add_client,
     init_cluster,
+    migrate_keys,
 )
+from blockmesh.control.cluster.identity import ROLES
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import (
     STATUS_NOT_FOUND,
@@ -48,7 +52,7 @@ def cluster() -> None:
 @click.option("--base-port", default=7000, show_default=True,
               help="Replica k listens on base-port + k and serves /metrics on base-port + 100 + k.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Directory for cluster.toml and nodeK.toml.")
+              help="Directory for cluster.toml, nodeK.toml and clients/clientK.key.")
 @click.option("--checkpoint-interval", default=100, show_default=True,
               help="Sequence numbers between checkpoints.")
 @click.option("--clients", default=DEFAULT_CLIENTS, show_default=True,
@@ -72,6 +76,39 @@ def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_int
                f"{len(config.clients)} client identities)")
     for node in config.nodes:
         click.echo(f"wrote {Path(out) / (node.id + '.toml')}  {node.id} at {node.address}")
+
+
+@cluster.group("client")
+def cluster_client() -> None:
+    """Client identities: each is a key file of its own, listed by public key in cluster.toml."""
+
+
+@cluster_client.command("new")
+@cluster_option
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Key file to write (mode 0600); never overwritten.")
+@click.option("--role", type=click.Choice(ROLES), default="writer", show_default=True,
+              help="writer: any operation; reader: state and status reads and GETs only.")
+@click.option("--id", "client_id", default=None, help="Client id (default: the next clientK).")
+@json_option
+def cluster_client_new(cluster_path: str, out: str, role: str, client_id: str | None,
+                       as_json: bool) -> None:
+    """Create a client identity and list it in cluster.toml (replicas load it at start)."""
+    info = add_client(Path(cluster_path), Path(out), role, client_id)
+    if as_json:
+        emit_json({"id": info.id, "role": info.role, "key_file": out,
+                   "public_key": info.public_key.hex()})
+    else:
+        click.echo(f"wrote {out}: {info.id} ({info.role}); restart the replicas to admit it")
+
+
+@cluster.command("migrate-keys")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def cluster_migrate_keys(directory: str) -> None:
+    """Move client private keys out of an old cluster.toml into clients/<id>.key files."""
+    written = migrate_keys(Path(directory))
+    click.echo(f"moved {len(written)} client keys to {Path(directory) / CLIENTS_DIR}"
+               if written else "nothing to migrate: cluster.toml holds no private key")
 
 
 @cluster.command("start")
@@ -111,14 +148,15 @@ def parse_operation(words: tuple[str, ...]) -> bytes:
               help="Load generator: concurrent closed-loop clients.")
 @click.option("--warmup", type=click.IntRange(0), default=0, show_default=True,
               help="Load generator: unmeasured requests first.")
-@click.option("--client", "client_index", type=click.IntRange(0), default=0, show_default=True,
-              help="Which client identity of cluster.toml signs a single request.")
+@click.option("--identity", "identity_path", type=click.Path(dir_okay=False), default=None,
+              help="Client key file that signs a single request (default: the cluster's "
+                   "first writer, clients/<id>.key next to cluster.toml).")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for f+1 matching replies to one request.")
 @transport_option
 @json_option
 def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | None, size: int,
-                   clients: int, warmup: int, client_index: int, timeout: float,
+                   clients: int, warmup: int, identity_path: str | None, timeout: float,
                    transport: str | None, as_json: bool) -> None:
     """Order PAYLOAD (a KV operation) and print its result once f+1 replicas agree.
 
@@ -142,10 +180,12 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
             sys.exit(1)
         return
     operation = parse_operation(payload)
+    identity = (config.identity(Path(identity_path)) if identity_path is not None
+                else config.writer_identity(0))
 
     async def once() -> bytes:
         async with ClusterClient(config, transport) as cc:
-            return await cc.session(client_index).execute(operation, timeout)
+            return await cc.session(identity).execute(operation, timeout)
 
     result = decode_result(event_loop.run(once()))
     status = {STATUS_OK: "ok", STATUS_NOT_FOUND: "not_found"}.get(result.status, "bad_request")

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from blockmesh.control.consensus import (
     PBFTReplica,
     SqliteStore,
 )
+from blockmesh.control.consensus.app import is_read_only
 from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
@@ -102,6 +103,18 @@ class _StateView:
         return self._engine.status()
 
 
+def client_policy(cluster: ClusterConfig) -> Callable[[pb.Request], bool]:
+    """What each client identity may ask: writers anything, readers read-only operations.
+    The engine applies it to requests it receives and to those a primary proposes, so a
+    reader's write is refused even by way of a Byzantine primary."""
+    readers = frozenset(c.id for c in cluster.clients if not c.writer)
+
+    def authorize(request: pb.Request) -> bool:
+        return request.client_id not in readers or is_read_only(request.operation)
+
+    return authorize
+
+
 def runtime_transport_config() -> TransportConfig:
     """Transport limits for replicas: redial a restarted peer within two seconds."""
     return TransportConfig(backoff_max=2.0)
@@ -144,6 +157,7 @@ class Replica:
             recovered=self.store.load(),
             pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
                                client_side=False),
+            authorize=client_policy(cluster),
         )
         self.transport = TRANSPORT_CLASSES[self.kind](
             self.signer,
