@@ -13,9 +13,12 @@ from blockmesh.control.cluster.config import (
     ClusterConfigError,
     NodeConfig,
     add_client,
+    free_base_port,
     init_cluster,
 )
 from blockmesh.control.cluster.identity import ClientIdentity
+from blockmesh.control.cluster.runtime import Replica
+from blockmesh.control.consensus.store import StoreOwnerMismatch
 from blockmesh.control.keys import Verifier
 
 
@@ -110,3 +113,49 @@ def test_cli_cluster_init(tmp_path):
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert ClusterConfig.load(tmp_path / "c" / "cluster.toml").committee.f == 2
+
+
+def test_init_refuses_an_existing_cluster_unless_forced(tmp_path):
+    first = init_cluster(tmp_path, 4, "127.0.0.1", 7100, clients=1)
+    with pytest.raises(ClusterConfigError, match="--force"):
+        init_cluster(tmp_path, 4, "127.0.0.1", 7100, clients=1)
+    assert ClusterConfig.load(tmp_path / "cluster.toml").nodes == first.nodes
+    command = [sys.executable, "-m", "blockmesh.cli", "cluster", "init", "--out", str(tmp_path),
+               "--clients", "1"]
+    refused = subprocess.run(command, capture_output=True, timeout=60)
+    assert refused.returncode != 0 and refused.stderr.count(b"\n") == 1, refused.stderr
+    forced = subprocess.run([*command, "--force"], capture_output=True, timeout=60)
+    assert forced.returncode == 0, forced.stderr
+    assert ClusterConfig.load(tmp_path / "cluster.toml").nodes[0].public_key != \
+        first.nodes[0].public_key
+
+
+def test_a_replica_whose_key_does_not_own_its_log_refuses_to_start(tmp_path):
+    init_cluster(tmp_path, 4, "127.0.0.1", free_base_port(), clients=1)
+    node = NodeConfig.load(tmp_path / "node0.toml")
+    replica = Replica(node, ClusterConfig.load(tmp_path / "cluster.toml"))
+    replica.store.close()  # the store now belongs to node0's first key
+    init_cluster(tmp_path, 4, "127.0.0.1", free_base_port(), clients=1, force=True)
+    with pytest.raises(StoreOwnerMismatch):
+        Replica(NodeConfig.load(tmp_path / "node0.toml"),
+                ClusterConfig.load(tmp_path / "cluster.toml"))
+    proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "start",
+                           "--config", str(tmp_path / "node0.toml")],
+                          capture_output=True, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.count(b"\n") == 1 and b"belongs to node0" in proc.stderr, proc.stderr
+
+
+def test_metrics_listen_where_asked_whatever_the_replica_binds(tmp_path):
+    init_cluster(tmp_path, 4, "127.0.0.3", free_base_port(host="127.0.0.3"), clients=1)
+    node = NodeConfig.load(tmp_path / "node0.toml")
+    cluster = ClusterConfig.load(tmp_path / "cluster.toml")
+    port = int(cluster.node("node0").metrics_address.rpartition(":")[2])
+    for kwargs, host in (({}, "127.0.0.1"), ({"metrics_host": "127.0.0.2"}, "127.0.0.2")):
+        replica = Replica(node, cluster, **kwargs)
+        try:
+            replica.metrics_server.start()
+            assert replica.metrics_server.address == f"{host}:{port}"
+        finally:
+            replica.metrics_server.stop()
+            replica.store.close()

@@ -12,7 +12,6 @@ from blockmesh.cli.output import emit_json, json_option
 from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClusterClient
 from blockmesh.control.cluster.config import (
-    CLIENTS_DIR,
     DEFAULT_CLIENTS,
     TRANSPORTS,
     ClusterConfig,
@@ -20,7 +19,7 @@ from blockmesh.control.cluster.config import (
     init_cluster,
     migrate_keys,
 )
-from blockmesh.control.cluster.identity import ROLES
+from blockmesh.control.cluster.identity import ROLES, ClientIdentity
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import (
     STATUS_NOT_FOUND,
@@ -39,6 +38,16 @@ cluster_option = click.option(
 transport_option = click.option(
     "--transport", type=click.Choice(TRANSPORTS), default=None,
     help="Transport to speak (default: the one cluster.toml names).")
+
+identity_option = click.option(
+    "--identity", "identity_path", type=click.Path(dir_okay=False), default=None,
+    help="Client key file to act as (default: the cluster's first writer, "
+         "clients/<id>.key next to cluster.toml).")
+
+
+def _identity(config: ClusterConfig, identity_path: str | None) -> ClientIdentity:
+    return (config.identity(Path(identity_path)) if identity_path is not None
+            else config.writer_identity(0))
 
 
 @click.group()
@@ -59,12 +68,15 @@ def cluster() -> None:
               help="Client identities to create (the load generator needs one per client).")
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="grpc", show_default=True,
               help="Transport the replicas and clients use by default.")
+@click.option("--force", is_flag=True,
+              help="Replace the keys of a cluster already in --out (its replicas' data "
+                   "directories then refuse to start until moved away).")
 @json_option
 def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_interval: int,
-                 clients: int, transport: str, as_json: bool) -> None:
+                 clients: int, transport: str, force: bool, as_json: bool) -> None:
     """Generate keys and config files for a new cluster."""
     config = init_cluster(Path(out), nodes, host, base_port, checkpoint_interval,
-                          clients=clients, transport=transport)
+                          clients=clients, transport=transport, force=force)
     if as_json:
         emit_json({"cluster": str(Path(out) / "cluster.toml"),
                    "nodes": [{"id": n.id, "address": n.address, "config": str(Path(out) /
@@ -105,24 +117,30 @@ def cluster_client_new(cluster_path: str, out: str, role: str, client_id: str | 
 @cluster.command("migrate-keys")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 def cluster_migrate_keys(directory: str) -> None:
-    """Move client private keys out of an old cluster.toml into clients/<id>.key files."""
+    """Update an older cluster: client keys out of cluster.toml, TLS certificates for all."""
     written = migrate_keys(Path(directory))
-    click.echo(f"moved {len(written)} client keys to {Path(directory) / CLIENTS_DIR}"
-               if written else "nothing to migrate: cluster.toml holds no private key")
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"rewrote {Path(directory) / 'cluster.toml'}" if written
+               else "nothing to migrate: the cluster is up to date")
 
 
 @cluster.command("start")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
               required=True, help="This replica's nodeK.toml.")
 @transport_option
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address /metrics binds (on the node's metrics port), whatever address the "
+                   "replica itself binds.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
-def cluster_start(config_path: str, transport: str | None, verbose: bool) -> None:
+def cluster_start(config_path: str, transport: str | None, metrics_host: str,
+                  verbose: bool) -> None:
     """Run one replica in the foreground until SIGINT or SIGTERM."""
     from blockmesh.control.cluster.runtime import serve
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(Path(config_path), transport)
+    serve(Path(config_path), transport, metrics_host)
 
 
 def parse_operation(words: tuple[str, ...]) -> bytes:
@@ -148,9 +166,7 @@ def parse_operation(words: tuple[str, ...]) -> bytes:
               help="Load generator: concurrent closed-loop clients.")
 @click.option("--warmup", type=click.IntRange(0), default=0, show_default=True,
               help="Load generator: unmeasured requests first.")
-@click.option("--identity", "identity_path", type=click.Path(dir_okay=False), default=None,
-              help="Client key file that signs a single request (default: the cluster's "
-                   "first writer, clients/<id>.key next to cluster.toml).")
+@identity_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for f+1 matching replies to one request.")
 @transport_option
@@ -180,11 +196,10 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
             sys.exit(1)
         return
     operation = parse_operation(payload)
-    identity = (config.identity(Path(identity_path)) if identity_path is not None
-                else config.writer_identity(0))
+    identity = _identity(config, identity_path)
 
     async def once() -> bytes:
-        async with ClusterClient(config, transport) as cc:
+        async with ClusterClient(config, transport, identity=identity) as cc:
             return await cc.session(identity).execute(operation, timeout)
 
     result = decode_result(event_loop.run(once()))
@@ -202,14 +217,17 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
 
 @cluster.command("status")
 @cluster_option
+@identity_option
 @transport_option
 @json_option
-def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> None:
+def cluster_status(cluster_path: str, identity_path: str | None, transport: str | None,
+                   as_json: bool) -> None:
     """Each replica's view, primary, height, head hash, stable checkpoint and peers."""
     config = ClusterConfig.load(Path(cluster_path))
+    identity = _identity(config, identity_path)
 
     async def ask() -> list[dict]:
-        async with ClusterClient(config, transport) as cc:
+        async with ClusterClient(config, transport, identity=identity) as cc:
             return await cc.status()
 
     replicas = event_loop.run(ask())
@@ -230,15 +248,17 @@ def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> N
 @click.option("--from-height", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--limit", type=click.IntRange(1, 4096), default=20, show_default=True)
 @click.option("--node", default=None, help="Ask this replica (default: the first that answers).")
+@identity_option
 @transport_option
 @json_option
 def cluster_blocks(cluster_path: str, from_height: int, limit: int, node: str | None,
-                   transport: str | None, as_json: bool) -> None:
+                   identity_path: str | None, transport: str | None, as_json: bool) -> None:
     """Committed blocks of the hash-chained log, from --from-height on."""
     config = ClusterConfig.load(Path(cluster_path))
+    identity = _identity(config, identity_path)
 
     async def ask() -> tuple[str, pb.SyncStateResponse]:
-        async with ClusterClient(config, transport) as cc:
+        async with ClusterClient(config, transport, identity=identity) as cc:
             return await cc.blocks(from_height, limit, node)
 
     source, answer = event_loop.run(ask())

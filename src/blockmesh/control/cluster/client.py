@@ -48,10 +48,17 @@ class ClusterClient:
     """Connections to every replica of `cluster` over `transport` (default: the cluster's)."""
 
     def __init__(self, cluster: ClusterConfig, transport: str | None = None,
-                 config: TransportConfig = CLIENT_TRANSPORT) -> None:
+                 config: TransportConfig = CLIENT_TRANSPORT,
+                 identity: ClientIdentity | None = None) -> None:
+        """`identity` is whose TLS certificate the connections present (replicas serve
+        listed identities only); by default the cluster's first writer. Sessions may sign
+        requests as other identities over the same connections."""
         self.cluster = cluster
         self.transport = transport or cluster.transport
-        self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config)
+        self.identity = identity or cluster.writer_identity(0)
+        tls = cluster.client_tls(self.identity)
+        self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config, tls=tls,
+                                             peer=n.id)
                          for n in cluster.nodes}
         self._down_until: dict[str, float] = {}
         self.verifier = ReplyVerifier(Verifier(cluster.public_keys()))

@@ -33,6 +33,7 @@ from blockmesh.control.cluster.identity import (
 from blockmesh.control.consensus.params import PBFTParams
 from blockmesh.control.consensus.proofs import Committee
 from blockmesh.control.keys import Signer, public_key_from_hex
+from blockmesh.control.transport.tls import TlsConfig, generate_certificate, pem_to_der
 from blockmesh.errors import BlockmeshError, DecodeError
 
 METRICS_PORT_OFFSET = 100  # replica k serves /metrics on base_port + 100 + k
@@ -61,6 +62,7 @@ class NodeInfo:
     address: str  # host:port of the replica's transport
     public_key: bytes
     metrics_address: str  # host:port of its Prometheus /metrics
+    tls_cert: str = ""  # PEM; its transport certificate (transport/tls.py)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class ClientInfo:
     id: str
     public_key: bytes
     role: str = "writer"
+    tls_cert: str = ""  # PEM; the certificate it presents to replicas
 
     @property
     def writer(self) -> bool:
@@ -138,6 +141,23 @@ class ClusterConfig:
                                      "cluster (or its key does not match cluster.toml)")
         return identity
 
+    def tls(self, key_pem: str, cert_pem: str) -> TlsConfig:
+        """TLS for a party holding `key_pem`/`cert_pem` (a replica's or a client's), trusting
+        exactly the certificates this cluster lists."""
+        try:
+            return TlsConfig(key_pem, cert_pem, {n.id: n.tls_cert for n in self.nodes},
+                             {c.id: c.tls_cert for c in self.clients})
+        except DecodeError as exc:
+            raise ClusterConfigError(f"bad TLS certificate in the cluster file: {exc}") from None
+
+    def client_tls(self, identity: ClientIdentity) -> TlsConfig:
+        info = self.client(identity.client_id)
+        if info is None or not identity.tls_key or pem_to_der(identity.tls_cert) != pem_to_der(
+                info.tls_cert):
+            raise ClusterConfigError(f"{identity.client_id}'s TLS certificate is not the one "
+                                     "cluster.toml lists for it (cluster migrate-keys?)")
+        return self.tls(identity.tls_key, identity.tls_cert)
+
     def params(self) -> PBFTParams:
         """The engine parameters every replica of this cluster runs with."""
         try:
@@ -158,9 +178,10 @@ class ClusterConfig:
         doc: dict[str, Any] = {
             "cluster": cluster,
             "nodes": [{"id": n.id, "address": n.address, "public_key": n.public_key.hex(),
-                       "metrics_address": n.metrics_address} for n in self.nodes],
-            "clients": [{"id": c.id, "public_key": c.public_key.hex(), "role": c.role}
-                        for c in self.clients],
+                       "metrics_address": n.metrics_address, "tls_cert": n.tls_cert}
+                      for n in self.nodes],
+            "clients": [{"id": c.id, "public_key": c.public_key.hex(), "role": c.role,
+                         "tls_cert": c.tls_cert} for c in self.clients],
         }
         if self.pbft:
             doc["pbft"] = dict(self.pbft)
@@ -172,7 +193,7 @@ class ClusterConfig:
         try:
             nodes = tuple(
                 NodeInfo(str(n["id"]), str(n["address"]), public_key_from_hex(n["public_key"]),
-                         str(n["metrics_address"]))
+                         str(n["metrics_address"]), str(n.get("tls_cert", "")))
                 for n in raw["nodes"])
             listed = raw["clients"] if "clients" in raw else [raw["client"]]
             if any("private_key" in c for c in listed):
@@ -181,7 +202,13 @@ class ClusterConfig:
                     f"client requests; run `blockmesh cluster migrate-keys {path.parent}` to "
                     "move them into client key files")
             clients = tuple(ClientInfo(str(c["id"]), public_key_from_hex(c["public_key"]),
-                                       str(c.get("role", "writer"))) for c in listed)
+                                       str(c.get("role", "writer")), str(c.get("tls_cert", "")))
+                            for c in listed)
+            if not all(x.tls_cert for x in (*nodes, *clients)):
+                raise ClusterConfigError(
+                    f"{path} lists identities without a TLS certificate (a cluster made before "
+                    f"transports were encrypted); run `blockmesh cluster migrate-keys "
+                    f"{path.parent}` to create them")
             section = raw.get("cluster", {})
             pbft = raw.get("pbft", {})
             if not isinstance(pbft, dict) or not set(pbft) <= _PARAM_NAMES:
@@ -201,6 +228,13 @@ class ClusterConfig:
             raise ClusterConfigError(f"{path}: client ids must be present and unique")
         if any(c.role not in ROLES for c in clients):
             raise ClusterConfigError(f"{path}: a client's role is one of {', '.join(ROLES)}")
+        if {c.id for c in clients} & {n.id for n in nodes}:
+            raise ClusterConfigError(f"{path}: a client id may not be a node id")
+        for listed_cert in (*nodes, *clients):
+            try:
+                pem_to_der(listed_cert.tls_cert)
+            except DecodeError as exc:
+                raise ClusterConfigError(f"{path}: {listed_cert.id}: {exc}") from None
         if config.transport not in TRANSPORTS:
             raise ClusterConfigError(f"{path}: transport must be grpc or tcp")
         config.params()
@@ -214,6 +248,7 @@ class NodeConfig:
     cluster_path: Path
     data_dir: Path
     transport: str = "grpc"
+    tls_key: str = ""  # PEM; the private key of the transport certificate cluster.toml lists
 
     def signer(self) -> Signer:
         return Signer.from_hex(self.node_id, self.private_key)
@@ -225,7 +260,7 @@ class NodeConfig:
         try:
             config = cls(str(raw["node_id"]), str(raw["private_key"]),
                          base / str(raw["cluster"]), base / str(raw["data_dir"]),
-                         str(raw.get("transport", "grpc")))
+                         str(raw.get("transport", "grpc")), str(raw.get("tls_key", "")))
         except (KeyError, TypeError) as exc:
             raise ClusterConfigError(f"{path}: malformed node file (missing {exc})") from None
         if config.transport not in TRANSPORTS:
@@ -245,41 +280,51 @@ def _read(path: Path) -> dict[str, Any]:
 def init_cluster(out: Path, nodes: int, host: str, base_port: int,
                  checkpoint_interval: int = 100, *, clients: int = DEFAULT_CLIENTS,
                  transport: str = "grpc",
-                 pbft: dict[str, float | int] | None = None) -> ClusterConfig:
+                 pbft: dict[str, float | int] | None = None,
+                 force: bool = False) -> ClusterConfig:
     """Write cluster.toml, node0.toml … node{n-1}.toml and clients/client0.key … with fresh
     Ed25519 keys. Every client `init` creates is a writer (`cluster client new --role reader`
-    adds readers)."""
+    adds readers).
+
+    A directory that already holds a cluster is refused unless `force`: new keys would
+    orphan the old cluster's key files and leave its replicas' logs owned by keys that no
+    longer exist (the replicas then refuse to start on them, see SqliteStore.claim)."""
     if nodes < 4 or (nodes - 1) % 3:
         raise ClusterConfigError(f"--nodes must be 3f + 1 (4, 7, 10, ...), got {nodes}")
     if clients < 1:
         raise ClusterConfigError("a cluster needs at least one client identity")
     if transport not in TRANSPORTS:
         raise ClusterConfigError("transport must be grpc or tcp")
+    if (out / "cluster.toml").exists() and not force:
+        raise ClusterConfigError(f"{out} already holds a cluster (cluster.toml); pass --force "
+                                 "to replace its keys")
     out.mkdir(parents=True, exist_ok=True)
     signers = [Signer.generate(f"node{k}") for k in range(nodes)]
+    node_tls = [generate_certificate(s.node_id) for s in signers]
     identities = [_new_identity(f"client{k}") for k in range(clients)]
     config = ClusterConfig(
         tuple(NodeInfo(s.node_id, f"{host}:{base_port + k}", s.public_key,
-                       f"{host}:{base_port + METRICS_PORT_OFFSET + k}")
+                       f"{host}:{base_port + METRICS_PORT_OFFSET + k}", node_tls[k][1])
               for k, s in enumerate(signers)),
-        tuple(ClientInfo(i.client_id, i.signer().public_key) for i in identities),
+        tuple(ClientInfo(i.client_id, i.signer().public_key, "writer", i.tls_cert)
+              for i in identities),
         checkpoint_interval, transport, tuple(sorted((pbft or {}).items())), out)
     config.params()
     (out / CLIENTS_DIR).mkdir(mode=0o700, exist_ok=True)
     for identity in identities:
         identity.save(out / CLIENTS_DIR / f"{identity.client_id}.key")
-    for signer in signers:
+    for signer, (tls_key, _) in zip(signers, node_tls, strict=True):
         write_secret(out / f"{signer.node_id}.toml", tomli_w.dumps({
             "node_id": signer.node_id, "private_key": signer.private_hex(),
             "cluster": "cluster.toml", "data_dir": f"{signer.node_id}-data",
-            "transport": transport}))
+            "transport": transport, "tls_key": tls_key}))
     (out / "cluster.toml").write_text(config.to_toml())
     return config
 
 
 def _new_identity(client_id: str) -> ClientIdentity:
     signer = Signer.generate(client_id)
-    return ClientIdentity(client_id, signer.private_hex())
+    return ClientIdentity(client_id, signer.private_hex(), *generate_certificate(client_id))
 
 
 def add_client(cluster_path: Path, out: Path, role: str = "writer",
@@ -297,7 +342,7 @@ def add_client(cluster_path: Path, out: Path, role: str = "writer",
     if out.exists():
         raise ClusterConfigError(f"{out} exists; a key file is never overwritten")
     identity = _new_identity(client_id)
-    info = ClientInfo(client_id, identity.signer().public_key, role)
+    info = ClientInfo(client_id, identity.signer().public_key, role, identity.tls_cert)
     identity.save(out)
     updated = replace(config, clients=(*config.clients, info))
     cluster_path.write_text(updated.to_toml())
@@ -305,34 +350,50 @@ def add_client(cluster_path: Path, out: Path, role: str = "writer",
 
 
 def migrate_keys(directory: Path) -> list[Path]:
-    """`cluster migrate-keys`: move client private keys out of an old cluster.toml into
-    clients/<id>.key files (0600) and rewrite cluster.toml without them. Returns the key files
-    written; an already migrated cluster gives an empty list."""
+    """`cluster migrate-keys`: bring a cluster made by an older blockmesh up to date. Client
+    private keys move out of cluster.toml into clients/<id>.key files (0600), and every
+    replica and client without a TLS certificate gets one (its key in its node or key file,
+    the certificate in cluster.toml). Returns the files written; none when up to date."""
     path = directory / "cluster.toml"
     raw = _read(path)
     listed = raw.get("clients", [raw["client"]] if "client" in raw else [])
-    if not any("private_key" in c for c in listed):
-        return []
     (directory / CLIENTS_DIR).mkdir(mode=0o700, exist_ok=True)
     written = []
-    for entry in listed:
-        secret = entry.pop("private_key", None)
-        if secret is None:
-            continue
-        identity = ClientIdentity(str(entry["id"]), str(secret))
-        try:
-            if identity.signer().public_key != public_key_from_hex(entry["public_key"]):
-                raise ClusterConfigError(f"{path}: {entry['id']}'s private key does not match "
-                                         "its public key")
-        except DecodeError as exc:
-            raise ClusterConfigError(f"{path}: {exc}") from None
-        target = directory / CLIENTS_DIR / f"{identity.client_id}.key"
-        identity.save(target)
-        written.append(target)
-        entry.setdefault("role", "writer")
+    try:
+        for entry in listed:
+            key_file = directory / CLIENTS_DIR / f"{entry['id']}.key"
+            secret = entry.pop("private_key", None)
+            if secret is not None:
+                identity = ClientIdentity(str(entry["id"]), str(secret))
+                if identity.signer().public_key != public_key_from_hex(entry["public_key"]):
+                    raise ClusterConfigError(f"{path}: {entry['id']}'s private key does not "
+                                             "match its public key")
+            elif not entry.get("tls_cert"):
+                identity = ClientIdentity.load(key_file)
+            else:
+                continue
+            if not entry.get("tls_cert"):
+                identity = replace(identity, **dict(zip(
+                    ("tls_key", "tls_cert"), generate_certificate(identity.client_id),
+                    strict=True)))
+                entry["tls_cert"] = identity.tls_cert
+            identity.save(key_file)
+            written.append(key_file)
+            entry.setdefault("role", "writer")
+        for entry in raw["nodes"]:
+            if entry.get("tls_cert"):
+                continue
+            node_file = directory / f"{entry['id']}.toml"
+            node = _read(node_file)
+            node["tls_key"], entry["tls_cert"] = generate_certificate(str(entry["id"]))
+            write_secret(node_file, tomli_w.dumps(node))
+            written.append(node_file)
+    except (KeyError, TypeError, DecodeError, IdentityError) as exc:
+        raise ClusterConfigError(f"cannot migrate {directory}: {exc}") from None
     raw.pop("client", None)
     raw["clients"] = listed
-    path.write_text(tomli_w.dumps(raw))
+    if written:
+        path.write_text(tomli_w.dumps(raw))
     return written
 
 
