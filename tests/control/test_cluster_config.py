@@ -56,11 +56,18 @@ def test_cluster_file_holds_no_private_key_and_key_files_are_private(tmp_path):
 
 def test_old_cluster_file_with_client_private_keys_is_refused_then_migrated(tmp_path):
     init_cluster(tmp_path, 4, "127.0.0.1", 7100, clients=2)
+    # What an older blockmesh wrote: client private keys in cluster.toml, no TLS anywhere.
     raw = tomllib.loads((tmp_path / "cluster.toml").read_text())
     for entry in raw["clients"]:
         identity = ClientIdentity.load(tmp_path / "clients" / f"{entry['id']}.key")
         entry["private_key"] = identity.private_key
-        del entry["role"]
+        del entry["role"], entry["tls_cert"]
+    for entry in raw["nodes"]:
+        del entry["tls_cert"]
+        node_file = tmp_path / f"{entry['id']}.toml"
+        node = tomllib.loads(node_file.read_text())
+        del node["tls_key"]
+        node_file.write_text(tomli_w.dumps(node))
     (tmp_path / "cluster.toml").write_text(tomli_w.dumps(raw))
     shutil.rmtree(tmp_path / "clients")
     with pytest.raises(ClusterConfigError, match="migrate-keys"):
@@ -73,6 +80,13 @@ def test_old_cluster_file_with_client_private_keys_is_refused_then_migrated(tmp_
     assert [c.role for c in cluster.clients] == ["writer", "writer"]
     assert (tmp_path / "clients" / "client1.key").stat().st_mode & 0o777 == 0o600
     assert cluster.writer_identity(1).signer().public_key == cluster.clients[1].public_key
+    assert cluster.client_tls(cluster.writer_identity(1)).identify(None) is None
+    node = NodeConfig.load(tmp_path / "node2.toml")
+    assert node.tls_key and (tmp_path / "node2.toml").stat().st_mode & 0o777 == 0o600
+    Replica(node, cluster).store.close()  # its TLS key matches the listed certificate
+    again = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "migrate-keys",
+                            str(tmp_path)], capture_output=True, timeout=60)
+    assert b"up to date" in again.stdout
 
 
 def test_client_new_adds_an_identity_the_cluster_lists(tmp_path):

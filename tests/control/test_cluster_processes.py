@@ -219,7 +219,8 @@ def test_four_replicas_commit_agree_and_report(make_cluster, kind):
     async def unauthenticated(tls: TlsConfig | None) -> list[str]:
         errors = []
         for info in c.config.nodes:
-            client = ReplicaClient(kind, info.address, tls=tls, config=QUICK)
+            client = ReplicaClient(kind, info.address, tls=tls, config=QUICK,
+                                   peer=info.id if tls else None)
             try:
                 for read in (client.get_status(), client.sync_state(1)):
                     with pytest.raises(PeerError) as refusal:

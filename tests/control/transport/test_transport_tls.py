@@ -8,10 +8,10 @@ import asyncio
 import pytest
 from transport_harness import FAST, KINDS, cluster_of, keys, make_node, prepare, until
 
-from blockmesh.control.transport import PeerError, ReplicaClient
-from blockmesh.control.transport.tls import TlsConfig, generate_certificate
+from blockmesh.control.transport import AuthenticationError, PeerError, ReplicaClient
+from blockmesh.control.transport.tls import TlsConfig, generate_certificate, pem_to_der
 
-pytestmark = pytest.mark.parametrize("kind", KINDS)
+EACH_KIND = pytest.mark.parametrize("kind", KINDS)
 
 
 class Certs:
@@ -41,6 +41,7 @@ async def _started(kind: str, certs: Certs, cert_of: dict[str, str] | None = Non
     return nodes
 
 
+@EACH_KIND
 def test_members_mesh_and_exchange_messages_over_tls(kind):
     async def scenario() -> None:
         certs = Certs(2)
@@ -57,6 +58,7 @@ def test_members_mesh_and_exchange_messages_over_tls(kind):
     asyncio.run(scenario())
 
 
+@EACH_KIND
 def test_a_listed_client_reads_state_and_status(kind):
     async def scenario() -> None:
         certs = Certs(1)
@@ -73,6 +75,7 @@ def test_a_listed_client_reads_state_and_status(kind):
     asyncio.run(scenario())
 
 
+@EACH_KIND
 def test_state_reads_without_a_listed_certificate_are_refused(kind):
     """No certificate (plaintext), or a certificate the cluster does not list: no answer."""
     async def scenario() -> None:
@@ -81,7 +84,8 @@ def test_state_reads_without_a_listed_certificate_are_refused(kind):
         stranger = TlsConfig(*generate_certificate("c0"), certs.members, {})
         try:
             for tls in (None, stranger):
-                client = ReplicaClient(kind, a.transport.address, config=FAST, tls=tls)
+                client = ReplicaClient(kind, a.transport.address, config=FAST, tls=tls,
+                                       peer=a.id if tls else None)
                 try:
                     with pytest.raises(PeerError):
                         await client.get_status()
@@ -96,6 +100,7 @@ def test_state_reads_without_a_listed_certificate_are_refused(kind):
     asyncio.run(scenario())
 
 
+@EACH_KIND
 def test_a_client_does_not_take_an_impostor_for_the_replica_it_dialed(kind):
     async def scenario() -> None:
         certs = Certs(2)
@@ -115,6 +120,7 @@ def test_a_client_does_not_take_an_impostor_for_the_replica_it_dialed(kind):
     asyncio.run(scenario())
 
 
+@EACH_KIND
 def test_a_member_presenting_another_members_certificate_is_refused(kind):
     """n1 holds n0's TLS key (say, stolen) but proves n1's Ed25519 key in the handshake:
     the certificate is not the one listed for n1, so neither side keeps the connection."""
@@ -135,3 +141,17 @@ def test_a_member_presenting_another_members_certificate_is_refused(kind):
                 await node.transport.stop()
 
     asyncio.run(scenario())
+
+
+def test_identity_is_the_exact_listed_certificate_not_a_name():
+    certs = Certs(1)
+    tls = certs.tls(*certs.client)
+    listed = pem_to_der(certs.members["n0"])
+    assert tls.identify(listed) == "n0" and tls.may_read(listed) == "n0"
+    same_name = pem_to_der(generate_certificate("n0")[1])
+    for unknown in (same_name, None):
+        assert tls.identify(unknown) is None
+        with pytest.raises(AuthenticationError):
+            tls.may_read(unknown)
+    with pytest.raises(AuthenticationError):
+        tls.expect(pem_to_der(certs.client[1]), "n0")

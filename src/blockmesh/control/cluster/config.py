@@ -372,11 +372,10 @@ def migrate_keys(directory: Path) -> list[Path]:
                 identity = ClientIdentity.load(key_file)
             else:
                 continue
-            if not entry.get("tls_cert"):
-                identity = replace(identity, **dict(zip(
-                    ("tls_key", "tls_cert"), generate_certificate(identity.client_id),
-                    strict=True)))
-                entry["tls_cert"] = identity.tls_cert
+            # A client whose key sat in cluster.toml predates TLS: it gets its first certificate.
+            tls_key, tls_cert = generate_certificate(identity.client_id)
+            identity = replace(identity, tls_key=tls_key, tls_cert=tls_cert)
+            entry["tls_cert"] = tls_cert
             identity.save(key_file)
             written.append(key_file)
             entry.setdefault("role", "writer")

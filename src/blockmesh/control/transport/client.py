@@ -59,9 +59,12 @@ class ReplicaClient:
         peer: str | None = None,
     ) -> None:
         """`tls`: this client's certificate and the cluster's (replicas refuse a client
-        without one); `peer`: the replica id expected at `address` (else any member)."""
+        without one); `peer`: the replica id expected at `address`, required with `tls`
+        (its certificate, not the address, is what the client trusts)."""
         if transport not in TRANSPORTS:
             raise TransportError(f"unknown transport {transport!r}; expected one of {TRANSPORTS}")
+        if tls is not None and peer is None:
+            raise TransportError("a TLS client must name the replica it dials (peer)")
         self.transport = transport
         self.address = address
         self.tls = tls
@@ -209,11 +212,8 @@ class ReplicaClient:
         reader, writer = await open_stream(self.address)
         try:
             if self.tls is not None:
-                der = await secure(writer, self.tls.client_context())
-                if self.peer is not None:
-                    self.tls.expect(der, self.peer)
-                elif not self.tls.is_member(self.tls.identify(der)):
-                    raise AuthenticationError(f"{self.address} is not a member of the cluster")
+                assert self.peer is not None
+                self.tls.expect(await secure(writer, self.tls.client_context()), self.peer)
             frames = FrameReader(reader, self.config.max_message_size)
             writer.write(framing.encode(Kind.CLIENT_HELLO, 0, b"", 0))
             answer = await frames.one()

@@ -102,9 +102,6 @@ class TlsConfig:
         """The identity whose listed certificate is exactly `der`, or None."""
         return None if der is None else self._ids.get(der)
 
-    def is_member(self, identity: str | None) -> bool:
-        return identity is not None and identity in self.members
-
     def may_read(self, der: bytes | None) -> str:
         """The identity behind a peer certificate that may read state and status (a member or
         a listed client, readers included); AuthenticationError otherwise."""
