@@ -22,6 +22,7 @@ signatures each side, well under a millisecond); after that TLS costs only the r
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import ssl
 import tempfile
@@ -150,11 +151,17 @@ def grpc_peer_certificate(context: grpc.aio.ServicerContext) -> bytes | None:
     """The DER certificate the caller of an RPC presented, or None (plaintext)."""
     pems: Iterable[bytes] = context.auth_context().get("x509_pem_cert", ())
     for pem in pems:
-        try:
-            return pem_to_der(pem)
-        except DecodeError:
-            return None
+        return _der_of_pem(pem)
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _der_of_pem(pem: bytes) -> bytes | None:
+    """gRPC hands over the peer certificate as PEM on every call; parse each one once."""
+    try:
+        return pem_to_der(pem)
+    except DecodeError:
+        return None
 
 
 def _load_chain(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
