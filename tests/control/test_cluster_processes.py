@@ -25,17 +25,22 @@ import tomli_w
 from blockmesh.control.cluster.client import ClusterClient
 from blockmesh.control.cluster.config import (
     ClusterConfig,
+    NodeConfig,
+    add_client,
     free_base_port,
     init_cluster,
 )
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import decode_result, encode_get, encode_set
 from blockmesh.control.keys import Signer
+from blockmesh.control.transport import PeerError, ReplicaClient, TransportConfig
+from blockmesh.control.transport.tls import TlsConfig, generate_certificate
 
 #: Short timers so a crashed primary is replaced within seconds.
 FAST_PBFT = {"view_change_timeout": 1.0, "retransmit_interval": 0.5,
              "state_transfer_delay": 0.5, "state_fetch_timeout": 2.0}
 WAIT = 60.0
+QUICK = TransportConfig(dial_timeout=5.0, rpc_timeout=5.0)
 
 
 class Cluster:
@@ -159,6 +164,9 @@ KINDS = pytest.mark.parametrize("kind", ["grpc", "tcp"])
 @KINDS
 def test_four_replicas_commit_agree_and_report(make_cluster, kind):
     c = make_cluster(kind)
+    reader = c.root / "reader.key"
+    add_client(c.root / "cluster.toml", reader, "reader")
+    c.config = ClusterConfig.load(c.root / "cluster.toml")
     for node in NODES:
         c.start(node)
     c.wait_meshed(NODES)
@@ -195,6 +203,37 @@ def test_four_replicas_commit_agree_and_report(make_cluster, kind):
                    "blockmesh_transport_send_latency_seconds"):
         assert f"# TYPE {family} " in text, family
     assert sample(c.metrics("node0"), "blockmesh_pbft_batch_size_count", node="node0") > 0
+
+    # A reader reads, over its own identity, and may not write.
+    def submit(*words: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "submit",
+                               "--cluster", str(c.root / "cluster.toml"), "--identity",
+                               str(reader), *words], capture_output=True, timeout=90)
+
+    assert submit("get", "colour").stdout.strip() == b"blue"
+    refused = submit("set", "colour", "red")
+    assert refused.returncode != 0 and b"forbidden" in refused.stderr, refused
+    assert decode_result(c.execute(encode_get(b"colour"))).value == b"blue"
+
+    # Without a certificate the cluster lists, no replica answers a state or status read.
+    async def unauthenticated(tls: TlsConfig | None) -> list[str]:
+        errors = []
+        for info in c.config.nodes:
+            client = ReplicaClient(kind, info.address, tls=tls, config=QUICK,
+                                   peer=info.id if tls else None)
+            try:
+                for read in (client.get_status(), client.sync_state(1)):
+                    with pytest.raises(PeerError) as refusal:
+                        await read
+                    errors.append(refusal.value.reason)
+            finally:
+                await client.close()
+        return errors
+
+    stranger = TlsConfig(*generate_certificate("client0"),
+                         {n.id: n.tls_cert for n in c.config.nodes})
+    assert len(asyncio.run(unauthenticated(None))) == 8
+    assert len(asyncio.run(unauthenticated(stranger))) == 8
 
 
 @KINDS
@@ -257,9 +296,12 @@ def test_replica_with_a_key_not_in_the_cluster_is_refused(make_cluster, kind):
     raw = (c.root / "cluster.toml").read_text()
     real_key = c.config.node("node3").public_key.hex()
     (fake / "cluster.toml").write_text(raw.replace(real_key, impostor.public_key.hex()))
+    # It even holds node3's TLS key: the Ed25519 handshake, bound to the certificate, still
+    # tells it apart.
     (fake / "node3.toml").write_text(tomli_w.dumps({
         "node_id": "node3", "private_key": impostor.private_hex(), "cluster": "cluster.toml",
-        "data_dir": "node3-data", "transport": kind}))
+        "data_dir": "node3-data", "transport": kind,
+        "tls_key": NodeConfig.load(c.root / "node3.toml").tls_key}))
     for node in NODES[:3]:
         c.start(node)
     c.start("node3", fake / "node3.toml")

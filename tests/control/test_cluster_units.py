@@ -84,12 +84,12 @@ def test_cluster_file_carries_clients_transport_and_engine_parameters(tmp_path):
                  pbft={"view_change_timeout": 1.5})
     config = ClusterConfig.load(tmp_path / "cluster.toml")
     assert [c.id for c in config.clients] == ["client0", "client1", "client2"]
-    assert config.client_signer(2).public_key == config.clients[2].public_key
+    assert config.writer_identity(2).signer().public_key == config.clients[2].public_key
     assert config.transport == "tcp"
     params = config.params()
     assert params.checkpoint_interval == 5 and params.view_change_timeout == 1.5
     with pytest.raises(ClusterConfigError):
-        config.client_signer(3)
+        config.writer_identity(3)
     text = (tmp_path / "cluster.toml").read_text()
     (tmp_path / "bad.toml").write_text(text.replace("[pbft]", "[pbft]\nno_such_knob = 1"))
     with pytest.raises(ClusterConfigError):

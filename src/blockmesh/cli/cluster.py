@@ -15,8 +15,11 @@ from blockmesh.control.cluster.config import (
     DEFAULT_CLIENTS,
     TRANSPORTS,
     ClusterConfig,
+    add_client,
     init_cluster,
+    migrate_keys,
 )
+from blockmesh.control.cluster.identity import ROLES, ClientIdentity
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import (
     STATUS_NOT_FOUND,
@@ -36,6 +39,16 @@ transport_option = click.option(
     "--transport", type=click.Choice(TRANSPORTS), default=None,
     help="Transport to speak (default: the one cluster.toml names).")
 
+identity_option = click.option(
+    "--identity", "identity_path", type=click.Path(dir_okay=False), default=None,
+    help="Client key file to act as (default: the cluster's first writer, "
+         "clients/<id>.key next to cluster.toml).")
+
+
+def _identity(config: ClusterConfig, identity_path: str | None) -> ClientIdentity:
+    return (config.identity(Path(identity_path)) if identity_path is not None
+            else config.writer_identity(0))
+
 
 @click.group()
 def cluster() -> None:
@@ -48,19 +61,22 @@ def cluster() -> None:
 @click.option("--base-port", default=7000, show_default=True,
               help="Replica k listens on base-port + k and serves /metrics on base-port + 100 + k.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Directory for cluster.toml and nodeK.toml.")
+              help="Directory for cluster.toml, nodeK.toml and clients/clientK.key.")
 @click.option("--checkpoint-interval", default=100, show_default=True,
               help="Sequence numbers between checkpoints.")
 @click.option("--clients", default=DEFAULT_CLIENTS, show_default=True,
               help="Client identities to create (the load generator needs one per client).")
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="grpc", show_default=True,
               help="Transport the replicas and clients use by default.")
+@click.option("--force", is_flag=True,
+              help="Replace the keys of a cluster already in --out (its replicas' data "
+                   "directories then refuse to start until moved away).")
 @json_option
 def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_interval: int,
-                 clients: int, transport: str, as_json: bool) -> None:
+                 clients: int, transport: str, force: bool, as_json: bool) -> None:
     """Generate keys and config files for a new cluster."""
     config = init_cluster(Path(out), nodes, host, base_port, checkpoint_interval,
-                          clients=clients, transport=transport)
+                          clients=clients, transport=transport, force=force)
     if as_json:
         emit_json({"cluster": str(Path(out) / "cluster.toml"),
                    "nodes": [{"id": n.id, "address": n.address, "config": str(Path(out) /
@@ -74,18 +90,57 @@ def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_int
         click.echo(f"wrote {Path(out) / (node.id + '.toml')}  {node.id} at {node.address}")
 
 
+@cluster.group("client")
+def cluster_client() -> None:
+    """Client identities: each is a key file of its own, listed by public key in cluster.toml."""
+
+
+@cluster_client.command("new")
+@cluster_option
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Key file to write (mode 0600); never overwritten.")
+@click.option("--role", type=click.Choice(ROLES), default="writer", show_default=True,
+              help="writer: any operation; reader: state and status reads and GETs only.")
+@click.option("--id", "client_id", default=None, help="Client id (default: the next clientK).")
+@json_option
+def cluster_client_new(cluster_path: str, out: str, role: str, client_id: str | None,
+                       as_json: bool) -> None:
+    """Create a client identity and list it in cluster.toml (replicas load it at start)."""
+    info = add_client(Path(cluster_path), Path(out), role, client_id)
+    if as_json:
+        emit_json({"id": info.id, "role": info.role, "key_file": out,
+                   "public_key": info.public_key.hex()})
+    else:
+        click.echo(f"wrote {out}: {info.id} ({info.role}); restart the replicas to admit it")
+
+
+@cluster.command("migrate-keys")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def cluster_migrate_keys(directory: str) -> None:
+    """Update an older cluster: client keys out of cluster.toml, TLS certificates for all."""
+    written = migrate_keys(Path(directory))
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"rewrote {Path(directory) / 'cluster.toml'}" if written
+               else "nothing to migrate: the cluster is up to date")
+
+
 @cluster.command("start")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
               required=True, help="This replica's nodeK.toml.")
 @transport_option
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address /metrics binds (on the node's metrics port), whatever address the "
+                   "replica itself binds.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
-def cluster_start(config_path: str, transport: str | None, verbose: bool) -> None:
+def cluster_start(config_path: str, transport: str | None, metrics_host: str,
+                  verbose: bool) -> None:
     """Run one replica in the foreground until SIGINT or SIGTERM."""
     from blockmesh.control.cluster.runtime import serve
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(Path(config_path), transport)
+    serve(Path(config_path), transport, metrics_host)
 
 
 def parse_operation(words: tuple[str, ...]) -> bytes:
@@ -111,14 +166,13 @@ def parse_operation(words: tuple[str, ...]) -> bytes:
               help="Load generator: concurrent closed-loop clients.")
 @click.option("--warmup", type=click.IntRange(0), default=0, show_default=True,
               help="Load generator: unmeasured requests first.")
-@click.option("--client", "client_index", type=click.IntRange(0), default=0, show_default=True,
-              help="Which client identity of cluster.toml signs a single request.")
+@identity_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for f+1 matching replies to one request.")
 @transport_option
 @json_option
 def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | None, size: int,
-                   clients: int, warmup: int, client_index: int, timeout: float,
+                   clients: int, warmup: int, identity_path: str | None, timeout: float,
                    transport: str | None, as_json: bool) -> None:
     """Order PAYLOAD (a KV operation) and print its result once f+1 replicas agree.
 
@@ -142,10 +196,11 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
             sys.exit(1)
         return
     operation = parse_operation(payload)
+    identity = _identity(config, identity_path)
 
     async def once() -> bytes:
-        async with ClusterClient(config, transport) as cc:
-            return await cc.session(client_index).execute(operation, timeout)
+        async with ClusterClient(config, transport, identity=identity) as cc:
+            return await cc.session(identity).execute(operation, timeout)
 
     result = decode_result(event_loop.run(once()))
     status = {STATUS_OK: "ok", STATUS_NOT_FOUND: "not_found"}.get(result.status, "bad_request")
@@ -162,17 +217,20 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
 
 @cluster.command("status")
 @cluster_option
+@identity_option
 @transport_option
 @json_option
-def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> None:
+def cluster_status(cluster_path: str, identity_path: str | None, transport: str | None,
+                   as_json: bool) -> None:
     """Each replica's view, primary, height, head hash, stable checkpoint and peers.
 
     Exits non-zero when no replica answers (the rows are printed first all the same).
     """
     config = ClusterConfig.load(Path(cluster_path))
+    identity = _identity(config, identity_path)
 
     async def ask() -> list[dict]:
-        async with ClusterClient(config, transport) as cc:
+        async with ClusterClient(config, transport, identity=identity) as cc:
             return await cc.status()
 
     replicas = event_loop.run(ask())
@@ -197,15 +255,17 @@ def cluster_status(cluster_path: str, transport: str | None, as_json: bool) -> N
 @click.option("--limit", type=click.IntRange(1, 4096), default=20, show_default=True,
               help="Show at most this many blocks.")
 @click.option("--node", default=None, help="Ask this replica (default: the first that answers).")
+@identity_option
 @transport_option
 @json_option
 def cluster_blocks(cluster_path: str, from_height: int, limit: int, node: str | None,
-                   transport: str | None, as_json: bool) -> None:
+                   identity_path: str | None, transport: str | None, as_json: bool) -> None:
     """Committed blocks of the hash-chained log, from --from-height on."""
     config = ClusterConfig.load(Path(cluster_path))
+    identity = _identity(config, identity_path)
 
     async def ask() -> tuple[str, pb.SyncStateResponse]:
-        async with ClusterClient(config, transport) as cc:
+        async with ClusterClient(config, transport, identity=identity) as cc:
             return await cc.blocks(from_height, limit, node)
 
     source, answer = event_loop.run(ask())

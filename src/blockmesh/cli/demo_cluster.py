@@ -119,7 +119,8 @@ def run(work: Path, kind: str = "grpc", requests: int = 300, clients: int = 16) 
     with _replicas(root, kind) as procs:
         _wait(config, "the replicas are meshed",
               lambda rows: all(len(r.get("peers", ())) == NODES - 1 for r in rows))
-        click.echo("1. Meshed, every connection authenticated by the replicas' Ed25519 keys:")
+        click.echo("1. Meshed over mutual TLS, every connection authenticated by the "
+                   "replicas' Ed25519 keys:")
         _show(_status(config))
 
         result = event_loop.run(run_load(config, requests, 32, clients, timeout=WAIT))

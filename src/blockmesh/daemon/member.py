@@ -13,6 +13,7 @@ lock across an await.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from typing import Any
 
 import trio
 
-from blockmesh.control.cluster.client import ClusterClient, ClientSession
+from blockmesh.control.cluster.client import ClientSession, ClusterClient
 from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, NodeConfig
 from blockmesh.control.cluster.identity import ClientIdentity
 from blockmesh.control.cluster.runtime import Replica
@@ -223,10 +224,8 @@ class Member:
         for holder in action.holders:
             peer = self.peers.get(holder)
             if peer is not None and peer.peer_id not in self.node.host.peers() and peer.swarm:
-                try:
+                with contextlib.suppress(BlockmeshError):  # the fetch asks everyone anyway
                     await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
-                except BlockmeshError:
-                    pass
         now = trio.current_time
         self._fetching += 1  # fetched blocks are unpinned until the pin: no GC meanwhile
         try:
@@ -242,10 +241,8 @@ class Member:
         self._carry_out(self.tracker.fetched(action.cid, now()))
 
     def _unpin(self, cid: CID) -> None:
-        try:
+        with contextlib.suppress(NotFound):  # unpinned by hand already
             self.node.repo.pins.remove(cid)
-        except NotFound:
-            pass
         self._save_held(remove=cid)
         if self._gc_due is None:
             self._gc_due = trio.current_time() + GC_INTERVAL

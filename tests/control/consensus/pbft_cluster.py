@@ -30,8 +30,10 @@ Filter = Callable[[str, str, pb.PBFTMessage], bool]
 
 class Cluster:
     def __init__(self, n: int = 4, params: PBFTParams = UNIT_PARAMS, clients: int = 2,
-                 stores: dict | None = None) -> None:
+                 stores: dict | None = None,
+                 authorize: Callable[[pb.Request], bool] | None = None) -> None:
         self.params = params
+        self.authorize = authorize
         self.nodes = [f"r{i}" for i in range(n)]
         self.signers = {r: Signer.generate(r) for r in self.nodes}
         self.keys = Verifier({r: s.public_key for r, s in self.signers.items()})
@@ -63,7 +65,8 @@ class Cluster:
         self.apps[r] = KeyValueApp()
         self.replicas[r] = PBFTReplica(
             self.signers[r], self.nodes, self.keys, self.client_keys, self.apps[r], self.params,
-            recovered=self.stores[r].load() if recover else None, pair_keys=self.replica_macs[r])
+            recovered=self.stores[r].load() if recover else None, pair_keys=self.replica_macs[r],
+            authorize=self.authorize)
         self.down.discard(r)
         return self.replicas[r]
 

@@ -52,7 +52,7 @@ SIM_PARAMS = PBFTParams(
 )
 
 FORGED_KEY = b"forged"
-BYZANTINE_KINDS = ("equivocate", "forge", "replay", "conflict", "silent")
+BYZANTINE_KINDS = ("equivocate", "forge", "replay", "conflict", "silent", "forge_request")
 
 
 @dataclass(frozen=True)
@@ -335,6 +335,8 @@ class Simulation:
         elif kind == "conflict" and msg.type in (pb.PREPARE, pb.COMMIT) and self.rng.random() < .5:
             msg = sign_envelope(self.signers[r], msg.type, msg.view, msg.sequence,
                                 self.rng.randbytes(32))
+        elif kind == "forge_request" and msg.type == pb.PRE_PREPARE:
+            msg = self._forged_request_pre_prepare(r, msg)
         elif kind == "forge":
             forged = pb.PBFTMessage()
             forged.CopyFrom(msg)
@@ -342,6 +344,33 @@ class Simulation:
             forged.digest = self.rng.randbytes(32) if forged.digest else forged.digest
             self.send(r, dst, forged)
         self.send(r, dst, msg)
+
+    def _forged_request_pre_prepare(self, r: str, msg: pb.PBFTMessage) -> pb.PBFTMessage:
+        """A Byzantine primary's batch with a client request it made up (FORGED_KEY) or one
+        whose body it altered. A replica holds no client key, so it signs the request with its
+        own key and fills every authenticator entry with the MAC it can compute (the one it
+        shares with that client): honest backups must refuse the batch."""
+        body = pb.PrePrepare()
+        body.ParseFromString(msg.payload)
+        requests = list(body.requests)
+        client = self.rng.choice(self.client_ids)
+        if requests and self.rng.random() < 0.5:
+            forged = pb.Request()
+            forged.CopyFrom(requests[0])
+            forged.operation = encode_set(FORGED_KEY, b"x")
+            requests[0] = forged  # the client's real signature and MACs, over another body
+        else:
+            forged = pb.Request(client_id=client, timestamp=2_000_000 + self.rng.randrange(10**6),
+                                operation=encode_set(FORGED_KEY, b"x"))
+            data = request_signing_bytes(forged)
+            forged.client_signature = self.signers[r].sign(data)
+            own = self.replica_macs[r].mac(client, data) or b""
+            forged.authenticator.extend([own] * len(self.nodes))
+            requests = [forged, *requests][: self.params.max_batch_size]
+        payload = pb.PrePrepare(requests=requests, view=body.view).SerializeToString(
+            deterministic=True)
+        return sign_envelope(self.signers[r], pb.PRE_PREPARE, msg.view, msg.sequence,
+                             sha256(payload), payload)
 
     def _twin_pre_prepare(self, r: str, msg: pb.PBFTMessage) -> pb.PBFTMessage:
         """The same (view, sequence) with a different, validly signed batch."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pbft_cluster import Cluster
 
-from blockmesh.control.consensus.app import encode_set
+from blockmesh.control.consensus.app import encode_get, encode_set, is_read_only
 from blockmesh.control.consensus.authenticators import (
     MAC_SIZE,
     PairKeys,
@@ -15,10 +15,17 @@ from blockmesh.control.consensus.authenticators import (
 from blockmesh.control.consensus.messages import (
     request_envelope,
     request_signing_bytes,
+    sha256,
+    sign_envelope,
     sign_request,
 )
 from blockmesh.control.keys import Signer
 from blockmesh.control.proto import pbft_pb2 as pb
+
+
+def _reader_c1(req: pb.Request) -> bool:
+    """c1 is a read-only identity, as a cluster.toml `role = "reader"` makes it."""
+    return req.client_id != "c1" or is_read_only(req.operation)
 
 
 class _CountingKeys:
@@ -108,3 +115,56 @@ def test_good_macs_with_a_forged_signature_never_run_nor_depose_the_primary():
         assert c.replicas[r].view == 0 and c.replicas[r].pending_requests == 0
         assert c.replicas[r].height == 0
     assert all(c.replicas[r].drops["bad_client_signature"] == 1 for r in ("r1", "r2", "r3"))
+
+
+def test_a_reader_may_read_but_not_write():
+    c = Cluster(authorize=_reader_c1)
+    c.request("c1", encode_set(b"k", b"v"))
+    c.deliver()
+    assert all(c.replicas[r].drops["forbidden"] == 1 for r in c.nodes)
+    assert all(c.replicas[r].height == 0 for r in c.nodes) and not c.results["c1"]
+    c.clients["c1"].abandon()
+    c.request("c1", encode_get(b"k"))
+    c.deliver()
+    assert len(c.results["c1"]) == 1 and all(c.replicas[r].height == 1 for r in c.nodes)
+
+
+def _propose(c: Cluster, requests: list[pb.Request]) -> None:
+    """r0, the primary, sends backups a PRE_PREPARE of its own making for sequence 1."""
+    payload = pb.PrePrepare(requests=requests, view=0).SerializeToString(deterministic=True)
+    msg = sign_envelope(c.signers["r0"], pb.PRE_PREPARE, 0, 1, sha256(payload), payload)
+    for r in ("r1", "r2", "r3"):
+        c.queue.append(("r0", r, msg))
+    c.deliver()
+
+
+def test_a_byzantine_primary_cannot_pass_off_a_reader_write():
+    c = Cluster(authorize=_reader_c1)
+    req = sign_request(c.client_signers["c1"], 1, encode_set(b"k", b"v"))
+    authenticate(req, c.client_macs["c1"], c.nodes, request_signing_bytes(req))
+    _propose(c, [req])
+    assert all(c.replicas[r].drops["forbidden"] == 1 for r in ("r1", "r2", "r3"))
+    assert all(c.replicas[r].height == 0 for r in c.nodes)
+
+
+def test_a_byzantine_primary_cannot_forge_a_client_request():
+    """A replica holds no client key: a request it makes up carries its own signature and the
+    one MAC it can compute (its own pair key with the client), and an altered request keeps
+    the client's signature and MACs over the old bytes. Backups refuse both."""
+    c = Cluster()
+    made_up = pb.Request(client_id="c0", timestamp=1, operation=encode_set(b"forged", b"x"))
+    data = request_signing_bytes(made_up)
+    made_up.client_signature = c.signers["r0"].sign(data)
+    made_up.authenticator.extend([c.replica_macs["r0"].mac("c0", data)] * len(c.nodes))
+    _propose(c, [made_up])
+    assert all(c.replicas[r].drops["bad_client_signature"] == 1 for r in ("r1", "r2", "r3"))
+
+    c = Cluster()
+    genuine = sign_request(c.client_signers["c0"], 1, encode_set(b"k", b"v"))
+    authenticate(genuine, c.client_macs["c0"], c.nodes, request_signing_bytes(genuine))
+    altered = pb.Request()
+    altered.CopyFrom(genuine)
+    altered.operation = encode_set(b"forged", b"x")
+    _propose(c, [altered])
+    assert all(c.replicas[r].drops["bad_client_signature"] == 1 for r in ("r1", "r2", "r3"))
+    assert all(c.replicas[r].height == 0 for r in c.nodes)

@@ -50,6 +50,22 @@ def test_seven_replicas_tolerate_two_byzantine_ones():
         sim.check_final()
 
 
+@pytest.mark.parametrize("ed25519", [False, True])
+def test_a_primary_forging_client_requests_is_refused_and_replaced(ed25519):
+    """r0, primary of view 0, proposes requests it made up or altered (signed under its own
+    key, with the one MAC it can compute in every authenticator entry). No honest replica
+    executes one (check_final), the honest ones refused them, and the clients still finish."""
+    for seed in range(60_000, 60_004 if ed25519 else 60_012):
+        sim = Simulation(seed, drop=0.05, ed25519=ed25519)
+        sim.byzantine["r0"] = "forge_request"
+        sim.honest.remove("r0")
+        sim.run(until=sim.chaos_until + 600, done=sim.settled)
+        sim.check_final()
+        refused = sum(sim.replicas[r].drops["bad_client_signature"] for r in sim.honest)
+        assert refused > 0, f"seed {seed}: the forged requests never reached a replica"
+        assert all(sim.replicas[r].view > 0 for r in sim.honest)
+
+
 def test_crashed_replica_restarts_from_its_store_and_catches_up():
     for seed in range(30_000, 30_015):
         sim = run_seed(seed, crash=True, byzantine=None, drop=0.05)

@@ -17,6 +17,7 @@ from blockmesh.control.consensus import (
 )
 from blockmesh.control.consensus.blocks import make_block
 from blockmesh.control.consensus.messages import ZERO_HASH
+from blockmesh.control.consensus.store import StoreOwnerMismatch
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.errors import DecodeError
 
@@ -125,3 +126,19 @@ def test_sqlite_store_rejects_corrupt_rows(tmp_path):
     with pytest.raises(DecodeError):
         store.blocks_from_height(1, 1)
     store.close()
+
+
+def test_a_store_serves_only_the_identity_that_claimed_it(tmp_path):
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.claim("node0", b"\x01" * 32)
+    store.apply([SaveBlock(chain(1)[0])])
+    store.claim("node0", b"\x01" * 32)  # the owner again: fine
+    for node, key in (("node0", b"\x02" * 32), ("node1", b"\x01" * 32)):
+        with pytest.raises(StoreOwnerMismatch, match="belongs to node0"):
+            store.claim(node, key)
+    store.close()
+    reopened = SqliteStore(tmp_path / "s.sqlite")
+    with pytest.raises(StoreOwnerMismatch):
+        reopened.claim("node0", b"\x02" * 32)
+    assert reopened.height() == 1
+    reopened.close()

@@ -13,6 +13,7 @@ from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import TRANSPORT_CLASSES, ReplicaClient, TransportConfig
 from blockmesh.control.transport.mesh import MeshTransport
+from blockmesh.control.transport.tls import TlsConfig
 
 KINDS = sorted(TRANSPORT_CLASSES)
 
@@ -70,9 +71,11 @@ def make_node(
     cluster: Verifier,
     config: TransportConfig = FAST,
     listen: str = "127.0.0.1:0",
+    tls: TlsConfig | None = None,
 ) -> Node:
     registry = CollectorRegistry()
-    transport = TRANSPORT_CLASSES[kind](signer, cluster, listen, config=config, registry=registry)
+    transport = TRANSPORT_CLASSES[kind](signer, cluster, listen, config=config, registry=registry,
+                                        tls=tls)
     return Node(transport, registry)
 
 

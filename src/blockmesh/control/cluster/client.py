@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from blockmesh.control.cluster.config import ClusterConfig
+from blockmesh.control.cluster.identity import ClientIdentity
 from blockmesh.control.cluster.replies import answered_reply
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.authenticators import PairKeys
@@ -35,7 +36,7 @@ CLIENT_TRANSPORT = TransportConfig(dial_timeout=3.0, rpc_timeout=10.0, request_t
 RETRY_DELAY = 1.0
 #: Refusals that another attempt cannot change.
 _PERMANENT = {"stale_request", "bad_client_signature", "unknown_client", "unknown_sender",
-              "malformed", "too_large"}
+              "malformed", "too_large", "forbidden"}
 
 
 class RequestFailed(BlockmeshError):
@@ -63,10 +64,17 @@ class ClusterClient:
     """Connections to every replica of `cluster` over `transport` (default: the cluster's)."""
 
     def __init__(self, cluster: ClusterConfig, transport: str | None = None,
-                 config: TransportConfig = CLIENT_TRANSPORT) -> None:
+                 config: TransportConfig = CLIENT_TRANSPORT,
+                 identity: ClientIdentity | None = None) -> None:
+        """`identity` is whose TLS certificate the connections present (replicas serve
+        listed identities only); by default the cluster's first writer. Sessions may sign
+        requests as other identities over the same connections."""
         self.cluster = cluster
         self.transport = transport or cluster.transport
-        self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config)
+        self.identity = identity or cluster.writer_identity(0)
+        tls = cluster.client_tls(self.identity)
+        self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config, tls=tls,
+                                             peer=n.id)
                          for n in cluster.nodes}
         self.dial_timeout = config.dial_timeout
         self._down_until: dict[str, float] = {}
@@ -82,8 +90,12 @@ class ClusterClient:
         await asyncio.gather(*(r.close() for r in self.replicas.values()),
                              return_exceptions=True)
 
-    def session(self, index: int = 0) -> ClientSession:
-        return ClientSession(self, index)
+    def session(self, identity: int | ClientIdentity = 0) -> ClientSession:
+        """A session signing as `identity`: a key file's identity, or the index-th writer
+        of the cluster (its key file under the cluster directory)."""
+        if isinstance(identity, int):
+            identity = self.cluster.writer_identity(identity)
+        return ClientSession(self, identity)
 
     def _usable(self, node: str, now: float) -> bool:
         return self._down_until.get(node, 0.0) <= now
@@ -121,12 +133,12 @@ class ClusterClient:
 
 
 class ClientSession:
-    """One client identity of the cluster file (index into its clients)."""
+    """One client identity (its key file) with one request in flight."""
 
-    def __init__(self, owner: ClusterClient, index: int) -> None:
+    def __init__(self, owner: ClusterClient, identity: ClientIdentity) -> None:
         self._owner = owner
         cluster = owner.cluster
-        signer = cluster.client_signer(index)
+        signer = identity.signer()
         self.client_id = signer.node_id
         keys = PairKeys(signer.node_id, signer.private, cluster.public_keys(), client_side=True)
         self._client = PBFTClient(signer, [n.id for n in cluster.nodes], owner.verifier,

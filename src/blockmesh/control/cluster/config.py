@@ -1,10 +1,16 @@
-"""Cluster membership on disk: `cluster.toml` (everyone's ids, addresses and public keys, plus the
-client identity) and one `nodeK.toml` per replica (its private key and where it keeps its data).
+"""Cluster membership on disk: `cluster.toml` (every replica's id, addresses and public key, and
+every client's public key and role), one `nodeK.toml` per replica (its private key and where it
+keeps its data) and one `clients/clientK.key` per client identity (identity.py).
+
+`cluster.toml` holds no private key: every replica loads it, and a replica holding a client's
+private key could forge that client's requests. Private keys live in files readable by their
+owner only (0600): a replica's in its node file, a client's in its key file.
 
 Membership is static, as in PBFT: the replica set and its keys are fixed when the cluster is
-created, and a node that is not listed here cannot join the mesh. The same holds for clients:
-a PBFT client has one request in flight at a time, so a load generator with C concurrent
-clients needs C identities, and `cluster init` writes several.
+created, and a node that is not listed here cannot join the mesh. Clients can be added
+(`cluster client new`); replicas read the client list when they start. A PBFT client has one
+request in flight at a time, so a load generator with C concurrent clients needs C identities,
+and `cluster init` writes several.
 """
 
 from __future__ import annotations
@@ -12,20 +18,29 @@ from __future__ import annotations
 import random
 import socket
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from blockmesh.control.cluster.identity import (
+    ROLES,
+    ClientIdentity,
+    IdentityError,
+    write_secret,
+)
 from blockmesh.control.consensus.params import PBFTParams
 from blockmesh.control.consensus.proofs import Committee
 from blockmesh.control.keys import Signer, public_key_from_hex
+from blockmesh.control.transport.tls import TlsConfig, generate_certificate, pem_to_der
 from blockmesh.errors import BlockmeshError, DecodeError
 
 METRICS_PORT_OFFSET = 100  # replica k serves /metrics on base_port + 100 + k
+CLIENTS_DIR = "clients"  # client key files, next to cluster.toml
 DEFAULT_CLIENTS = 64  # enough identities for the load generator's default 32 clients, twice
 TRANSPORTS = ("grpc", "tcp")
+MAX_CLIENT_ID_BYTES = 256
 _PARAM_NAMES = {f.name for f in fields(PBFTParams)}
 #: Where replica processes differ from the engine's defaults (a [pbft] table still wins).
 #: One batch in flight, as BFT-SMaRt orders: these replicas are CPU-bound on signatures, and
@@ -47,16 +62,21 @@ class NodeInfo:
     address: str  # host:port of the replica's transport
     public_key: bytes
     metrics_address: str  # host:port of its Prometheus /metrics
+    tls_cert: str = ""  # PEM; its transport certificate (transport/tls.py)
 
 
 @dataclass(frozen=True)
 class ClientInfo:
+    """A client identity as replicas know it: public key and what it may do (ROLES)."""
+
     id: str
     public_key: bytes
-    private_key: str  # hex; lets `cluster submit` sign requests
+    role: str = "writer"
+    tls_cert: str = ""  # PEM; the certificate it presents to replicas
 
-    def signer(self) -> Signer:
-        return Signer.from_hex(self.id, self.private_key)
+    @property
+    def writer(self) -> bool:
+        return self.role == "writer"
 
 
 @dataclass(frozen=True)
@@ -68,23 +88,13 @@ class ClusterConfig:
     transport: str = "grpc"
     #: Further PBFTParams fields (the `[pbft]` table), the same for every replica.
     pbft: tuple[tuple[str, float | int], ...] = ()
+    #: The directory cluster.toml was loaded from: client key files live under it.
+    directory: Path | None = None
 
     @property
     def committee(self) -> Committee:
         """The replica set as the engine sees it (n, f, quorum, primary of a view)."""
         return Committee(tuple(n.id for n in self.nodes))
-
-    @property
-    def client_id(self) -> str:
-        return self.clients[0].id
-
-    @property
-    def client_public_key(self) -> bytes:
-        return self.clients[0].public_key
-
-    @property
-    def client_private_key(self) -> str:
-        return self.clients[0].private_key
 
     def node(self, node_id: str) -> NodeInfo:
         for info in self.nodes:
@@ -98,11 +108,55 @@ class ClusterConfig:
     def client_keys(self) -> dict[str, bytes]:
         return {c.id: c.public_key for c in self.clients}
 
-    def client_signer(self, index: int = 0) -> Signer:
-        if not 0 <= index < len(self.clients):
-            raise ClusterConfigError(f"the cluster lists {len(self.clients)} client identities, "
+    def client(self, client_id: str) -> ClientInfo | None:
+        for info in self.clients:
+            if info.id == client_id:
+                return info
+        return None
+
+    def writers(self) -> list[ClientInfo]:
+        return [c for c in self.clients if c.writer]
+
+    def writer_identity(self, index: int = 0) -> ClientIdentity:
+        """The key file of the index-th writer, from `clients/` next to cluster.toml (where
+        `cluster init` writes them): the default identity of commands that act as a client."""
+        writers = self.writers()
+        if not 0 <= index < len(writers):
+            raise ClusterConfigError(f"the cluster lists {len(writers)} writer identities, "
                                      f"not {index + 1}")
-        return self.clients[index].signer()
+        if self.directory is None:
+            raise ClusterConfigError("this cluster was not loaded from a file; "
+                                     "pass a client identity explicitly")
+        return self.identity(self.directory / CLIENTS_DIR / f"{writers[index].id}.key")
+
+    def identity(self, path: Path) -> ClientIdentity:
+        """The client key file at `path`, checked against the public key this cluster lists."""
+        try:
+            identity = ClientIdentity.load(path)
+        except IdentityError as exc:
+            raise ClusterConfigError(str(exc)) from None
+        info = self.client(identity.client_id)
+        if info is None or info.public_key != identity.signer().public_key:
+            raise ClusterConfigError(f"{path}: {identity.client_id!r} is not a client of this "
+                                     "cluster (or its key does not match cluster.toml)")
+        return identity
+
+    def tls(self, key_pem: str, cert_pem: str) -> TlsConfig:
+        """TLS for a party holding `key_pem`/`cert_pem` (a replica's or a client's), trusting
+        exactly the certificates this cluster lists."""
+        try:
+            return TlsConfig(key_pem, cert_pem, {n.id: n.tls_cert for n in self.nodes},
+                             {c.id: c.tls_cert for c in self.clients})
+        except DecodeError as exc:
+            raise ClusterConfigError(f"bad TLS certificate in the cluster file: {exc}") from None
+
+    def client_tls(self, identity: ClientIdentity) -> TlsConfig:
+        info = self.client(identity.client_id)
+        if info is None or not identity.tls_key or pem_to_der(identity.tls_cert) != pem_to_der(
+                info.tls_cert):
+            raise ClusterConfigError(f"{identity.client_id}'s TLS certificate is not the one "
+                                     "cluster.toml lists for it (cluster migrate-keys?)")
+        return self.tls(identity.tls_key, identity.tls_cert)
 
     def params(self) -> PBFTParams:
         """The engine parameters every replica of this cluster runs with."""
@@ -124,9 +178,10 @@ class ClusterConfig:
         doc: dict[str, Any] = {
             "cluster": cluster,
             "nodes": [{"id": n.id, "address": n.address, "public_key": n.public_key.hex(),
-                       "metrics_address": n.metrics_address} for n in self.nodes],
-            "clients": [{"id": c.id, "public_key": c.public_key.hex(),
-                         "private_key": c.private_key} for c in self.clients],
+                       "metrics_address": n.metrics_address, "tls_cert": n.tls_cert}
+                      for n in self.nodes],
+            "clients": [{"id": c.id, "public_key": c.public_key.hex(), "role": c.role,
+                         "tls_cert": c.tls_cert} for c in self.clients],
         }
         if self.pbft:
             doc["pbft"] = dict(self.pbft)
@@ -138,17 +193,29 @@ class ClusterConfig:
         try:
             nodes = tuple(
                 NodeInfo(str(n["id"]), str(n["address"]), public_key_from_hex(n["public_key"]),
-                         str(n["metrics_address"]))
+                         str(n["metrics_address"]), str(n.get("tls_cert", "")))
                 for n in raw["nodes"])
             listed = raw["clients"] if "clients" in raw else [raw["client"]]
+            if any("private_key" in c for c in listed):
+                raise ClusterConfigError(
+                    f"{path} holds client private keys, which would let every replica forge "
+                    f"client requests; run `blockmesh cluster migrate-keys {path.parent}` to "
+                    "move them into client key files")
             clients = tuple(ClientInfo(str(c["id"]), public_key_from_hex(c["public_key"]),
-                                       str(c["private_key"])) for c in listed)
+                                       str(c.get("role", "writer")), str(c.get("tls_cert", "")))
+                            for c in listed)
+            if not all(x.tls_cert for x in (*nodes, *clients)):
+                raise ClusterConfigError(
+                    f"{path} lists identities without a TLS certificate (a cluster made before "
+                    f"transports were encrypted); run `blockmesh cluster migrate-keys "
+                    f"{path.parent}` to create them")
             section = raw.get("cluster", {})
             pbft = raw.get("pbft", {})
             if not isinstance(pbft, dict) or not set(pbft) <= _PARAM_NAMES:
                 raise ValueError(f"unknown [pbft] keys {sorted(set(pbft) - _PARAM_NAMES)}")
             config = cls(nodes, clients, int(section.get("checkpoint_interval", 100)),
-                         str(section.get("transport", "grpc")), tuple(sorted(pbft.items())))
+                         str(section.get("transport", "grpc")), tuple(sorted(pbft.items())),
+                         path.parent)
         except (KeyError, TypeError, ValueError, DecodeError) as exc:
             raise ClusterConfigError(f"{path}: malformed cluster file ({exc})") from None
         if len({n.id for n in nodes}) != len(nodes):
@@ -159,6 +226,15 @@ class ClusterConfig:
                                      f"found {committee.n}")
         if not clients or len({c.id for c in clients}) != len(clients):
             raise ClusterConfigError(f"{path}: client ids must be present and unique")
+        if any(c.role not in ROLES for c in clients):
+            raise ClusterConfigError(f"{path}: a client's role is one of {', '.join(ROLES)}")
+        if {c.id for c in clients} & {n.id for n in nodes}:
+            raise ClusterConfigError(f"{path}: a client id may not be a node id")
+        for listed_cert in (*nodes, *clients):
+            try:
+                pem_to_der(listed_cert.tls_cert)
+            except DecodeError as exc:
+                raise ClusterConfigError(f"{path}: {listed_cert.id}: {exc}") from None
         if config.transport not in TRANSPORTS:
             raise ClusterConfigError(f"{path}: transport must be grpc or tcp")
         config.params()
@@ -172,6 +248,7 @@ class NodeConfig:
     cluster_path: Path
     data_dir: Path
     transport: str = "grpc"
+    tls_key: str = ""  # PEM; the private key of the transport certificate cluster.toml lists
 
     def signer(self) -> Signer:
         return Signer.from_hex(self.node_id, self.private_key)
@@ -183,7 +260,7 @@ class NodeConfig:
         try:
             config = cls(str(raw["node_id"]), str(raw["private_key"]),
                          base / str(raw["cluster"]), base / str(raw["data_dir"]),
-                         str(raw.get("transport", "grpc")))
+                         str(raw.get("transport", "grpc")), str(raw.get("tls_key", "")))
         except (KeyError, TypeError) as exc:
             raise ClusterConfigError(f"{path}: malformed node file (missing {exc})") from None
         if config.transport not in TRANSPORTS:
@@ -203,34 +280,120 @@ def _read(path: Path) -> dict[str, Any]:
 def init_cluster(out: Path, nodes: int, host: str, base_port: int,
                  checkpoint_interval: int = 100, *, clients: int = DEFAULT_CLIENTS,
                  transport: str = "grpc",
-                 pbft: dict[str, float | int] | None = None) -> ClusterConfig:
-    """Write cluster.toml and node0.toml … node{n-1}.toml with fresh Ed25519 keys."""
+                 pbft: dict[str, float | int] | None = None,
+                 force: bool = False) -> ClusterConfig:
+    """Write cluster.toml, node0.toml … node{n-1}.toml and clients/client0.key … with fresh
+    Ed25519 keys. Every client `init` creates is a writer (`cluster client new --role reader`
+    adds readers).
+
+    A directory that already holds a cluster is refused unless `force`: new keys would
+    orphan the old cluster's key files and leave its replicas' logs owned by keys that no
+    longer exist (the replicas then refuse to start on them, see SqliteStore.claim)."""
     if nodes < 4 or (nodes - 1) % 3:
         raise ClusterConfigError(f"--nodes must be 3f + 1 (4, 7, 10, ...), got {nodes}")
     if clients < 1:
         raise ClusterConfigError("a cluster needs at least one client identity")
     if transport not in TRANSPORTS:
         raise ClusterConfigError("transport must be grpc or tcp")
+    if (out / "cluster.toml").exists() and not force:
+        raise ClusterConfigError(f"{out} already holds a cluster (cluster.toml); pass --force "
+                                 "to replace its keys")
     out.mkdir(parents=True, exist_ok=True)
     signers = [Signer.generate(f"node{k}") for k in range(nodes)]
-    client_signers = [Signer.generate(f"client{k}") for k in range(clients)]
+    node_tls = [generate_certificate(s.node_id) for s in signers]
+    identities = [_new_identity(f"client{k}") for k in range(clients)]
     config = ClusterConfig(
         tuple(NodeInfo(s.node_id, f"{host}:{base_port + k}", s.public_key,
-                       f"{host}:{base_port + METRICS_PORT_OFFSET + k}")
+                       f"{host}:{base_port + METRICS_PORT_OFFSET + k}", node_tls[k][1])
               for k, s in enumerate(signers)),
-        tuple(ClientInfo(c.node_id, c.public_key, c.private_hex()) for c in client_signers),
-        checkpoint_interval, transport, tuple(sorted((pbft or {}).items())))
+        tuple(ClientInfo(i.client_id, i.signer().public_key, "writer", i.tls_cert)
+              for i in identities),
+        checkpoint_interval, transport, tuple(sorted((pbft or {}).items())), out)
     config.params()
-    (out / "cluster.toml").write_text(config.to_toml())
-    for signer in signers:
-        node_file = out / f"{signer.node_id}.toml"
-        node_file.write_text(tomli_w.dumps({
+    (out / CLIENTS_DIR).mkdir(mode=0o700, exist_ok=True)
+    for identity in identities:
+        identity.save(out / CLIENTS_DIR / f"{identity.client_id}.key")
+    for signer, (tls_key, _) in zip(signers, node_tls, strict=True):
+        write_secret(out / f"{signer.node_id}.toml", tomli_w.dumps({
             "node_id": signer.node_id, "private_key": signer.private_hex(),
             "cluster": "cluster.toml", "data_dir": f"{signer.node_id}-data",
-            "transport": transport}))
-        node_file.chmod(0o600)
-    (out / "cluster.toml").chmod(0o600)
+            "transport": transport, "tls_key": tls_key}))
+    (out / "cluster.toml").write_text(config.to_toml())
     return config
+
+
+def _new_identity(client_id: str) -> ClientIdentity:
+    signer = Signer.generate(client_id)
+    return ClientIdentity(client_id, signer.private_hex(), *generate_certificate(client_id))
+
+
+def add_client(cluster_path: Path, out: Path, role: str = "writer",
+               client_id: str | None = None) -> ClientInfo:
+    """`cluster client new`: a fresh identity in the key file `out`, listed in cluster.toml
+    with `role`. Running replicas learn of it when they restart."""
+    if role not in ROLES:
+        raise ClusterConfigError(f"role must be one of {', '.join(ROLES)}")
+    config = ClusterConfig.load(cluster_path)
+    taken = {c.id for c in config.clients} | {n.id for n in config.nodes}
+    if client_id is None:
+        client_id = next(f"client{k}" for k in range(len(taken) + 1) if f"client{k}" not in taken)
+    elif client_id in taken or not client_id or len(client_id.encode()) > MAX_CLIENT_ID_BYTES:
+        raise ClusterConfigError(f"client id {client_id!r} is taken or not a valid id")
+    if out.exists():
+        raise ClusterConfigError(f"{out} exists; a key file is never overwritten")
+    identity = _new_identity(client_id)
+    info = ClientInfo(client_id, identity.signer().public_key, role, identity.tls_cert)
+    identity.save(out)
+    updated = replace(config, clients=(*config.clients, info))
+    cluster_path.write_text(updated.to_toml())
+    return info
+
+
+def migrate_keys(directory: Path) -> list[Path]:
+    """`cluster migrate-keys`: bring a cluster made by an older blockmesh up to date. Client
+    private keys move out of cluster.toml into clients/<id>.key files (0600), and every
+    replica and client without a TLS certificate gets one (its key in its node or key file,
+    the certificate in cluster.toml). Returns the files written; none when up to date."""
+    path = directory / "cluster.toml"
+    raw = _read(path)
+    listed = raw.get("clients", [raw["client"]] if "client" in raw else [])
+    (directory / CLIENTS_DIR).mkdir(mode=0o700, exist_ok=True)
+    written = []
+    try:
+        for entry in listed:
+            key_file = directory / CLIENTS_DIR / f"{entry['id']}.key"
+            secret = entry.pop("private_key", None)
+            if secret is not None:
+                identity = ClientIdentity(str(entry["id"]), str(secret))
+                if identity.signer().public_key != public_key_from_hex(entry["public_key"]):
+                    raise ClusterConfigError(f"{path}: {entry['id']}'s private key does not "
+                                             "match its public key")
+            elif not entry.get("tls_cert"):
+                identity = ClientIdentity.load(key_file)
+            else:
+                continue
+            # A client whose key sat in cluster.toml predates TLS: it gets its first certificate.
+            tls_key, tls_cert = generate_certificate(identity.client_id)
+            identity = replace(identity, tls_key=tls_key, tls_cert=tls_cert)
+            entry["tls_cert"] = tls_cert
+            identity.save(key_file)
+            written.append(key_file)
+            entry.setdefault("role", "writer")
+        for entry in raw["nodes"]:
+            if entry.get("tls_cert"):
+                continue
+            node_file = directory / f"{entry['id']}.toml"
+            node = _read(node_file)
+            node["tls_key"], entry["tls_cert"] = generate_certificate(str(entry["id"]))
+            write_secret(node_file, tomli_w.dumps(node))
+            written.append(node_file)
+    except (KeyError, TypeError, DecodeError, IdentityError) as exc:
+        raise ClusterConfigError(f"cannot migrate {directory}: {exc}") from None
+    raw.pop("client", None)
+    raw["clients"] = listed
+    if written:
+        path.write_text(tomli_w.dumps(raw))
+    return written
 
 
 def free_base_port(nodes: int = 4, host: str = "127.0.0.1") -> int:

@@ -51,17 +51,20 @@ class LoadResult:
 async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
                    transport: str | None = None, warmup: int = 0,
                    timeout: float = 60.0) -> LoadResult:
-    """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel.
+    """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel,
+    signing as the cluster's first `clients` writers (their key files under its directory).
     Raises ClusterUnreachable as soon as too few replicas can be dialled for any to commit."""
     if clients < 1 or count < 1:
         raise ClusterConfigError("need at least one client and one request")
-    if clients > len(cluster.clients):
+    writers = len(cluster.writers())
+    if clients > writers:
         raise ClusterConfigError(
-            f"{clients} clients asked, the cluster file lists {len(cluster.clients)} client "
-            "identities (cluster init --clients)")
+            f"{clients} clients asked, the cluster file lists {writers} writer identities "
+            "(cluster init --clients)")
+    identities = [cluster.writer_identity(i) for i in range(clients)]
     async with ClusterClient(cluster, transport) as cc:
         result = LoadResult(cc.transport, clients, size)
-        sessions = [cc.session(i) for i in range(clients)]
+        sessions = [cc.session(identity) for identity in identities]
         values = [os.urandom(size) for _ in range(clients)]
         left = [warmup]
         unreachable: list[ClusterUnreachable] = []

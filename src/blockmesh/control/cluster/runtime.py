@@ -38,6 +38,7 @@ from blockmesh.control.consensus import (
     PBFTReplica,
     SqliteStore,
 )
+from blockmesh.control.consensus.app import is_read_only
 from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
@@ -48,11 +49,14 @@ from blockmesh.control.transport import (
     TransportConfig,
     TransportError,
 )
-from blockmesh.errors import DecodeError
+from blockmesh.control.transport.mesh import join_address, split_address
+from blockmesh.errors import BlockmeshError, DecodeError
 from blockmesh.gc_tuning import settle_after_startup
 
 log = logging.getLogger(__name__)
 
+#: Where /metrics listens unless `cluster start --metrics-host` says otherwise.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 #: Inputs waiting for the engine; beyond this, peers' reads wait and client requests are
 #: refused ("overload", which clients retry).
 INBOX_SIZE = 8192
@@ -103,6 +107,18 @@ class _StateView:
         return self._engine.status()
 
 
+def client_policy(cluster: ClusterConfig) -> Callable[[pb.Request], bool]:
+    """What each client identity may ask: writers anything, readers read-only operations.
+    The engine applies it to requests it receives and to those a primary proposes, so a
+    reader's write is refused even by way of a Byzantine primary."""
+    readers = frozenset(c.id for c in cluster.clients if not c.writer)
+
+    def authorize(request: pb.Request) -> bool:
+        return request.client_id not in readers or is_read_only(request.operation)
+
+    return authorize
+
+
 def runtime_transport_config() -> TransportConfig:
     """Transport limits for replicas: redial a restarted peer within two seconds."""
     return TransportConfig(backoff_max=2.0)
@@ -119,11 +135,15 @@ class Replica:
         transport: str | None = None,
         transport_config: TransportConfig | None = None,
         registry: CollectorRegistry | None = None,
+        metrics_host: str = DEFAULT_METRICS_HOST,
         app: Application | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
-        """`app` is the replicated application (the key-value store unless given); `on_commit`
-        is called in the replica's loop after blocks were executed and persisted."""
+        """`metrics_host` is where /metrics listens (on the port cluster.toml gives the
+        node), whatever host the replica's transport binds: metrics stay on loopback unless
+        asked otherwise. `app` is the replicated application (the key-value store unless
+        given); `on_commit` is called in the replica's loop after blocks were executed and
+        persisted."""
         self.node = node
         self.cluster = cluster
         self.kind = transport or node.transport
@@ -134,11 +154,28 @@ class Replica:
         if self.signer.public_key != self.info.public_key:
             raise ClusterConfigError(f"{node.node_id}'s private key does not match the public key "
                                      "the cluster file lists for it")
+        if not node.tls_key:
+            raise ClusterConfigError(f"{node.node_id}'s node file has no TLS key (a cluster made "
+                                     "before transports were encrypted): run `blockmesh cluster "
+                                     f"migrate-keys {node.cluster_path.parent}`")
+        tls = cluster.tls(node.tls_key, self.info.tls_cert)
+        try:
+            tls.server_context()  # the key must belong to the listed certificate
+        except DecodeError as exc:
+            raise ClusterConfigError(f"{node.node_id}'s TLS key does not match the certificate "
+                                     f"the cluster file lists for it ({exc})") from None
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = ConsensusMetrics(self.registry, node.node_id)
-        self.metrics_server = MetricsServer(self.registry, self.info.metrics_address)
+        _, metrics_port = split_address(self.info.metrics_address)
+        self.metrics_server = MetricsServer(self.registry, join_address(metrics_host,
+                                                                        metrics_port))
         node.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = SqliteStore(node.data_dir / "consensus.sqlite")
+        try:
+            self.store.claim(node.node_id, self.signer.public_key)
+        except BlockmeshError:
+            self.store.close()
+            raise
         self.engine = PBFTReplica(
             self.signer,
             [n.id for n in cluster.nodes],
@@ -149,6 +186,7 @@ class Replica:
             recovered=self.store.load(),
             pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
                                client_side=False),
+            authorize=client_policy(cluster),
         )
         self.transport = TRANSPORT_CLASSES[self.kind](
             self.signer,
@@ -156,6 +194,7 @@ class Replica:
             self.info.address,
             config=transport_config or runtime_transport_config(),
             registry=self.registry,
+            tls=tls,
         )
         self._inbox: asyncio.Queue[_Input] | None = None
         self._waiters: dict[Key, list[Responder]] = {}
@@ -248,7 +287,7 @@ class Replica:
             return
         key = (request.client_id, request.timestamp)
         try:
-            self._inbox.put_nowait(_Input(_SUBMIT, envelope, key, request))
+            self._inbox.put_nowait(_Input(_SUBMIT, envelope, key=key, request=request))
         except asyncio.QueueFull:
             respond(self._refusal("overload"))
             return
@@ -410,13 +449,14 @@ class Replica:
         return blocks, list(certificates.values())
 
 
-def serve(node_path: Path, transport: str | None = None) -> None:
+def serve(node_path: Path, transport: str | None = None,
+          metrics_host: str = DEFAULT_METRICS_HOST) -> None:
     """`cluster start`: run one replica in this process until SIGINT or SIGTERM."""
     node = NodeConfig.load(node_path)
     cluster = ClusterConfig.load(node.cluster_path)
 
     async def main() -> None:
-        replica = Replica(node, cluster, transport=transport)
+        replica = Replica(node, cluster, transport=transport, metrics_host=metrics_host)
         settle_after_startup()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

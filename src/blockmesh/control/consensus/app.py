@@ -100,6 +100,15 @@ def decode_result(data: bytes) -> KVResult:
     return KVResult(data[0], data[1:])
 
 
+def is_read_only(operation: bytes) -> bool:
+    """True for an operation that cannot change the store (a well-formed GET): what a
+    read-only client identity may submit."""
+    try:
+        return decode_operation(operation).op == OP_GET
+    except DecodeError:
+        return False
+
+
 class KeyValueApp:
     """An in-memory byte map; the default application of a blockmesh PBFT cluster."""
 

@@ -107,9 +107,13 @@ class PBFTReplica:
         params: PBFTParams | None = None,
         recovered: RecoveredState | None = None,
         pair_keys: MacKeys | None = None,
+        authorize: Callable[[pb.Request], bool] | None = None,
     ) -> None:
         """`pair_keys` (this replica's MAC keys with each client) lets it accept a request by
-        its authenticator entry instead of an Ed25519 check; without it, by signature only."""
+        its authenticator entry instead of an Ed25519 check; without it, by signature only.
+        `authorize` says whether a request's client may ask for its operation (a read-only
+        client may not write); it must be deterministic and the same on every replica, since
+        backups apply it to the requests a primary proposes too."""
         self.node_id = signer.node_id
         self.committee = Committee(tuple(nodes))
         if self.node_id not in self.committee.nodes:
@@ -118,6 +122,7 @@ class PBFTReplica:
         self._signer = signer
         self._checker = SignatureChecker(replica_keys, client_keys, self.params.verified_cache_size)
         self._pair_keys = pair_keys
+        self._authorize = authorize
         self._index = self.committee.nodes.index(self.node_id)
         #: Some pending request may be unsigned (taken by MAC): `_vet_pending` has work.
         self._unvetted = False
@@ -445,6 +450,8 @@ class PBFTReplica:
             raise InvalidMessage("unknown_client")
         if len(req.client_id) > p.max_client_id_size or len(req.operation) > p.max_operation_size:
             raise InvalidMessage("too_large")
+        if self._authorize is not None and not self._authorize(req):
+            raise InvalidMessage("forbidden")
         data = request_signing_bytes(req)
         if (not signature and self._pair_keys is not None
                 and verify_entry(req, self._pair_keys, self._index, data)):

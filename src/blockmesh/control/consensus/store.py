@@ -27,7 +27,7 @@ from blockmesh.control.consensus.outputs import (
     SaveView,
 )
 from blockmesh.control.proto import pbft_pb2 as pb
-from blockmesh.errors import DecodeError
+from blockmesh.errors import BlockmeshError, DecodeError
 
 #: Message kinds whose records die with the stable checkpoint at or above their sequence.
 _LOG_KINDS = (pb.PRE_PREPARE, pb.PREPARE, pb.COMMIT, pb.CHECKPOINT)
@@ -133,7 +133,14 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (type, view, sequence, node)
 );
 CREATE TABLE IF NOT EXISTS prepared (sequence INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS owner (
+    only INTEGER PRIMARY KEY CHECK (only = 1), node TEXT NOT NULL, public_key BLOB NOT NULL
+);
 """
+
+
+class StoreOwnerMismatch(BlockmeshError):
+    """The store was written by another identity than the one opening it."""
 
 
 M = TypeVar("M", bound=Message)
@@ -165,6 +172,26 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def claim(self, node_id: str, public_key: bytes) -> None:
+        """Bind this store to the replica identity that writes it, or refuse another one.
+
+        A log holds votes its replica signed; a replica started with a different key (a new
+        `cluster init` over an old data directory, another node's files) would sign votes
+        contradicting them, or serve a log under the wrong name. The first replica to open a
+        store (or the first after this check was added) records its id and public key;
+        afterwards anyone else gets StoreOwnerMismatch and the store is left untouched."""
+        with self._lock:
+            row = self._conn.execute("SELECT node, public_key FROM owner").fetchone()
+            if row is None:
+                self._conn.execute("INSERT INTO owner VALUES (1, ?, ?)", (node_id, public_key))
+                return
+        node, key = row[0], bytes(row[1])
+        if (node, key) != (node_id, public_key):
+            raise StoreOwnerMismatch(
+                f"this consensus store belongs to {node} with public key {key.hex()[:16]}…, "
+                f"not to {node_id} with {public_key.hex()[:16]}… (a new cluster over an old "
+                "data directory? move the directory away to start empty)")
 
     def apply(self, records: Sequence[Record]) -> None:
         if not records:

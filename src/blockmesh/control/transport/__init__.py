@@ -11,8 +11,10 @@ process, the control plane runs its own asyncio loop in a dedicated thread and t
 side through a queue, so there is one thread hop per batch crossing planes, never per message
 inside the control plane.
 
-Both transports authenticate every replica connection with a mutual Ed25519 challenge–response
-(handshake.py) against the cluster's public keys, treat PBFTMessage envelopes as opaque (the
+Both transports encrypt every connection with mutual TLS 1.3 against the certificates the
+cluster lists (tls.py), authenticate every replica connection with a mutual Ed25519
+challenge–response (handshake.py) against the cluster's public keys, bound to the TLS
+certificate, treat PBFTMessage envelopes as opaque (the
 engine verifies message signatures), bound every size and queue (config.py), throttle flooding
 peers, redial lost peers with exponential backoff and jitter, and export Prometheus metrics to a
 registry the caller passes in (metrics.py).

@@ -1,7 +1,9 @@
 """A client of one replica, over either transport: what `cluster submit` and load generators use.
 
 A client is not a cluster member: it does not run the replica handshake (its requests carry the
-client's own signature, which the engine checks). Over TCP it opens with CLIENT_HELLO and
+client's own signature, which the engine checks). With TLS it presents its own listed
+certificate, which replicas require before serving it anything, and checks that the replica
+answering is the member it meant to reach. Over TCP it opens with CLIENT_HELLO and
 multiplexes calls on one connection by call id; over gRPC it makes unary calls on one channel.
 Either way many calls may be in flight at once, which is what a load generator needs.
 """
@@ -21,12 +23,19 @@ from prometheus_client import CollectorRegistry
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import framing
 from blockmesh.control.transport.config import TransportConfig
-from blockmesh.control.transport.errors import PeerError, TransportError
+from blockmesh.control.transport.errors import AuthenticationError, PeerError, TransportError
 from blockmesh.control.transport.framing import Frame, Kind
-from blockmesh.control.transport.grpc_transport import SERVICE, channel_options, wait_connected
+from blockmesh.control.transport.grpc_transport import SERVICE, open_channel, wait_connected
 from blockmesh.control.transport.metrics import TransportMetrics
 from blockmesh.control.transport.submit_stream import SubmitStreamClient
-from blockmesh.control.transport.tcp import FrameReader, TcpLink, close_writer, open_stream
+from blockmesh.control.transport.tcp import (
+    FrameReader,
+    TcpLink,
+    close_writer,
+    open_stream,
+    secure,
+)
+from blockmesh.control.transport.tls import TlsConfig
 from blockmesh.errors import DecodeError
 
 M = TypeVar("M", bound=Message)
@@ -46,11 +55,20 @@ class ReplicaClient:
         *,
         config: TransportConfig | None = None,
         registry: CollectorRegistry | None = None,
+        tls: TlsConfig | None = None,
+        peer: str | None = None,
     ) -> None:
+        """`tls`: this client's certificate and the cluster's (replicas refuse a client
+        without one); `peer`: the replica id expected at `address`, required with `tls`
+        (its certificate, not the address, is what the client trusts)."""
         if transport not in TRANSPORTS:
             raise TransportError(f"unknown transport {transport!r}; expected one of {TRANSPORTS}")
+        if tls is not None and peer is None:
+            raise TransportError("a TLS client must name the replica it dials (peer)")
         self.transport = transport
         self.address = address
+        self.tls = tls
+        self.peer = peer
         self.config = config or TransportConfig()
         self.metrics = TransportMetrics(
             registry if registry is not None else CollectorRegistry(), transport, "client"
@@ -81,6 +99,9 @@ class ReplicaClient:
                         await self._connect_grpc()
                     else:
                         await self._connect_tcp()
+            except AuthenticationError as exc:
+                self.metrics.connection_error("auth")
+                raise PeerError(self.address, "auth", str(exc)) from None
             except (OSError, TimeoutError, EOFError, DecodeError) as exc:
                 self.metrics.connection_error("unreachable")
                 raise PeerError(
@@ -179,7 +200,7 @@ class ReplicaClient:
         return self._link is not None and self._link.is_open
 
     async def _connect_grpc(self) -> None:
-        channel = grpc.aio.insecure_channel(self.address, options=channel_options(self.config))
+        channel = open_channel(self.address, self.config, self.tls, self.peer)
         try:
             await wait_connected(channel)
         except BaseException:
@@ -190,6 +211,9 @@ class ReplicaClient:
     async def _connect_tcp(self) -> None:
         reader, writer = await open_stream(self.address)
         try:
+            if self.tls is not None:
+                assert self.peer is not None
+                self.tls.expect(await secure(writer, self.tls.client_context()), self.peer)
             frames = FrameReader(reader, self.config.max_message_size)
             writer.write(framing.encode(Kind.CLIENT_HELLO, 0, b"", 0))
             answer = await frames.one()

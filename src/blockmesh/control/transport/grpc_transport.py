@@ -9,9 +9,14 @@ Authentication of MessageStream, the mesh channel, runs the four legs of handsha
     4. the server's first stream message is the same kind of envelope, empty: the ack
 
 A refused caller gets status UNAUTHENTICATED. SendMessage and BroadcastMessage act for a
-replica without a stream, so each such call is signed instead (handshake.CallGuard). SyncState,
-GetCheckpoint, GetStatus, SubmitRequest and SubmitStream (submit_stream.py) are open: what they
-return or take is signed or hash-chained already (state.py).
+replica without a stream, so each such call is signed instead (handshake.CallGuard).
+
+With TLS (tls.py; replicas always use it) the server requires a client certificate listed in
+the cluster and the channel to a peer pins the peer's name; the caller's certificate must be
+the one listed for the replica id it proves in the handshake or signs a call as. SyncState,
+GetCheckpoint and GetStatus answer members and listed clients only (PERMISSION_DENIED
+otherwise); SubmitRequest and SubmitStream take any listed identity's connection, since the
+requests carry their client's own signature (state.py).
 
 The stream carries pre-serialized bytes (no serializer on the method), so a broadcast
 serializes its message once for every peer, and the receive side decodes inside the transport
@@ -45,6 +50,7 @@ from blockmesh.control.transport.handshake import (
     new_nonce,
 )
 from blockmesh.control.transport.mesh import Link, MeshTransport
+from blockmesh.control.transport.tls import TlsConfig, grpc_peer_certificate
 from blockmesh.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,18 @@ def _server_options(config: TransportConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ]
+
+
+def open_channel(address: str, config: TransportConfig, tls: TlsConfig | None,
+                 peer: str | None) -> grpc.aio.Channel:
+    """A channel to `address`: TLS with the cluster's certificates as the only roots when
+    `tls` is given, the server's certificate name pinned to `peer` (a replica id) if known."""
+    options: list[tuple[str, int | str]] = list(channel_options(config))
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    if peer is not None:
+        options.append(("grpc.ssl_target_name_override", peer))
+    return grpc.aio.secure_channel(address, tls.grpc_channel_credentials(), options=options)
 
 
 async def wait_connected(channel: grpc.aio.Channel) -> None:
@@ -178,8 +196,9 @@ class GrpcTransport(MeshTransport):
         *,
         config: TransportConfig | None = None,
         registry: CollectorRegistry | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
-        super().__init__(signer, cluster, listen, config=config, registry=registry)
+        super().__init__(signer, cluster, listen, config=config, registry=registry, tls=tls)
         self._server: grpc.aio.Server | None = None
         self._guard = CallGuard(cluster, self.node_id)
 
@@ -188,7 +207,10 @@ class GrpcTransport(MeshTransport):
             return
         server = grpc.aio.server(options=_server_options(self.config))
         server.add_generic_rpc_handlers((self._handlers(),))
-        port = server.add_insecure_port(self._listen)
+        if self.tls is None:
+            port = server.add_insecure_port(self._listen)
+        else:
+            port = server.add_secure_port(self._listen, self.tls.grpc_server_credentials())
         if port == 0:
             raise PeerError(self.node_id, "listen", f"cannot listen on {self._listen}")
         await server.start()
@@ -243,7 +265,7 @@ class GrpcTransport(MeshTransport):
     # --- the mesh stream -----------------------------------------------------------------
 
     async def _dial(self, node_id: str, address: str) -> _ClientLink:
-        channel = grpc.aio.insecure_channel(address, options=channel_options(self.config))
+        channel = open_channel(address, self.config, self.tls, node_id)
         call = None
         try:
             await wait_connected(channel)
@@ -324,6 +346,8 @@ class GrpcTransport(MeshTransport):
         if proof.type != pb.MESSAGE_TYPE_UNSPECIFIED or proof.node_id != responder.peer:
             raise AuthenticationError("malformed handshake proof")
         peer_id = responder.on_proof(proof.signature)
+        if self.tls is not None:
+            self.tls.expect(grpc_peer_certificate(context), peer_id)
         await context.write(pb.PBFTMessage(node_id=me).SerializeToString())
         return peer_id
 
@@ -343,6 +367,8 @@ class GrpcTransport(MeshTransport):
                 raw,
                 time.time(),
             )
+            if self.tls is not None:
+                self.tls.expect(grpc_peer_certificate(context), caller)
         except (AuthenticationError, ValueError) as exc:
             self.metrics.connection_error("auth")
             raise AuthenticationError(str(exc)) from None
@@ -413,19 +439,34 @@ class GrpcTransport(MeshTransport):
             node_id, "BroadcastMessage", body, pb.BroadcastResponse.FromString, signed=True
         )
 
-    # --- open calls ----------------------------------------------------------------------
+    # --- state reads and submissions -----------------------------------------------------
+
+    async def _check_reader(self, context: grpc.aio.ServicerContext) -> None:
+        """State and status go to members and listed clients only."""
+        if self.tls is None:
+            return
+        try:
+            self.tls.may_read(grpc_peer_certificate(context))
+        except AuthenticationError as exc:
+            self.metrics.connection_error("auth")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
 
     async def _serve_sync(
-        self, request: pb.SyncStateRequest, _context: object
+        self, request: pb.SyncStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.SyncStateResponse:
+        await self._check_reader(context)
         return state.sync_state(self._provider, request, self.config)
 
     async def _serve_checkpoint(
-        self, request: pb.GetCheckpointRequest, _context: object
+        self, request: pb.GetCheckpointRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCheckpointResponse:
+        await self._check_reader(context)
         return state.get_checkpoint(self._provider, request)
 
-    async def _serve_status(self, _request: object, _context: object) -> pb.GetStatusResponse:
+    async def _serve_status(
+        self, _request: object, context: grpc.aio.ServicerContext
+    ) -> pb.GetStatusResponse:
+        await self._check_reader(context)
         return state.get_status(self._provider, self.node_id, self.peers())
 
     async def _serve_submit(

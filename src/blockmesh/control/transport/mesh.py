@@ -43,6 +43,7 @@ from blockmesh.control.transport.interface import (
 )
 from blockmesh.control.transport.limits import Backoff, TokenBucket
 from blockmesh.control.transport.metrics import TransportMetrics
+from blockmesh.control.transport.tls import TlsConfig
 from blockmesh.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,13 @@ class MeshTransport(Transport):
         *,
         config: TransportConfig | None = None,
         registry: CollectorRegistry | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
+        """`tls` encrypts every connection and admits only peers with a certificate the
+        cluster lists (tls.py); the replica runtime always passes it. Without it the transport
+        speaks plaintext, which only in-process tests of the layers above TLS use."""
         self.node_id = signer.node_id
+        self.tls = tls
         self._signer = signer
         self._cluster = cluster
         self._listen = listen
@@ -429,3 +435,8 @@ def split_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise TransportError(f"address {address!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    """(host, port) -> 'host:port', bracketing an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

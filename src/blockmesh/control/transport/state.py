@@ -1,8 +1,10 @@
 """Answers to the state-transfer and submission calls, shared by both transports.
 
 The content is self-authenticating (blocks are hash-chained, checkpoints carry 2f+1 signed
-CHECKPOINT messages, requests are signed by their client), so these calls are served to any
-caller; what a transport must bound is their size and how many run at once.
+CHECKPOINT messages, requests are signed by their client), so nothing here checks the caller
+again: but the log is not public, and each transport serves these calls only to callers whose
+TLS certificate the cluster lists (a member or a client identity; tls.py). What this module
+bounds is their size and how many run at once.
 """
 
 from __future__ import annotations

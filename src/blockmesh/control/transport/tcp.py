@@ -6,6 +6,12 @@ its nonce, `signature` its transcript signature — so the wire format needs no 
 A client that only submits requests or reads state opens with CLIENT_HELLO instead; it never
 becomes a peer and any consensus frame from it closes its connection.
 
+With TLS (tls.py; replicas always use it) each accepted connection first completes a mutual
+TLS 1.3 handshake, within handshake_timeout and counted like any refused handshake when it
+fails; then a member's certificate must be the one listed for the id it proves in HELLO/PROOF,
+and a CLIENT_HELLO needs a listed client's or member's certificate, so state and status
+reads, which only travel on such connections, go to nobody else.
+
 Reads take whatever the socket has (up to 256 KiB) and decode every complete frame in it; writes
 drain the whole send queue into one socket write. Both keep per-message system calls rare.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -34,6 +41,7 @@ from blockmesh.control.transport.framing import Frame, FrameDecoder, Kind
 from blockmesh.control.transport.handshake import Initiator, Responder, new_nonce
 from blockmesh.control.transport.mesh import Link, MeshTransport, split_address
 from blockmesh.control.transport.metrics import TransportMetrics
+from blockmesh.control.transport.tls import TlsConfig
 from blockmesh.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -229,6 +237,18 @@ def _close_if_connected(
         connecting.result()[1].close()
 
 
+async def secure(writer: asyncio.StreamWriter, context: ssl.SSLContext) -> bytes | None:
+    """Upgrade an open connection to TLS (the side follows how the stream was opened) and
+    return the peer's DER certificate. A failed handshake is an AuthenticationError: the peer
+    has no certificate the cluster lists, or no key for it."""
+    try:
+        await writer.start_tls(context)
+    except ssl.SSLError as exc:
+        raise AuthenticationError(f"TLS handshake failed: {exc.reason or exc}") from None
+    ssl_object = writer.get_extra_info("ssl_object")
+    return None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+
+
 async def close_writer(writer: asyncio.StreamWriter) -> None:
     writer.close()
     try:
@@ -263,8 +283,11 @@ class TcpTransport(MeshTransport):
         *,
         config: TransportConfig | None = None,
         registry: CollectorRegistry | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
-        super().__init__(signer, cluster, listen, config=config, registry=registry)
+        super().__init__(signer, cluster, listen, config=config, registry=registry, tls=tls)
+        self._server_tls = tls.server_context() if tls is not None else None
+        self._client_tls = tls.client_context() if tls is not None else None
         self._server: asyncio.Server | None = None
         self._clients: set[TcpLink] = set()
         self._connects: set[asyncio.Future] = set()
@@ -296,6 +319,9 @@ class TcpTransport(MeshTransport):
     async def _dial(self, node_id: str, address: str) -> TcpLink:
         reader, writer = await open_stream(address, self._connects)
         try:
+            if self.tls is not None:
+                assert self._client_tls is not None
+                self.tls.expect(await secure(writer, self._client_tls), node_id)
             frames = FrameReader(reader, self.config.max_message_size)
             initiator = Initiator(self._signer, self._cluster, node_id, new_nonce())
             me, nonce = initiator.hello()
@@ -345,8 +371,11 @@ class TcpTransport(MeshTransport):
         self._handshaking += 1
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
+                peer_cert = None
+                if self._server_tls is not None:
+                    peer_cert = await secure(writer, self._server_tls)
                 return await self._respond(
-                    FrameReader(reader, self.config.max_message_size), writer
+                    FrameReader(reader, self.config.max_message_size), writer, peer_cert
                 )
         except (AuthenticationError, DecodeError, TimeoutError, OSError, EOFError) as exc:
             self._refuse_connection(exc, writer)
@@ -377,9 +406,12 @@ class TcpTransport(MeshTransport):
             text = (str(exc) or reason).encode()[:_MAX_ERROR_TEXT]
             writer.write(framing.encode(Kind.ERROR, 0, text, _MAX_ERROR_TEXT))
 
-    async def _respond(self, frames: FrameReader, writer: asyncio.StreamWriter) -> TcpLink:
+    async def _respond(self, frames: FrameReader, writer: asyncio.StreamWriter,
+                       peer_cert: bytes | None) -> TcpLink:
         first = await frames.one()
         if first.kind == Kind.CLIENT_HELLO:
+            if self.tls is not None:
+                self.tls.may_read(peer_cert)
             if len(self._clients) >= self.config.max_client_connections:
                 raise AuthenticationError("too many client connections")
             writer.write(framing.encode(Kind.ACK, 0, b"", 0))
@@ -393,6 +425,8 @@ class TcpTransport(MeshTransport):
         reply = pb.PBFTMessage(node_id=me, payload=nonce, signature=signature)
         self._write_handshake(writer, Kind.REPLY, reply)
         peer_id = responder.on_proof(carrier(await frames.one(), Kind.PROOF).signature)
+        if self.tls is not None:
+            self.tls.expect(peer_cert, peer_id)
         writer.write(framing.encode(Kind.ACK, 0, b"", 0))
         await writer.drain()
         return TcpLink(self, peer_id, outbound=False, member=True, frames=frames, writer=writer)
