@@ -32,5 +32,9 @@ class NotFound(BlockmeshError, KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
+class Forbidden(BlockmeshError):
+    """The identity that asked may not do what it asked (a reader writing, say)."""
+
+
 class NotImplementedYet(BlockmeshError):
     """A documented feature that is not built yet: says so instead of pretending."""

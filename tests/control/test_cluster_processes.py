@@ -177,7 +177,7 @@ def test_four_replicas_commit_agree_and_report(make_cluster, kind):
     status = c.wait_until("every replica has the same head", agreed(NODES))
     assert status["node2"]["height"] >= 2 and status["node0"]["primary"] == "node0"
 
-    cli = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "status", "--cluster",
+    cli = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "health", "--cluster",
                           str(c.root / "cluster.toml"), "--json"],
                          capture_output=True, timeout=60, check=True)
     replicas = json.loads(cli.stdout)["replicas"]

@@ -100,7 +100,8 @@ def test_cluster_file_carries_clients_transport_and_engine_parameters(tmp_path):
 
 
 def test_cluster_commands_have_help():
-    for command in ("start", "submit", "status", "blocks", "init"):
+    for command in ("start", "submit", "health", "blocks", "init", "add", "pin", "status", "alloc",
+                    "recover", "peers"):
         proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", command,
                                "--help"], capture_output=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -124,9 +125,9 @@ def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
 ADDRESSES = [f"node{k} at 127.0.0.1:{k + 1}" for k in range(4)]
 
 
-def test_status_of_a_cluster_that_is_down_marks_every_replica_and_fails(tmp_path):
+def test_health_of_a_cluster_that_is_down_marks_every_replica_and_fails(tmp_path):
     init_cluster(tmp_path, 4, "127.0.0.1", 1, clients=1)  # ports 1-4: nothing listens there
-    proc, _ = cluster_cli("status", "--cluster", str(tmp_path / "cluster.toml"), "--json")
+    proc, _ = cluster_cli("health", "--cluster", str(tmp_path / "cluster.toml"), "--json")
     rows = json.loads(proc.stdout)["replicas"]
     assert rows == [{"node": f"node{k}", "error": "unreachable"} for k in range(4)]
     line = one_error_line(proc)

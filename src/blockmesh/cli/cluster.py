@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from blockmesh.cli.cluster_pins import COMMANDS
 from blockmesh.cli.output import emit_json, json_option
 from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClusterClient, unreachable_error
@@ -29,6 +30,7 @@ from blockmesh.control.consensus.app import (
     encode_get,
     encode_set,
 )
+from blockmesh.control.pinset.config import PinsetConfig
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.errors import BlockmeshError
 
@@ -52,42 +54,80 @@ def _identity(config: ClusterConfig, identity_path: str | None) -> ClientIdentit
 
 @click.group()
 def cluster() -> None:
-    """The PBFT control plane: a replica set ordering requests into a hash-chained log."""
+    """The cluster: PBFT members that decide which of them stores which content.
+
+    Member daemons (`cluster init`, then `blockmesh daemon` on each DIR/nodeK) run both planes;
+    `cluster add/pin/status/alloc/recover/peers` talk to the member of $BLOCKMESH_PATH.
+    `cluster start/submit/health/blocks` drive stand-alone replicas (--replicas-only).
+    """
 
 
 @cluster.command("init")
 @click.option("--nodes", default=4, show_default=True, help="Replicas, n = 3f + 1.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address replicas bind.")
 @click.option("--base-port", default=7000, show_default=True,
-              help="Replica k listens on base-port + k and serves /metrics on base-port + 100 + k.")
+              help="Replica k listens on base-port + k, serves /metrics on base-port + 100 + k "
+                   "and (members) its swarm on base-port + 200 + k.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Directory for cluster.toml, nodeK.toml and clients/clientK.key.")
+              help="Directory for cluster.toml, clients/clientK.key and the nodes.")
 @click.option("--checkpoint-interval", default=100, show_default=True,
               help="Sequence numbers between checkpoints.")
-@click.option("--clients", default=DEFAULT_CLIENTS, show_default=True,
-              help="Client identities to create (the load generator needs one per client).")
+@click.option("--clients", type=click.IntRange(1), default=None,
+              help="Client identities to create (the load generator needs one per client; "
+                   f"default {DEFAULT_CLIENTS} with --replicas-only, else 1).")
 @click.option("--transport", type=click.Choice(TRANSPORTS), default="grpc", show_default=True,
               help="Transport the replicas and clients use by default.")
 @click.option("--force", is_flag=True,
               help="Replace the keys of a cluster already in --out (its replicas' data "
                    "directories then refuse to start until moved away).")
+@click.option("--replicas-only", is_flag=True,
+              help="The stand-alone replica layout (nodeK.toml for `cluster start`, ordering "
+                   "the key-value store) instead of member repos.")
+@click.option("--reallocate-after", type=click.FloatRange(1, 30 * 86400), default=60.0,
+              show_default=True,
+              help="Seconds an allocated member may be silent before its pins move elsewhere.")
+@click.option("--replication-min", type=click.IntRange(-1), default=-1, show_default=True,
+              help="Default replication factor minimum of a pin (-1: every member).")
+@click.option("--replication-max", type=click.IntRange(-1), default=-1, show_default=True,
+              help="Default replication factor maximum of a pin (-1: every member).")
 @json_option
 def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_interval: int,
-                 clients: int, transport: str, force: bool, as_json: bool) -> None:
-    """Generate keys and config files for a new cluster."""
-    config = init_cluster(Path(out), nodes, host, base_port, checkpoint_interval,
-                          clients=clients, transport=transport, force=force)
+                 clients: int | None, transport: str, force: bool, replicas_only: bool,
+                 reallocate_after: float, replication_min: int, replication_max: int,
+                 as_json: bool) -> None:
+    """Generate keys and config for a new cluster: one member repo per node, DIR/nodeK, each
+    a BLOCKMESH_PATH for `blockmesh daemon` (both planes), or with --replicas-only the
+    stand-alone replica files."""
+    root = Path(out)
+    if replicas_only:
+        config = init_cluster(root, nodes, host, base_port, checkpoint_interval,
+                              clients=clients or DEFAULT_CLIENTS, transport=transport,
+                              force=force)
+        configs = {n.id: root / f"{n.id}.toml" for n in config.nodes}
+    else:
+        from blockmesh.daemon.membership import MEMBER_FILE, init_members
+
+        pinset = PinsetConfig(replication_min, replication_max, reallocate_after)
+        config = init_members(root, nodes, host, base_port, pinset=pinset, transport=transport,
+                              checkpoint_interval=checkpoint_interval, clients=clients or 1,
+                              force=force)
+        configs = {n.id: root / n.id / MEMBER_FILE for n in config.nodes}
     if as_json:
-        emit_json({"cluster": str(Path(out) / "cluster.toml"),
-                   "nodes": [{"id": n.id, "address": n.address, "config": str(Path(out) /
-                                                                              f"{n.id}.toml")}
+        emit_json({"cluster": str(root / "cluster.toml"),
+                   "nodes": [{"id": n.id, "address": n.address, "config": str(configs[n.id]),
+                              **({"repo": str(root / n.id), "peer_id": n.peer_id,
+                                  "swarm": n.swarm} if n.peer_id else {})}
                              for n in config.nodes]})
         return
     committee = config.committee
-    click.echo(f"wrote {Path(out) / 'cluster.toml'} (n={committee.n}, f={committee.f}, "
-               f"{len(config.clients)} client identities)")
+    click.echo(f"wrote {root / 'cluster.toml'} (n={committee.n}, f={committee.f}, "
+               f"{len(config.writers())} client identities)")
     for node in config.nodes:
-        click.echo(f"wrote {Path(out) / (node.id + '.toml')}  {node.id} at {node.address}")
+        if node.peer_id:
+            click.echo(f"wrote {root / node.id}  {node.id}: replica {node.address}, swarm "
+                       f"{node.swarm}/p2p/{node.peer_id}")
+        else:
+            click.echo(f"wrote {configs[node.id]}  {node.id} at {node.address}")
 
 
 @cluster.group("client")
@@ -215,12 +255,12 @@ def cluster_submit(cluster_path: str, payload: tuple[str, ...], count: int | Non
         sys.exit(1)
 
 
-@cluster.command("status")
+@cluster.command("health")
 @cluster_option
 @identity_option
 @transport_option
 @json_option
-def cluster_status(cluster_path: str, identity_path: str | None, transport: str | None,
+def cluster_health(cluster_path: str, identity_path: str | None, transport: str | None,
                    as_json: bool) -> None:
     """Each replica's view, primary, height, head hash, stable checkpoint and peers.
 
@@ -281,3 +321,7 @@ def cluster_blocks(cluster_path: str, from_height: int, limit: int, node: str | 
     for b in blocks:
         click.echo(f"{b['height']:>7}  view {b['view']:<3} {b['hash'][:16]}  "
                    f"prev {b['prev_hash'][:16]}  {b['requests']} requests")
+
+
+for _command in COMMANDS:
+    cluster.add_command(_command)

@@ -23,28 +23,27 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import trio
 
 from blockmesh.control.cluster.client import ClientSession, ClusterClient
-from blockmesh.control.cluster.config import ClusterConfig, ClusterConfigError, NodeConfig
+from blockmesh.control.cluster.config import ClusterConfig, NodeConfig
 from blockmesh.control.cluster.identity import ClientIdentity
 from blockmesh.control.cluster.runtime import Replica
 from blockmesh.control.pinset import PinsetApp
+from blockmesh.control.pinset.app import is_query
 from blockmesh.control.pinset.audit import MAX_AUDIT_BLOCKS, Auditor
 from blockmesh.control.pinset.tracker import Action, Allocated, Fetch, PinTracker, Report, Unpin
 from blockmesh.control.proto import pinset_pb2 as pb
 from blockmesh.daemon.bridge import ControlLoop
 from blockmesh.data.cid import CID
+from blockmesh.data.net import NetError
 from blockmesh.data.node import Node
 from blockmesh.errors import BlockmeshError, NotFound
 
 log = logging.getLogger(__name__)
 
-#: The file that makes a repo a cluster member: a node file (cluster/config.py, NodeConfig).
-MEMBER_FILE = "cluster-member.toml"
 #: The cluster pins this member holds locally, so a restart knows which local pins are the
 #: tracker's to drop (pins a user made with `blockmesh pin add` are never touched).
 HELD_FILE = "cluster-pins.json"
@@ -60,15 +59,6 @@ GC_INTERVAL = 30.0
 
 class MemberError(BlockmeshError):
     """The repo's cluster membership is inconsistent (keys, peer id, cluster file)."""
-
-
-def load_membership(repo_path: Path) -> tuple[NodeConfig, ClusterConfig] | None:
-    """The member's node file and cluster, or None when the repo is not a cluster member."""
-    path = repo_path / MEMBER_FILE
-    if not path.exists():
-        return None
-    node = NodeConfig.load(path)
-    return node, ClusterConfig.load(node.cluster_path)
 
 
 class SharedPinset:
@@ -97,7 +87,9 @@ class MemberPeer:
 class Member:
     """Runs one member's replica and pin tracker beside `node` until cancelled (`run`)."""
 
-    def __init__(self, node: Node, config: NodeConfig, cluster: ClusterConfig) -> None:
+    def __init__(self, node: Node, config: NodeConfig, cluster: ClusterConfig,
+                 identity: ClientIdentity) -> None:
+        """`identity`: the member's own client identity (membership.load_membership)."""
         self.node = node
         self.config = config
         self.cluster = cluster
@@ -108,10 +100,11 @@ class Member:
                               f"file binds {self.id} to {info.peer_id}")
         self.peers = {n.id: MemberPeer(n.id, n.peer_id, n.swarm) for n in cluster.nodes
                       if n.id != self.id and n.peer_id}
-        self.identity = ClientIdentity(self.id, config.private_key, config.tls_key, info.tls_cert)
+        self.identity = identity
         self.pinset = SharedPinset(PinsetApp([n.id for n in cluster.nodes],
                                              writers=[c.id for c in cluster.writers()],
-                                             policy=cluster.pinset.policy()))
+                                             policy=cluster.pinset.policy(),
+                                             member_clients=cluster.member_clients()))
         self._held_path = node.repo.path / HELD_FILE
         self.tracker = PinTracker(held=self._load_held())
         self.auditor = Auditor(self.id, cluster.pinset.audit_interval)
@@ -143,7 +136,7 @@ class Member:
 
     async def _replica_main(self) -> None:
         """The control-plane thread's life: the replica serving until it is cancelled."""
-        self.replica = Replica(self.config, self.cluster, app=self.pinset,  # type: ignore[arg-type]
+        self.replica = Replica(self.config, self.cluster, app=self.pinset, read_only=is_query,
                                on_commit=lambda: self.control.to_trio(self._on_commit))
         try:
             await self.replica.run()
@@ -271,15 +264,21 @@ class Member:
     async def _audit(self) -> None:
         while True:
             await trio.sleep(1.0)
-            claims = self.pinset.read(_claims)
+            claims = self.pinset.read(_claims)  # pinned, allocated and not down
             request = self.auditor.tick(trio.current_time(), claims)
             if request is None or request.target not in self.peers:
                 continue
             peer = self.peers[request.target]
-            ok, detail = True, ""
             try:
                 if peer.peer_id not in self.node.host.peers():
                     await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
+            except NetError as exc:
+                # Unreachable is not lying: liveness (heartbeats) deals with members that are
+                # down, and an accusation needs an answer that was wrong or missing.
+                log.info("%s: no audit of %s, unreachable: %s", self.id, request.target, exc)
+                continue
+            ok, detail = True, ""
+            try:
                 served = await self.node.sample(request.cid, peer.peer_id,
                                                 self.auditor.next_child,
                                                 max_blocks=MAX_AUDIT_BLOCKS,
@@ -332,22 +331,11 @@ def _allocated_for(app: PinsetApp, member: str) -> dict[CID, Allocated]:
 
 def _claims(app: PinsetApp) -> list[tuple[CID, str]]:
     claims = []
+    down = app.down_members()
     for view in app.pins():
         cid = CID.decode(view.cid)
         for status in view.members:
-            if status.state == pb.PINNED and status.member in view.allocations:
+            if status.state == pb.PINNED and status.member in view.allocations \
+                    and status.member not in down:
                 claims.append((cid, status.member))
     return claims
-
-
-def check_member_identity(node: Node, config: NodeConfig, cluster: ClusterConfig) -> None:
-    """Refuse to start a member whose keys do not match what the cluster file lists."""
-    try:
-        info = cluster.node(config.node_id)
-    except ClusterConfigError as exc:
-        raise MemberError(str(exc)) from None
-    if config.signer().public_key != info.public_key:
-        raise MemberError(f"{config.node_id}'s replica key does not match cluster.toml")
-    if info.peer_id and info.peer_id != node.peer_id:
-        raise MemberError(f"{config.node_id}'s libp2p identity {node.peer_id} is not the "
-                          f"{info.peer_id} that cluster.toml lists")

@@ -24,7 +24,7 @@ from blockmesh.data.cid import CID
 from blockmesh.data.dag import exporter
 from blockmesh.data.net import NetError, parse_peer_addr, parse_peer_id
 from blockmesh.data.node import FetchStalled, Node
-from blockmesh.errors import BlockmeshError, DecodeError, NotFound, UnsupportedError
+from blockmesh.errors import BlockmeshError, DecodeError, Forbidden, NotFound, UnsupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ def _status(exc: BlockmeshError) -> int:
         return 400
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, Forbidden):
+        return 403
     if isinstance(exc, FetchStalled):
         return 504
     if isinstance(exc, NetError):

@@ -26,7 +26,10 @@ from blockmesh.daemon.apifile import (
     remove_api_file,
     write_api_file,
 )
+from blockmesh.daemon.cluster_routes import ClusterApi
 from blockmesh.daemon.http import HttpServer
+from blockmesh.daemon.member import Member
+from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import Node
@@ -65,10 +68,17 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
                      ready: Callable[[Node, ApiAddress], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published."""
     warn_if_repo_is_open(repo.path)
+    membership = load_membership(repo.path)
     node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
     api = Api(node, default_stall_timeout=stall_timeout)
+    member = None
+    if membership is not None:
+        member = Member(node, *membership)
+        api.routes.update(ClusterApi(member).routes)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with node.run(), trio.open_nursery() as nursery:
+            if member is not None:  # both planes: the replica and the pin tracker
+                await nursery.start(member.run)
             probe = ApiAddress.fresh(API_HOST, 0)
             server = HttpServer(api.handle, probe.token)
             port = await nursery.start(server.serve, API_HOST, api_port)

@@ -310,3 +310,12 @@ def test_a_restricted_session_ignores_blocks_from_other_peers():
     client.receive("a", Message(blocks=(Block(cid, data),)), 0.1)
     assert session.take() == []
     assert session.wants_cid(cid)
+
+
+def test_a_session_that_keeps_nothing_gets_verified_blocks_that_are_not_stored():
+    client = _client("a")
+    (cid, data), = _blocks(1)
+    session = client.new_session(only=frozenset({"a"}), keep=False)
+    session.want([cid], 0.0)
+    assert client.receive("a", Message(blocks=(Block(cid, data),)), 0.1) == []
+    assert session.take() == [(cid, data)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import socket
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from blockmesh.control.cluster.identity import (
 from blockmesh.control.consensus.params import PBFTParams
 from blockmesh.control.consensus.proofs import Committee
 from blockmesh.control.keys import Signer, public_key_from_hex
+from blockmesh.control.pinset.config import PinsetConfig
 from blockmesh.control.transport.tls import TlsConfig, generate_certificate, pem_to_der
 from blockmesh.errors import BlockmeshError, DecodeError
 
@@ -63,6 +64,11 @@ class NodeInfo:
     public_key: bytes
     metrics_address: str  # host:port of its Prometheus /metrics
     tls_cert: str = ""  # PEM; its transport certificate (transport/tls.py)
+    #: In a member cluster (one daemon per node, both planes): the libp2p peer id of the
+    #: node's data plane and the multiaddr it listens on, bound to the replica key above by
+    #: standing in the same entry of the file every member trusts.
+    peer_id: str = ""
+    swarm: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ class ClientInfo:
     public_key: bytes
     role: str = "writer"
     tls_cert: str = ""  # PEM; the certificate it presents to replicas
+    #: The node this identity speaks for, when it is a member daemon's own identity: the
+    #: pinset takes that member's reports (heartbeats, pin states, audits) from it alone.
+    member: str = ""
 
     @property
     def writer(self) -> bool:
@@ -90,6 +99,8 @@ class ClusterConfig:
     pbft: tuple[tuple[str, float | int], ...] = ()
     #: The directory cluster.toml was loaded from: client key files live under it.
     directory: Path | None = None
+    #: The `[pinset]` table: what member daemons share about allocation.
+    pinset: PinsetConfig = field(default_factory=PinsetConfig)
 
     @property
     def committee(self) -> Committee:
@@ -115,7 +126,12 @@ class ClusterConfig:
         return None
 
     def writers(self) -> list[ClientInfo]:
-        return [c for c in self.clients if c.writer]
+        """Writers that are not a member's own identity (those act for their member)."""
+        return [c for c in self.clients if c.writer and not c.member]
+
+    def member_clients(self) -> dict[str, str]:
+        """Client id -> the member it speaks for."""
+        return {c.id: c.member for c in self.clients if c.member}
 
     def writer_identity(self, index: int = 0) -> ClientIdentity:
         """The key file of the index-th writer, from `clients/` next to cluster.toml (where
@@ -178,10 +194,13 @@ class ClusterConfig:
         doc: dict[str, Any] = {
             "cluster": cluster,
             "nodes": [{"id": n.id, "address": n.address, "public_key": n.public_key.hex(),
-                       "metrics_address": n.metrics_address, "tls_cert": n.tls_cert}
+                       "metrics_address": n.metrics_address, "tls_cert": n.tls_cert,
+                       **({"peer_id": n.peer_id, "swarm": n.swarm} if n.peer_id else {})}
                       for n in self.nodes],
             "clients": [{"id": c.id, "public_key": c.public_key.hex(), "role": c.role,
-                         "tls_cert": c.tls_cert} for c in self.clients],
+                         "tls_cert": c.tls_cert, **({"member": c.member} if c.member else {})}
+                        for c in self.clients],
+            "pinset": self.pinset.to_table(),
         }
         if self.pbft:
             doc["pbft"] = dict(self.pbft)
@@ -193,7 +212,8 @@ class ClusterConfig:
         try:
             nodes = tuple(
                 NodeInfo(str(n["id"]), str(n["address"]), public_key_from_hex(n["public_key"]),
-                         str(n["metrics_address"]), str(n.get("tls_cert", "")))
+                         str(n["metrics_address"]), str(n.get("tls_cert", "")),
+                         str(n.get("peer_id", "")), str(n.get("swarm", "")))
                 for n in raw["nodes"])
             listed = raw["clients"] if "clients" in raw else [raw["client"]]
             if any("private_key" in c for c in listed):
@@ -202,7 +222,8 @@ class ClusterConfig:
                     f"client requests; run `blockmesh cluster migrate-keys {path.parent}` to "
                     "move them into client key files")
             clients = tuple(ClientInfo(str(c["id"]), public_key_from_hex(c["public_key"]),
-                                       str(c.get("role", "writer")), str(c.get("tls_cert", "")))
+                                       str(c.get("role", "writer")), str(c.get("tls_cert", "")),
+                                       str(c.get("member", "")))
                             for c in listed)
             if not all(x.tls_cert for x in (*nodes, *clients)):
                 raise ClusterConfigError(
@@ -215,7 +236,7 @@ class ClusterConfig:
                 raise ValueError(f"unknown [pbft] keys {sorted(set(pbft) - _PARAM_NAMES)}")
             config = cls(nodes, clients, int(section.get("checkpoint_interval", 100)),
                          str(section.get("transport", "grpc")), tuple(sorted(pbft.items())),
-                         path.parent)
+                         path.parent, PinsetConfig.from_table(raw.get("pinset", {})))
         except (KeyError, TypeError, ValueError, DecodeError) as exc:
             raise ClusterConfigError(f"{path}: malformed cluster file ({exc})") from None
         if len({n.id for n in nodes}) != len(nodes):
@@ -230,6 +251,8 @@ class ClusterConfig:
             raise ClusterConfigError(f"{path}: a client's role is one of {', '.join(ROLES)}")
         if {c.id for c in clients} & {n.id for n in nodes}:
             raise ClusterConfigError(f"{path}: a client id may not be a node id")
+        if any(c.member and (c.member not in committee.nodes or not c.writer) for c in clients):
+            raise ClusterConfigError(f"{path}: a member identity names a node and is a writer")
         for listed_cert in (*nodes, *clients):
             try:
                 pem_to_der(listed_cert.tls_cert)
@@ -301,7 +324,7 @@ def init_cluster(out: Path, nodes: int, host: str, base_port: int,
     out.mkdir(parents=True, exist_ok=True)
     signers = [Signer.generate(f"node{k}") for k in range(nodes)]
     node_tls = [generate_certificate(s.node_id) for s in signers]
-    identities = [_new_identity(f"client{k}") for k in range(clients)]
+    identities = [new_identity(f"client{k}") for k in range(clients)]
     config = ClusterConfig(
         tuple(NodeInfo(s.node_id, f"{host}:{base_port + k}", s.public_key,
                        f"{host}:{base_port + METRICS_PORT_OFFSET + k}", node_tls[k][1])
@@ -322,7 +345,7 @@ def init_cluster(out: Path, nodes: int, host: str, base_port: int,
     return config
 
 
-def _new_identity(client_id: str) -> ClientIdentity:
+def new_identity(client_id: str) -> ClientIdentity:
     signer = Signer.generate(client_id)
     return ClientIdentity(client_id, signer.private_hex(), *generate_certificate(client_id))
 
@@ -341,7 +364,7 @@ def add_client(cluster_path: Path, out: Path, role: str = "writer",
         raise ClusterConfigError(f"client id {client_id!r} is taken or not a valid id")
     if out.exists():
         raise ClusterConfigError(f"{out} exists; a key file is never overwritten")
-    identity = _new_identity(client_id)
+    identity = new_identity(client_id)
     info = ClientInfo(client_id, identity.signer().public_key, role, identity.tls_cert)
     identity.save(out)
     updated = replace(config, clients=(*config.clients, info))
@@ -397,12 +420,13 @@ def migrate_keys(directory: Path) -> list[Path]:
 
 
 def free_base_port(nodes: int = 4, host: str = "127.0.0.1") -> int:
-    """A base port P whose replica ports P+k and metrics ports P+100+k are all free right now,
-    for clusters that tests, benchmarks and the demo start on loopback."""
+    """A base port P whose replica ports P+k, metrics ports P+100+k and member swarm ports
+    P+200+k are all free right now, for clusters that tests, benchmarks and the demo start on
+    loopback."""
     for _ in range(200):
         base = random.randrange(20_000, 60_000)
-        ports = [base + k for k in range(nodes)]
-        ports += [base + METRICS_PORT_OFFSET + k for k in range(nodes)]
+        ports = [base + offset + k for offset in (0, METRICS_PORT_OFFSET, 2 * METRICS_PORT_OFFSET)
+                 for k in range(nodes)]
         try:
             for port in ports:
                 with socket.socket() as probe:
@@ -410,4 +434,4 @@ def free_base_port(nodes: int = 4, host: str = "127.0.0.1") -> int:
         except OSError:
             continue
         return base
-    raise ClusterConfigError(f"no free range of {nodes} + {nodes} ports on {host}")
+    raise ClusterConfigError(f"no free range of 3 x {nodes} ports on {host}")

@@ -107,14 +107,16 @@ class _StateView:
         return self._engine.status()
 
 
-def client_policy(cluster: ClusterConfig) -> Callable[[pb.Request], bool]:
-    """What each client identity may ask: writers anything, readers read-only operations.
+def client_policy(cluster: ClusterConfig, read_only: Callable[[bytes], bool] = is_read_only,
+                  ) -> Callable[[pb.Request], bool]:
+    """What each client identity may ask: writers anything, readers operations that
+    `read_only` accepts (the application's own notion: key-value GETs, pinset queries).
     The engine applies it to requests it receives and to those a primary proposes, so a
     reader's write is refused even by way of a Byzantine primary."""
     readers = frozenset(c.id for c in cluster.clients if not c.writer)
 
     def authorize(request: pb.Request) -> bool:
-        return request.client_id not in readers or is_read_only(request.operation)
+        return request.client_id not in readers or read_only(request.operation)
 
     return authorize
 
@@ -137,13 +139,14 @@ class Replica:
         registry: CollectorRegistry | None = None,
         metrics_host: str = DEFAULT_METRICS_HOST,
         app: Application | None = None,
+        read_only: Callable[[bytes], bool] = is_read_only,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         """`metrics_host` is where /metrics listens (on the port cluster.toml gives the
         node), whatever host the replica's transport binds: metrics stay on loopback unless
         asked otherwise. `app` is the replicated application (the key-value store unless
-        given); `on_commit` is called in the replica's loop after blocks were executed and
-        persisted."""
+        given) and `read_only` says which of its operations a reader may send; `on_commit` is
+        called in the replica's loop after blocks were executed and persisted."""
         self.node = node
         self.cluster = cluster
         self.kind = transport or node.transport
@@ -186,7 +189,7 @@ class Replica:
             recovered=self.store.load(),
             pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
                                client_side=False),
-            authorize=client_policy(cluster),
+            authorize=client_policy(cluster, read_only),
         )
         self.transport = TRANSPORT_CLASSES[self.kind](
             self.signer,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -94,13 +94,17 @@ class PinsetApp:
     """The replicated pinset of a cluster whose replicas are `members` (committee order)."""
 
     def __init__(self, members: Sequence[str], writers: Collection[str] = (),
-                 policy: PinsetPolicy | None = None) -> None:
+                 policy: PinsetPolicy | None = None,
+                 member_clients: Mapping[str, str] | None = None) -> None:
+        """`member_clients` maps the client identity a member daemon signs with to its member
+        id; a request signed as a member id itself counts as that member too."""
         if len(set(members)) != len(members) or not members:
             raise ValueError("members must be distinct and non-empty")
         self.members = tuple(members)
         self.f = (len(members) - 1) // 3
         self.policy = policy or PinsetPolicy()
-        self._writers = frozenset(writers) | frozenset(members)
+        self._speaks_for = {m: m for m in members} | dict(member_clients or {})
+        self._writers = frozenset(writers) | frozenset(self._speaks_for)
         self._clock = ClusterClock(self.members, self.f)
         self._pins: dict[bytes, _Pin] = {}
         self._info = {m: _Member() for m in self.members}
@@ -121,24 +125,25 @@ class PinsetApp:
 
     def _dispatch(self, op: pb.Operation, sender: str) -> pb.Result:
         kind = op.WhichOneof("op")
-        member_only = kind in ("heartbeat", "status", "audit")
-        if member_only and sender not in self._info:
-            raise _Refused(pb.Result.FORBIDDEN, f"only members may send {kind}")
-        if kind in ("pin_add", "pin_remove", "pin_update", "recover") \
+        if kind in ("heartbeat", "status", "audit"):
+            member = self._speaks_for.get(sender)
+            if member is None:
+                raise _Refused(pb.Result.FORBIDDEN, f"only members may send {kind}")
+            if kind == "heartbeat":
+                self._heartbeat(member, op.heartbeat)
+            elif kind == "status":
+                self._status(member, op.status)
+            else:
+                self._audit(member, op.audit)
+        elif kind in ("pin_add", "pin_remove", "pin_update", "recover") \
                 and sender not in self._writers:
             raise _Refused(pb.Result.FORBIDDEN, f"{sender!r} may not change the pinset")
-        if kind == "pin_add":
+        elif kind == "pin_add":
             self._pin_add(op.pin_add)
         elif kind == "pin_remove":
             self._remove(_cid(op.pin_remove.cid))
         elif kind == "pin_update":
             self._pin_update(op.pin_update)
-        elif kind == "heartbeat":
-            self._heartbeat(sender, op.heartbeat)
-        elif kind == "status":
-            self._status(sender, op.status)
-        elif kind == "audit":
-            self._audit(sender, op.audit)
         elif kind == "recover":
             self._recover(_cid(op.recover.cid))
         elif kind == "query":
@@ -372,6 +377,14 @@ def _view(pin: _Pin) -> pb.PinView:
         expire_at_ms=pin.expire_at_ms, allocations=pin.allocations,
         members=[pb.MemberStatus(member=m, state=s.state, since_ms=s.since_ms, error=s.error)
                  for m, s in sorted(pin.statuses.items())])
+
+
+def is_query(operation: bytes) -> bool:
+    """True for an operation that changes nothing (what a reader identity may send)."""
+    try:
+        return _decode(operation).WhichOneof("op") == "query"
+    except _Refused:
+        return False
 
 
 def _decode(operation: bytes) -> pb.Operation:

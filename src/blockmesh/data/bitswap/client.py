@@ -65,8 +65,8 @@ class Client:
         self.messages_received = 0
 
     # -- inputs --------------------------------------------------------------------------------
-    def new_session(self, only: frozenset[PeerId] | None = None) -> Session:
-        session = Session(self, next(self._session_ids), only)
+    def new_session(self, only: frozenset[PeerId] | None = None, keep: bool = True) -> Session:
+        session = Session(self, next(self._session_ids), only, keep)
         self._sessions[session.id] = session
         return session
 
@@ -88,7 +88,8 @@ class Client:
 
     def receive(self, peer: PeerId, msg: Message, now: float) -> list[tuple[CID, bytes]]:
         """Handle the blocks and presences of `msg`; returns the blocks that were wanted, each
-        under a CID that was asked for. The caller stores them; sessions also queue them."""
+        under a CID that was asked for, by a session that keeps what it gets. The caller
+        stores them; sessions also queue them."""
         if self.strikes.is_flagged(peer):
             return []
         self.messages_received += 1
@@ -115,7 +116,8 @@ class Client:
             for session in sessions:
                 session.on_block(peer, multihash, block.data)
                 touched[session.id] = session
-            delivered.append((wanted[0], block.data))
+            if any(session.keep for session in sessions):
+                delivered.append((wanted[0], block.data))
         if self.strikes.is_flagged(peer):
             self._pump(touched, now)
             return delivered

@@ -90,8 +90,8 @@ class Bitswap:
         self.store.put_many(items)
         self.server.blocks_added(cid for cid, _ in items)
 
-    def new_session(self, only: frozenset[PeerId] | None = None) -> Session:
-        return self.client.new_session(only)
+    def new_session(self, only: frozenset[PeerId] | None = None, keep: bool = True) -> Session:
+        return self.client.new_session(only, keep)
 
     def tick(self, now: float) -> None:
         self.client.tick(now)

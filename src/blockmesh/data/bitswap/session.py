@@ -39,11 +39,14 @@ class Session:
     """Create with `Client.new_session`; every method takes the current time from the caller."""
 
     def __init__(self, client: Client, session_id: int,
-                 only: frozenset[PeerId] | None = None) -> None:
+                 only: frozenset[PeerId] | None = None, keep: bool = True) -> None:
         self.id = session_id
         #: When set, the session asks these peers alone and takes blocks only from them: an
         #: audit must learn what one member serves, not what the swarm has.
         self.only = only
+        #: False: blocks are verified and handed to the caller, not stored (an audit checks
+        #: another member; storing what it sampled would quietly repair a member that lies).
+        self.keep = keep
         self._client = client
         self._config = client.config
         self._queue: deque[CID] = deque()

@@ -616,6 +616,9 @@ def _check_port_free(addr: multiaddr.Multiaddr) -> None:
         return
     family = socket.AF_INET6 if "ip6" in protocols else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the real listener does: connections of a previous run in TIME_WAIT must not
+        # keep a restarted node off its port (Linux still refuses a port someone listens on).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

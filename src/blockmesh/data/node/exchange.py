@@ -158,7 +158,7 @@ class Exchange:
                 return
             for message in messages:
                 received = self.bitswap.receive(peer_id, message, trio.current_time())
-                if received:
+                if received or message.blocks:  # blocks a session took without storing too
                     self._signal_progress()
             self.pump()
             await self._drop_flagged()

@@ -177,7 +177,7 @@ class Node:
 
         This is how a cluster member audits another: local copies do not count, and a block
         the peer does not send within `timeout` (for the whole walk) fails the sample."""
-        session = self.bitswap.new_session(only=frozenset({peer}))
+        session = self.bitswap.new_session(only=frozenset({peer}), keep=False)
         served = 0
         try:
             with trio.fail_after(timeout):

@@ -1,0 +1,144 @@
+"""N member daemons on this machine, as separate processes: for the demo, tests and benchmarks.
+
+Each member is a real `blockmesh daemon` process on its own repo (DIR/nodeK), so what runs here
+is what an operator runs: PBFT over the network between processes, Bitswap between them, the
+CLI talking to each daemon's API. Processes are started and stopped by PID, with every wait
+bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blockmesh.control.cluster.config import ClusterConfig, free_base_port
+from blockmesh.control.pinset.config import PinsetConfig
+from blockmesh.daemon.membership import init_members
+from blockmesh.errors import BlockmeshError
+
+BIN = [sys.executable, "-m", "blockmesh.cli"]
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+CALL_TIMEOUT = 90.0
+
+
+class LocalClusterError(BlockmeshError):
+    """A member daemon did not start, a command failed, or a wait ran out."""
+
+
+@dataclass
+class LocalMembers:
+    """Member repos under `root` and the daemons running on them (by node id)."""
+
+    root: Path
+    config: ClusterConfig
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_level: str = "info"
+
+    @classmethod
+    def create(cls, root: Path, nodes: int = 4, *, pinset: PinsetConfig | None = None,
+               transport: str = "grpc") -> LocalMembers:
+        config = init_members(root, nodes, "127.0.0.1", free_base_port(nodes), pinset=pinset,
+                              transport=transport, checkpoint_interval=20)
+        return cls(root, config)
+
+    @property
+    def ids(self) -> list[str]:
+        return [n.id for n in self.config.nodes]
+
+    def repo(self, node: str) -> Path:
+        return self.root / node
+
+    def start(self, node: str) -> None:
+        env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
+        log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - the child holds it
+        proc = subprocess.Popen([*BIN, "daemon", "--log-level", self.log_level], env=env,
+                                stdout=subprocess.PIPE, stderr=log, bufsize=0)
+        log.close()
+        self.procs[node] = proc
+        try:
+            _wait_ready(proc)
+        except BaseException:
+            self.kill(node)
+            raise
+
+    def start_all(self) -> None:
+        for node in self.ids:
+            self.start(node)
+
+    def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(node, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            os.kill(proc.pid, sig)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_TIMEOUT)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def stop_all(self) -> None:
+        for node in list(self.procs):
+            self.kill(node, signal.SIGTERM)
+
+    def cli(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
+        proc = subprocess.run([*BIN, *args], env=env, capture_output=True, timeout=CALL_TIMEOUT)
+        if check and proc.returncode != 0:
+            raise LocalClusterError(f"{node}: blockmesh {' '.join(args)}: "
+                                    f"{proc.stderr.decode().strip()}")
+        return proc
+
+    def json(self, node: str, *args: str) -> Any:
+        return json.loads(self.cli(node, *args, "--json").stdout)
+
+    def status(self, node: str, cid: str) -> dict[str, str]:
+        """Each member's state for `cid`, as `node` sees the committed pinset."""
+        answer = self.json(node, "cluster", "status", cid)
+        return {m["node"]: m["status"] for m in answer["members"]}
+
+    def wait(self, what: str, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except LocalClusterError:
+                pass  # a daemon busy with a view change; ask again
+            if time.monotonic() >= deadline:
+                raise LocalClusterError(f"{what}: not within {timeout:g} s")
+            time.sleep(0.25)
+
+    def __enter__(self) -> LocalMembers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop_all()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                raise LocalClusterError(f"daemon {proc.pid} exited with {proc.wait()}")
+            if line.strip() == b"Daemon is ready":
+                return
+    raise LocalClusterError(f"daemon {proc.pid} not ready in {START_TIMEOUT:g} s")
