@@ -59,7 +59,8 @@ def _print_status(status: dict[str, Any]) -> None:
     for m in status["members"]:
         when = f" since {m['since']}" if m["since"] else ""
         error = f": {m['error']}" if m["error"] else ""
-        click.echo(f"    > {m['node']:<8} {m['status'].upper():<10}{when}{error}")
+        down = " (member down)" if m["down"] else ""
+        click.echo(f"    > {m['node']:<8} {m['status'].upper():<10}{when}{error}{down}")
 
 
 @click.command("add")

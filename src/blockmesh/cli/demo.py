@@ -1,10 +1,11 @@
 """`blockmesh demo`: what `make demo` runs.
 
-By default the seed's Alice/Bob exchange over real libp2p and Bitswap (`demo_p2p.py`);
-`--nodes` and `--block-size` run the mesh and the block-size benchmark instead, and `--local`
-the round trip through one throwaway repo: add a file and a directory, read them back, export
-the directory as a CAR and import it into a second repo. After the P2P part, the default run
-also starts a 4-replica PBFT cluster (`demo_cluster.py`); `--cluster-only` runs just that.
+By default four member daemons keep a file replicated through a crash (`demo_members.py`):
+the product, both planes in each process. `--p2p` runs the seed's Alice/Bob exchange over real
+libp2p and Bitswap (`demo_p2p.py`); `--nodes` and `--block-size` the mesh and the block-size
+benchmark; `--local` the round trip through one throwaway repo (add a file and a directory,
+read them back, export the directory as a CAR and import it into a second repo);
+`--cluster-only` a stand-alone 4-replica PBFT cluster with its primary killed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import click
 import trio
 
-from blockmesh.cli import demo_cluster
+from blockmesh.cli import demo_cluster, demo_members
 from blockmesh.data.dag import exporter
 from blockmesh.data.dag.car import import_car, write_car
 from blockmesh.data.dag.importer import ImportOptions, import_path
@@ -43,9 +44,12 @@ def _check(ok: bool, what: str) -> None:
               help="Bytes each block-size run moves.")
 @click.option("--cluster-only", is_flag=True,
               help="Only the PBFT cluster: 4 replicas, a few hundred requests, primary killed.")
+@click.option("--p2p", is_flag=True,
+              help="Alice stores \"Hello from Alice!\", Bob fetches it over Bitswap.")
 def demo(local: bool, nodes: int | None, file_mib: int, block_size: tuple[str, ...],
-         bench_mib: int, cluster_only: bool) -> None:
-    """Alice stores "Hello from Alice!", Bob fetches it over Bitswap; both print their stats."""
+         bench_mib: int, cluster_only: bool, p2p: bool) -> None:
+    """Four member daemons pin a file with replication 3 through PBFT, lose a holder to
+    SIGKILL, and re-allocate the pin to the fourth, which fetches it over Bitswap."""
     from blockmesh.cli import demo_p2p  # loads the node stack only when needed
 
     with tempfile.TemporaryDirectory(prefix="blockmesh-demo-") as tmp:
@@ -60,9 +64,10 @@ def demo(local: bool, nodes: int | None, file_mib: int, block_size: tuple[str, .
             trio.run(demo_p2p.mesh, work, nodes, file_mib << 20)
         for size in block_size:
             trio.run(demo_p2p.block_size_bench, work, int(size), bench_mib << 20)
-        if nodes is None and not block_size:
+        if p2p:
             trio.run(demo_p2p.alice_and_bob, work)
-            demo_cluster.run(work)
+        if nodes is None and not block_size and not p2p:
+            demo_members.run(work)
 
 
 def _local_round_trip(work: Path) -> None:

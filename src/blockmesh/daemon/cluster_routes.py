@@ -178,9 +178,11 @@ class ClusterApi:
     def _render(self, view: pb.PinView) -> dict[str, Any]:
         """IPFS Cluster's status shape: one entry per member, "remote" where not allocated."""
         reported = {m.member: m for m in view.members}
+        down = self.member.pinset.read(PinsetApp.down_members)
         members = []
         for node in self.member.cluster.nodes:
-            entry: dict[str, Any] = {"node": node.id, "peer_id": node.peer_id}
+            entry: dict[str, Any] = {"node": node.id, "peer_id": node.peer_id,
+                                     "down": node.id in down}
             status = reported.get(node.id)
             if node.id not in view.allocations:
                 entry.update(status="remote", since=None, error="")

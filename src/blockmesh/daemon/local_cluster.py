@@ -59,21 +59,31 @@ class LocalMembers:
         return self.root / node
 
     def start(self, node: str) -> None:
-        env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
-        log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - the child holds it
-        proc = subprocess.Popen([*BIN, "daemon", "--log-level", self.log_level], env=env,
-                                stdout=subprocess.PIPE, stderr=log, bufsize=0)
-        log.close()
-        self.procs[node] = proc
-        try:
-            _wait_ready(proc)
-        except BaseException:
-            self.kill(node)
-            raise
+        self._spawn(node)
+        self._ready(node)
 
     def start_all(self) -> None:
+        """Start every member at once: a replica that waits long for the others to come up
+        would time its first requests out and change the view before anyone ordered a thing."""
         for node in self.ids:
-            self.start(node)
+            self._spawn(node)
+        for node in self.ids:
+            self._ready(node)
+
+    def _spawn(self, node: str) -> None:
+        env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
+        log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - the child holds it
+        self.procs[node] = subprocess.Popen(
+            [*BIN, "daemon", "--log-level", self.log_level], env=env, stdout=subprocess.PIPE,
+            stderr=log, bufsize=0)
+        log.close()
+
+    def _ready(self, node: str) -> None:
+        try:
+            _wait_ready(self.procs[node])
+        except BaseException:
+            self.stop_all()
+            raise
 
     def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(node, None)
