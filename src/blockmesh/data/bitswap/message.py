@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from blockmesh.data import varint
+from blockmesh.data import pbwire, varint
 from blockmesh.data.bitswap import wire
 from blockmesh.data.bitswap.config import DEFAULT_CONFIG, BitswapConfig
 from blockmesh.data.bitswap.errors import (
@@ -123,45 +123,46 @@ def encode_entry(entry: Entry, version: ProtocolVersion) -> bytes | None:
     has = version.supports_have
     if entry.want_type is WantType.HAVE and not entry.cancel and not has:
         return None
-    body = wire.len_field(_F_E_BLOCK, bytes(entry.cid))
+    body = pbwire.len_field(_F_E_BLOCK, bytes(entry.cid))
     if entry.priority:
-        body += wire.varint_field(_F_E_PRIORITY, wire.from_int32(entry.priority))
+        body += pbwire.varint_field(_F_E_PRIORITY, wire.from_int32(entry.priority))
     if entry.cancel:
-        body += wire.varint_field(_F_E_CANCEL, 1)
+        body += pbwire.varint_field(_F_E_CANCEL, 1)
     if has and entry.want_type is WantType.HAVE:
-        body += wire.varint_field(_F_E_TYPE, WantType.HAVE)
+        body += pbwire.varint_field(_F_E_TYPE, WantType.HAVE)
     if has and entry.send_dont_have:
-        body += wire.varint_field(_F_E_DONT_HAVE, 1)
-    return wire.len_field(_F_ENTRIES, body)
+        body += pbwire.varint_field(_F_E_DONT_HAVE, 1)
+    return pbwire.len_field(_F_ENTRIES, body)
 
 
 def encode_block(block: Block, version: ProtocolVersion) -> bytes:
     if not version.uses_payload:
-        return wire.len_field(_F_BLOCKS, block.data)
-    body = wire.len_field(_F_B_PREFIX, prefix_of(block.cid)) + wire.len_field(_F_B_DATA, block.data)
-    return wire.len_field(_F_PAYLOAD, body)
+        return pbwire.len_field(_F_BLOCKS, block.data)
+    body = (pbwire.len_field(_F_B_PREFIX, prefix_of(block.cid))
+            + pbwire.len_field(_F_B_DATA, block.data))
+    return pbwire.len_field(_F_PAYLOAD, body)
 
 
 def encode_presence(presence: Presence, version: ProtocolVersion) -> bytes | None:
     if not version.supports_have:
         return None
-    body = wire.len_field(_F_P_CID, bytes(presence.cid))
+    body = pbwire.len_field(_F_P_CID, bytes(presence.cid))
     if presence.type is PresenceType.DONT_HAVE:
-        body += wire.varint_field(_F_P_TYPE, PresenceType.DONT_HAVE)
-    return wire.len_field(_F_PRESENCES, body)
+        body += pbwire.varint_field(_F_P_TYPE, PresenceType.DONT_HAVE)
+    return pbwire.len_field(_F_PRESENCES, body)
 
 
 def encode_wantlist(entry_fields: list[bytes], full: bool) -> bytes:
     body = b"".join(entry_fields)
     if full:
-        body += wire.varint_field(_F_FULL, 1)
-    return wire.len_field(_F_WANTLIST, body)
+        body += pbwire.varint_field(_F_FULL, 1)
+    return pbwire.len_field(_F_WANTLIST, body)
 
 
 def encode_pending(pending_bytes: int, version: ProtocolVersion) -> bytes:
     if not version.supports_have or pending_bytes <= 0:
         return b""
-    return wire.varint_field(_F_PENDING, wire.from_int32(min(pending_bytes, (1 << 31) - 1)))
+    return pbwire.varint_field(_F_PENDING, wire.from_int32(min(pending_bytes, (1 << 31) - 1)))
 
 
 def encode_message(msg: Message, version: ProtocolVersion = ProtocolVersion.V1_2_0) -> bytes:

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 from blockmesh.data import varint
 from blockmesh.data.cid import CID
-from blockmesh.data.dag.pbwire import WIRE_LEN, WIRE_VARINT, ProtobufError, fields, key
 from blockmesh.data.limits import MAX_BLOCK_SIZE
+from blockmesh.data.pbwire import LEN, VARINT, ProtobufError, fields, key
 from blockmesh.errors import InvalidCID
 
-_LINK_KEY = key(2, WIRE_LEN)
-_DATA_KEY = key(1, WIRE_LEN)
-_HASH_KEY = key(1, WIRE_LEN)
-_NAME_KEY = key(2, WIRE_LEN)
-_TSIZE_KEY = key(3, WIRE_VARINT)
+_LINK_KEY = key(2, LEN)
+_DATA_KEY = key(1, LEN)
+_HASH_KEY = key(1, LEN)
+_NAME_KEY = key(2, LEN)
+_TSIZE_KEY = key(3, VARINT)
 
 
 class DagPBError(ProtobufError):
@@ -79,10 +79,10 @@ def decode(block: bytes | memoryview) -> Node:
     for number, wire, value in fields(block):
         if data is not None:
             raise DagPBError("dag-pb field after Data")
-        if number == 2 and wire == WIRE_LEN:
+        if number == 2 and wire == LEN:
             assert isinstance(value, memoryview)
             links.append(_decode_link(value))
-        elif number == 1 and wire == WIRE_LEN:
+        elif number == 1 and wire == LEN:
             assert isinstance(value, memoryview)
             data = bytes(value)
         else:
@@ -99,19 +99,19 @@ def _decode_link(buf: memoryview) -> Link:
         if number <= last:
             raise DagPBError("dag-pb link fields out of order or repeated")
         last = number
-        if number == 1 and wire == WIRE_LEN:
+        if number == 1 and wire == LEN:
             assert isinstance(value, memoryview)
             try:
                 cid = CID.decode(bytes(value))
             except InvalidCID as exc:
                 raise DagPBError(f"dag-pb link has an invalid CID: {exc}") from None
-        elif number == 2 and wire == WIRE_LEN:
+        elif number == 2 and wire == LEN:
             assert isinstance(value, memoryview)
             try:
                 name = bytes(value).decode()
             except UnicodeDecodeError:
                 raise DagPBError("dag-pb link name is not UTF-8") from None
-        elif number == 3 and wire == WIRE_VARINT:
+        elif number == 3 and wire == VARINT:
             assert isinstance(value, int)
             tsize = value
         else:

@@ -16,8 +16,8 @@ import mmh3
 
 from blockmesh.data import varint
 from blockmesh.data.dag.dagpb import Link
-from blockmesh.data.dag.pbwire import key
 from blockmesh.data.dag.unixfs import DataType, encode_header
+from blockmesh.data.pbwire import key
 
 FANOUT = 256
 HASH_MURMUR3_X64_64 = 0x22

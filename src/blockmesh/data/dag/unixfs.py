@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from blockmesh.data import varint
-from blockmesh.data.dag.pbwire import WIRE_LEN, WIRE_VARINT, ProtobufError, fields, key
+from blockmesh.data.pbwire import LEN, VARINT, ProtobufError, fields, key
 
 MAX_BLOCKSIZES = 8192
 
@@ -39,10 +39,10 @@ class UnixFSData:
     mode: int | None = None
 
 
-_TYPE_KEY = key(1, WIRE_VARINT)
-_DATA_KEY = key(2, WIRE_LEN)
-_FILESIZE_KEY = key(3, WIRE_VARINT)
-_BLOCKSIZE_KEY = key(4, WIRE_VARINT)
+_TYPE_KEY = key(1, VARINT)
+_DATA_KEY = key(2, LEN)
+_FILESIZE_KEY = key(3, VARINT)
+_BLOCKSIZE_KEY = key(4, VARINT)
 
 
 def encode_header(kind: DataType, data_len: int | None, filesize: int | None,
@@ -71,28 +71,28 @@ def decode(buf: bytes | memoryview) -> UnixFSData:
     filesize = hash_type = fanout = mode = None
     blocksizes: list[int] = []
     for number, wire, value in fields(buf):
-        if number == 1 and wire == WIRE_VARINT:
+        if number == 1 and wire == VARINT:
             try:
                 kind = DataType(value)
             except ValueError:
                 raise UnixFSError(f"unknown UnixFS type {value}") from None
-        elif number == 2 and wire == WIRE_LEN:
+        elif number == 2 and wire == LEN:
             data = bytes(value)  # type: ignore[arg-type]
-        elif number == 3 and wire == WIRE_VARINT:
+        elif number == 3 and wire == VARINT:
             filesize = value
-        elif number == 4 and wire == WIRE_VARINT:
+        elif number == 4 and wire == VARINT:
             blocksizes.append(value)  # type: ignore[arg-type]
             if len(blocksizes) > MAX_BLOCKSIZES:
                 raise UnixFSError(f"more than {MAX_BLOCKSIZES} blocksizes")
-        elif number == 4 and wire == WIRE_LEN:  # packed encoding, which readers must accept
+        elif number == 4 and wire == LEN:  # packed encoding, which readers must accept
             blocksizes.extend(_packed(value))  # type: ignore[arg-type]
-        elif number == 5 and wire == WIRE_VARINT:
+        elif number == 5 and wire == VARINT:
             hash_type = value
-        elif number == 6 and wire == WIRE_VARINT:
+        elif number == 6 and wire == VARINT:
             fanout = value
-        elif number == 7 and wire == WIRE_VARINT:
+        elif number == 7 and wire == VARINT:
             mode = value
-        elif number == 8 and wire == WIRE_LEN:
+        elif number == 8 and wire == LEN:
             pass  # mtime: accepted, not used by anything we serve
         else:
             raise UnixFSError(f"unexpected field {number} (wire type {wire}) in UnixFS data")
