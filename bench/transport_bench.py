@@ -1,6 +1,6 @@
 """Messages per second of one-way streaming between two transports of each kind.
 
-Run `python -m blockmesh.control.transport.bench [--messages N] [--payload BYTES]`. Both
+Run `python bench/transport_bench.py [--messages N] [--payload BYTES]`. Both
 transports share one process and one event loop, so the figure is the whole CPU cost of a
 message — serialize, queue, write, read, decode, dispatch — which is what bounds a replica on a
 shared 2-core machine. Not a test: it asserts nothing about speed.
