@@ -28,6 +28,7 @@ from pinset_ops import (
     status,
 )
 
+from blockmesh.control.pinset import PinsetApp, PinsetPolicy
 from blockmesh.control.proto import pinset_pb2 as pb
 
 X = cid_of("x")
@@ -220,3 +221,47 @@ def _operation(kind: str, cid, sender: str, extra: int, clock: int) -> bytes:
     if kind == "recover":
         return recover(cid)
     return rng.randbytes(rng.randrange(0, 40))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([4, 7, 10]), st.randoms(use_true_random=False),
+       st.integers(min_value=5, max_value=60))
+def test_allocations_agree_for_any_member_set_and_history(n, rng, steps):
+    """Random committees and histories (members failing, returning, lying): every replica of
+    the app ends in one state, placements stay within the members, and the liars (f of them,
+    reporting huge free space, false pins and false audits) never exclude an honest member."""
+    names = [f"m{k}" for k in range(n)]
+    f = (n - 1) // 3
+    liars = set(rng.sample(names, f))
+    apps = [PinsetApp(names, writers=["w"], policy=PinsetPolicy(reallocate_after_ms=2_000))
+            for _ in range(3)]
+    cids = [cid_of(f"p{k}") for k in range(5)]
+    clock = 0
+    silent: set[str] = set()
+    for _ in range(steps):
+        clock += rng.choice([100, 700, 1_500])
+        if rng.random() < 0.2:
+            member = rng.choice(names)
+            silent ^= {member}
+        log = []
+        for member in names:
+            if member in silent:
+                continue
+            free = 1 << 60 if member in liars else rng.choice([1 << 30, 1 << 34])
+            log.append((heartbeat(clock, free_space=free), member))
+        cid = rng.choice(cids)
+        log.append((pin_add(cid, 1, rng.choice([1, 2, 3])), "w"))
+        for liar in liars:
+            log.append((status(cid, pb.PINNED), liar))
+            log.append((audit(cid, rng.choice([m for m in names if m != liar]), False), liar))
+        if rng.random() < 0.1:
+            log.append((pin_rm(rng.choice(cids)), "w"))
+        for operation, sender in log:
+            assert len({app.execute(operation, sender) for app in apps}) == 1
+    assert len({app.state_digest() for app in apps}) == 1
+    app = apps[0]
+    for view in app.pins():
+        assert set(view.allocations) <= set(names)
+        for status_entry in view.members:
+            if status_entry.state == pb.PIN_ERROR and status_entry.member not in liars:
+                assert "failed audits" not in status_entry.error
