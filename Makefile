@@ -37,6 +37,8 @@ lint: install
 bench: install
 	$(BIN)/blockmesh bench import
 	$(BIN)/blockmesh bench bitswap
+	$(BIN)/blockmesh bench pbft
+	$(BIN)/blockmesh bench pinset
 
 # The generated modules are committed; run this after editing a .proto file.
 proto: install

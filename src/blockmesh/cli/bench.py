@@ -189,3 +189,32 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         out.print(f"{v.transport}: primary killed -> first commit in view {v.new_view} after "
                   f"{v.seconds_to_first_commit:.2f} s (view-change timeout "
                   f"{v.view_change_timeout:g} s)")
+
+
+@bench.command("pinset")
+@click.option("--pins", type=click.IntRange(1), default=500, show_default=True,
+              help="Pin operations to commit (identity CIDs: no data moves).")
+@click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Closed-loop writer identities pinning in parallel.")
+@click.option("--file-mib", type=click.IntRange(1, 4096), default=100, show_default=True,
+              help="Size of the file `cluster add` pins with replication 3.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where the member repos go (default: a temporary directory).")
+@json_option
+def bench_pinset(pins: int, clients: int, file_mib: int, workdir: str | None,
+                 as_json: bool) -> None:
+    """Four member daemons: pin operations/s, time to three pinned copies, member memory."""
+    from blockmesh.bench.pinsetbench import run_bench
+
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
+        result = run_bench(Path(tmp), pins, clients, file_mib, lambda m: console.log(m))
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(f"pin operations: {result.pins_per_second:,.0f} committed/s with {clients} "
+               f"clients (p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms)")
+    click.echo(f"cluster add of {file_mib} MiB until three members pinned: "
+               f"{result.seconds_to_three_pinned:.2f} s")
+    click.echo(f"member daemon RSS: {result.rss_rest_mib:.0f} MiB at rest, "
+               f"{result.rss_peak_mib:.0f} MiB peak while pinning")

@@ -46,9 +46,9 @@ class LocalMembers:
 
     @classmethod
     def create(cls, root: Path, nodes: int = 4, *, pinset: PinsetConfig | None = None,
-               transport: str = "grpc") -> LocalMembers:
+               transport: str = "grpc", clients: int = 1) -> LocalMembers:
         config = init_members(root, nodes, "127.0.0.1", free_base_port(nodes), pinset=pinset,
-                              transport=transport, checkpoint_interval=20)
+                              transport=transport, checkpoint_interval=20, clients=clients)
         return cls(root, config)
 
     @property

@@ -32,7 +32,7 @@ from blockmesh.control.cluster.config import ClusterConfig, NodeConfig
 from blockmesh.control.cluster.identity import ClientIdentity
 from blockmesh.control.cluster.runtime import Replica
 from blockmesh.control.pinset import PinsetApp
-from blockmesh.control.pinset.app import is_query
+from blockmesh.control.pinset.app import MAX_BATCH, is_query
 from blockmesh.control.pinset.audit import MAX_AUDIT_BLOCKS, Auditor
 from blockmesh.control.pinset.tracker import Action, Allocated, Fetch, PinTracker, Report, Unpin
 from blockmesh.control.proto import pinset_pb2 as pb
@@ -247,19 +247,24 @@ class Member:
             log.info("%s: garbage collection removed %d blocks", self.id, len(removed))
 
     async def _send_reports(self) -> None:
+        """Order the tracker's reports, all that are pending in one operation (up to
+        MAX_BATCH): one consensus round for many pins instead of one each."""
         while True:
             await self._reports_ready.wait()
             self._reports_ready = trio.Event()
             while self._reports:
-                cid, report = next(iter(self._reports.items()))
-                del self._reports[cid]
-                op = pb.Operation(status=pb.StatusReport(cid=bytes(cid), state=report.state,
-                                                          error=report.error))
+                batch = list(self._reports.values())[:MAX_BATCH]
+                for report in batch:
+                    del self._reports[report.cid]
+                op = pb.Operation(statuses=pb.StatusBatch(reports=[
+                    pb.StatusReport(cid=bytes(r.cid), state=r.state, error=r.error)
+                    for r in batch]))
                 try:
                     await self.submit(op)
                 except BlockmeshError as exc:
-                    log.info("%s: status of %s not ordered: %s", self.id, cid, exc)
-                    self.tracker.unsent(cid)
+                    log.info("%s: %d status reports not ordered: %s", self.id, len(batch), exc)
+                    for report in batch:
+                        self.tracker.unsent(report.cid)
 
     async def _audit(self) -> None:
         while True:

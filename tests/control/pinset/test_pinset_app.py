@@ -265,3 +265,19 @@ def test_allocations_agree_for_any_member_set_and_history(n, rng, steps):
         for status_entry in view.members:
             if status_entry.state == pb.PIN_ERROR and status_entry.member not in liars:
                 assert "failed audits" not in status_entry.error
+
+
+def test_a_status_batch_is_all_or_nothing_and_skips_removed_pins() -> None:
+    app = new_app()
+    app.execute(pin_add(X, 4, 4), WRITER)
+    y = cid_of("y")
+    good = [pb.StatusReport(cid=bytes(X), state=pb.PINNED),
+            pb.StatusReport(cid=bytes(y), state=pb.PINNED)]  # y is not pinned: skipped
+    op = pb.Operation(statuses=pb.StatusBatch(reports=good)).SerializeToString()
+    assert result(app.execute(op, "node1")).code == pb.Result.OK
+    assert {m.member: m.state for m in app.view(X).members}["node1"] == pb.PINNED
+    before = app.state_digest()
+    bad = [pb.StatusReport(cid=bytes(X), state=pb.PINNED), pb.StatusReport(cid=b"\x01", state=3)]
+    op = pb.Operation(statuses=pb.StatusBatch(reports=bad)).SerializeToString()
+    assert result(app.execute(op, "node2")).code == pb.Result.BAD_REQUEST
+    assert app.state_digest() == before

@@ -37,6 +37,8 @@ MAX_NAME = 255
 MAX_TAGS = 16
 MAX_TAG = 64
 MAX_MESSAGE = 512
+#: Status reports in one batch: a few dozen bytes each, within MAX_OPERATION_SIZE.
+MAX_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class PinsetApp:
 
     def _dispatch(self, op: pb.Operation, sender: str) -> pb.Result:
         kind = op.WhichOneof("op")
-        if kind in ("heartbeat", "status", "audit"):
+        if kind in ("heartbeat", "status", "audit", "statuses"):
             member = self._speaks_for.get(sender)
             if member is None:
                 raise _Refused(pb.Result.FORBIDDEN, f"only members may send {kind}")
@@ -133,6 +135,8 @@ class PinsetApp:
                 self._heartbeat(member, op.heartbeat)
             elif kind == "status":
                 self._status(member, op.status)
+            elif kind == "statuses":
+                self._statuses(member, op.statuses)
             else:
                 self._audit(member, op.audit)
         elif kind in ("pin_add", "pin_remove", "pin_update", "recover") \
@@ -234,11 +238,21 @@ class PinsetApp:
         info.tags, info.reported = tuple(sorted(set(beat.tags))), True
 
     def _status(self, member: str, report: pb.StatusReport) -> None:
-        pin = self._pin(_cid(report.cid))
-        if report.state == pb.PIN_STATE_UNSPECIFIED or report.state not in pb.PinState.values():
-            raise _Refused(pb.Result.BAD_REQUEST, "status without a known state")
-        pin.statuses[member] = _Status(report.state, self._clock.now_ms,
-                                       _clip(report.error, MAX_MESSAGE))
+        cid, state = _checked_status(report)
+        self._apply_status(member, self._pin(cid), state, report.error)
+
+    def _statuses(self, member: str, batch: pb.StatusBatch) -> None:
+        """All or nothing for malformed reports; reports of pins since removed are skipped."""
+        if len(batch.reports) > MAX_BATCH:
+            raise _Refused(pb.Result.BAD_REQUEST, f"more than {MAX_BATCH} reports in a batch")
+        checked = [(_checked_status(r), r.error) for r in batch.reports]
+        for (cid, state), error in checked:
+            pin = self._pins.get(bytes(cid))
+            if pin is not None:
+                self._apply_status(member, pin, state, error)
+
+    def _apply_status(self, member: str, pin: _Pin, state: int, error: str) -> None:
+        pin.statuses[member] = _Status(state, self._clock.now_ms, _clip(error, MAX_MESSAGE))
         self._reconcile(pin)
 
     def _audit(self, auditor: str, report: pb.AuditReport) -> None:
@@ -385,6 +399,13 @@ def is_query(operation: bytes) -> bool:
         return _decode(operation).WhichOneof("op") == "query"
     except _Refused:
         return False
+
+
+def _checked_status(report: pb.StatusReport) -> tuple[CID, int]:
+    cid = _cid(report.cid)
+    if report.state == pb.PIN_STATE_UNSPECIFIED or report.state not in pb.PinState.values():
+        raise _Refused(pb.Result.BAD_REQUEST, "status without a known state")
+    return cid, report.state
 
 
 def _decode(operation: bytes) -> pb.Operation:

@@ -24,39 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$blockmesh/control/proto/pinset.proto\x12\x13\x62lockmesh.pinset.v1\"\xa8\x03\n\tOperation\x12.\n\x07pin_add\x18\x01 \x01(\x0b\x32\x1b.blockmesh.pinset.v1.PinAddH\x00\x12\x34\n\npin_remove\x18\x02 \x01(\x0b\x32\x1e.blockmesh.pinset.v1.PinRemoveH\x00\x12\x34\n\npin_update\x18\x03 \x01(\x0b\x32\x1e.blockmesh.pinset.v1.PinUpdateH\x00\x12\x33\n\theartbeat\x18\x04 \x01(\x0b\x32\x1e.blockmesh.pinset.v1.HeartbeatH\x00\x12\x33\n\x06status\x18\x05 \x01(\x0b\x32!.blockmesh.pinset.v1.StatusReportH\x00\x12\x31\n\x05\x61udit\x18\x06 \x01(\x0b\x32 .blockmesh.pinset.v1.AuditReportH\x00\x12/\n\x07recover\x18\x07 \x01(\x0b\x32\x1c.blockmesh.pinset.v1.RecoverH\x00\x12+\n\x05query\x18\x08 \x01(\x0b\x32\x1a.blockmesh.pinset.v1.QueryH\x00\x42\x04\n\x02op\"y\n\x06PinAdd\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12\x17\n\x0freplication_min\x18\x02 \x01(\x11\x12\x17\n\x0freplication_max\x18\x03 \x01(\x11\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x14\n\x0c\x65xpire_in_ms\x18\x05 \x01(\x04\x12\x0c\n\x04size\x18\x06 \x01(\x04\"\x18\n\tPinRemove\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"-\n\tPinUpdate\x12\x10\n\x08\x66rom_cid\x18\x01 \x01(\x0c\x12\x0e\n\x06to_cid\x18\x02 \x01(\x0c\">\n\tHeartbeat\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\x12\x12\n\nfree_space\x18\x02 \x01(\x04\x12\x0c\n\x04tags\x18\x03 \x03(\t\"X\n\x0cStatusReport\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.blockmesh.pinset.v1.PinState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"F\n\x0b\x41uditReport\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x16\n\x07Recover\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"\x14\n\x05Query\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"\xb4\x01\n\x06Result\x12.\n\x04\x63ode\x18\x01 \x01(\x0e\x32 .blockmesh.pinset.v1.Result.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12*\n\x04pins\x18\x03 \x03(\x0b\x32\x1c.blockmesh.pinset.v1.PinView\"=\n\x04\x43ode\x12\x06\n\x02OK\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\r\n\tFORBIDDEN\x10\x02\x12\r\n\tNOT_FOUND\x10\x03\"m\n\x0cMemberStatus\x12\x0e\n\x06member\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.blockmesh.pinset.v1.PinState\x12\x10\n\x08since_ms\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xc7\x01\n\x07PinView\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0freplication_min\x18\x03 \x01(\x11\x12\x17\n\x0freplication_max\x18\x04 \x01(\x11\x12\x10\n\x08\x61\x64\x64\x65\x64_ms\x18\x05 \x01(\x04\x12\x14\n\x0c\x65xpire_at_ms\x18\x06 \x01(\x04\x12\x13\n\x0b\x61llocations\x18\x07 \x03(\t\x12\x32\n\x07members\x18\x08 \x03(\x0b\x32!.blockmesh.pinset.v1.MemberStatus*g\n\x08PinState\x12\x19\n\x15PIN_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07PINNING\x10\x02\x12\n\n\x06PINNED\x10\x03\x12\r\n\tPIN_ERROR\x10\x04\x12\x0c\n\x08UNPINNED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$blockmesh/control/proto/pinset.proto\x12\x13\x62lockmesh.pinset.v1\"\xde\x03\n\tOperation\x12.\n\x07pin_add\x18\x01 \x01(\x0b\x32\x1b.blockmesh.pinset.v1.PinAddH\x00\x12\x34\n\npin_remove\x18\x02 \x01(\x0b\x32\x1e.blockmesh.pinset.v1.PinRemoveH\x00\x12\x34\n\npin_update\x18\x03 \x01(\x0b\x32\x1e.blockmesh.pinset.v1.PinUpdateH\x00\x12\x33\n\theartbeat\x18\x04 \x01(\x0b\x32\x1e.blockmesh.pinset.v1.HeartbeatH\x00\x12\x33\n\x06status\x18\x05 \x01(\x0b\x32!.blockmesh.pinset.v1.StatusReportH\x00\x12\x31\n\x05\x61udit\x18\x06 \x01(\x0b\x32 .blockmesh.pinset.v1.AuditReportH\x00\x12/\n\x07recover\x18\x07 \x01(\x0b\x32\x1c.blockmesh.pinset.v1.RecoverH\x00\x12+\n\x05query\x18\x08 \x01(\x0b\x32\x1a.blockmesh.pinset.v1.QueryH\x00\x12\x34\n\x08statuses\x18\t \x01(\x0b\x32 .blockmesh.pinset.v1.StatusBatchH\x00\x42\x04\n\x02op\"y\n\x06PinAdd\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12\x17\n\x0freplication_min\x18\x02 \x01(\x11\x12\x17\n\x0freplication_max\x18\x03 \x01(\x11\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x14\n\x0c\x65xpire_in_ms\x18\x05 \x01(\x04\x12\x0c\n\x04size\x18\x06 \x01(\x04\"\x18\n\tPinRemove\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"-\n\tPinUpdate\x12\x10\n\x08\x66rom_cid\x18\x01 \x01(\x0c\x12\x0e\n\x06to_cid\x18\x02 \x01(\x0c\">\n\tHeartbeat\x12\x0f\n\x07time_ms\x18\x01 \x01(\x04\x12\x12\n\nfree_space\x18\x02 \x01(\x04\x12\x0c\n\x04tags\x18\x03 \x03(\t\"X\n\x0cStatusReport\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.blockmesh.pinset.v1.PinState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"A\n\x0bStatusBatch\x12\x32\n\x07reports\x18\x01 \x03(\x0b\x32!.blockmesh.pinset.v1.StatusReport\"F\n\x0b\x41uditReport\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x16\n\x07Recover\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"\x14\n\x05Query\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\"\xb4\x01\n\x06Result\x12.\n\x04\x63ode\x18\x01 \x01(\x0e\x32 .blockmesh.pinset.v1.Result.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12*\n\x04pins\x18\x03 \x03(\x0b\x32\x1c.blockmesh.pinset.v1.PinView\"=\n\x04\x43ode\x12\x06\n\x02OK\x10\x00\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x01\x12\r\n\tFORBIDDEN\x10\x02\x12\r\n\tNOT_FOUND\x10\x03\"m\n\x0cMemberStatus\x12\x0e\n\x06member\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.blockmesh.pinset.v1.PinState\x12\x10\n\x08since_ms\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xc7\x01\n\x07PinView\x12\x0b\n\x03\x63id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0freplication_min\x18\x03 \x01(\x11\x12\x17\n\x0freplication_max\x18\x04 \x01(\x11\x12\x10\n\x08\x61\x64\x64\x65\x64_ms\x18\x05 \x01(\x04\x12\x14\n\x0c\x65xpire_at_ms\x18\x06 \x01(\x04\x12\x13\n\x0b\x61llocations\x18\x07 \x03(\t\x12\x32\n\x07members\x18\x08 \x03(\x0b\x32!.blockmesh.pinset.v1.MemberStatus*g\n\x08PinState\x12\x19\n\x15PIN_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07PINNING\x10\x02\x12\n\n\x06PINNED\x10\x03\x12\r\n\tPIN_ERROR\x10\x04\x12\x0c\n\x08UNPINNED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'blockmesh.control.proto.pinset_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PINSTATE']._serialized_start=1452
-  _globals['_PINSTATE']._serialized_end=1555
+  _globals['_PINSTATE']._serialized_start=1573
+  _globals['_PINSTATE']._serialized_end=1676
   _globals['_OPERATION']._serialized_start=62
-  _globals['_OPERATION']._serialized_end=486
-  _globals['_PINADD']._serialized_start=488
-  _globals['_PINADD']._serialized_end=609
-  _globals['_PINREMOVE']._serialized_start=611
-  _globals['_PINREMOVE']._serialized_end=635
-  _globals['_PINUPDATE']._serialized_start=637
-  _globals['_PINUPDATE']._serialized_end=682
-  _globals['_HEARTBEAT']._serialized_start=684
-  _globals['_HEARTBEAT']._serialized_end=746
-  _globals['_STATUSREPORT']._serialized_start=748
-  _globals['_STATUSREPORT']._serialized_end=836
-  _globals['_AUDITREPORT']._serialized_start=838
-  _globals['_AUDITREPORT']._serialized_end=908
-  _globals['_RECOVER']._serialized_start=910
-  _globals['_RECOVER']._serialized_end=932
-  _globals['_QUERY']._serialized_start=934
-  _globals['_QUERY']._serialized_end=954
-  _globals['_RESULT']._serialized_start=957
-  _globals['_RESULT']._serialized_end=1137
-  _globals['_RESULT_CODE']._serialized_start=1076
-  _globals['_RESULT_CODE']._serialized_end=1137
-  _globals['_MEMBERSTATUS']._serialized_start=1139
-  _globals['_MEMBERSTATUS']._serialized_end=1248
-  _globals['_PINVIEW']._serialized_start=1251
-  _globals['_PINVIEW']._serialized_end=1450
+  _globals['_OPERATION']._serialized_end=540
+  _globals['_PINADD']._serialized_start=542
+  _globals['_PINADD']._serialized_end=663
+  _globals['_PINREMOVE']._serialized_start=665
+  _globals['_PINREMOVE']._serialized_end=689
+  _globals['_PINUPDATE']._serialized_start=691
+  _globals['_PINUPDATE']._serialized_end=736
+  _globals['_HEARTBEAT']._serialized_start=738
+  _globals['_HEARTBEAT']._serialized_end=800
+  _globals['_STATUSREPORT']._serialized_start=802
+  _globals['_STATUSREPORT']._serialized_end=890
+  _globals['_STATUSBATCH']._serialized_start=892
+  _globals['_STATUSBATCH']._serialized_end=957
+  _globals['_AUDITREPORT']._serialized_start=959
+  _globals['_AUDITREPORT']._serialized_end=1029
+  _globals['_RECOVER']._serialized_start=1031
+  _globals['_RECOVER']._serialized_end=1053
+  _globals['_QUERY']._serialized_start=1055
+  _globals['_QUERY']._serialized_end=1075
+  _globals['_RESULT']._serialized_start=1078
+  _globals['_RESULT']._serialized_end=1258
+  _globals['_RESULT_CODE']._serialized_start=1197
+  _globals['_RESULT_CODE']._serialized_end=1258
+  _globals['_MEMBERSTATUS']._serialized_start=1260
+  _globals['_MEMBERSTATUS']._serialized_end=1369
+  _globals['_PINVIEW']._serialized_start=1372
+  _globals['_PINVIEW']._serialized_end=1571
 # @@protoc_insertion_point(module_scope)

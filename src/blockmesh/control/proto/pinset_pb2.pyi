@@ -23,7 +23,7 @@ PIN_ERROR: PinState
 UNPINNED: PinState
 
 class Operation(_message.Message):
-    __slots__ = ("pin_add", "pin_remove", "pin_update", "heartbeat", "status", "audit", "recover", "query")
+    __slots__ = ("pin_add", "pin_remove", "pin_update", "heartbeat", "status", "audit", "recover", "query", "statuses")
     PIN_ADD_FIELD_NUMBER: _ClassVar[int]
     PIN_REMOVE_FIELD_NUMBER: _ClassVar[int]
     PIN_UPDATE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class Operation(_message.Message):
     AUDIT_FIELD_NUMBER: _ClassVar[int]
     RECOVER_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
     pin_add: PinAdd
     pin_remove: PinRemove
     pin_update: PinUpdate
@@ -40,7 +41,8 @@ class Operation(_message.Message):
     audit: AuditReport
     recover: Recover
     query: Query
-    def __init__(self, pin_add: _Optional[_Union[PinAdd, _Mapping]] = ..., pin_remove: _Optional[_Union[PinRemove, _Mapping]] = ..., pin_update: _Optional[_Union[PinUpdate, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[StatusReport, _Mapping]] = ..., audit: _Optional[_Union[AuditReport, _Mapping]] = ..., recover: _Optional[_Union[Recover, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ...) -> None: ...
+    statuses: StatusBatch
+    def __init__(self, pin_add: _Optional[_Union[PinAdd, _Mapping]] = ..., pin_remove: _Optional[_Union[PinRemove, _Mapping]] = ..., pin_update: _Optional[_Union[PinUpdate, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[StatusReport, _Mapping]] = ..., audit: _Optional[_Union[AuditReport, _Mapping]] = ..., recover: _Optional[_Union[Recover, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., statuses: _Optional[_Union[StatusBatch, _Mapping]] = ...) -> None: ...
 
 class PinAdd(_message.Message):
     __slots__ = ("cid", "replication_min", "replication_max", "name", "expire_in_ms", "size")
@@ -91,6 +93,12 @@ class StatusReport(_message.Message):
     state: PinState
     error: str
     def __init__(self, cid: _Optional[bytes] = ..., state: _Optional[_Union[PinState, str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StatusBatch(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[StatusReport]
+    def __init__(self, reports: _Optional[_Iterable[_Union[StatusReport, _Mapping]]] = ...) -> None: ...
 
 class AuditReport(_message.Message):
     __slots__ = ("cid", "target", "ok", "detail")
