@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import trio
 
-from blockmesh.cli import demo_cluster, demo_members
+from blockmesh.cli import demo_cluster
 from blockmesh.data.dag import exporter
 from blockmesh.data.dag.car import import_car, write_car
 from blockmesh.data.dag.importer import ImportOptions, import_path
@@ -50,7 +50,7 @@ def demo(local: bool, nodes: int | None, file_mib: int, block_size: tuple[str, .
          bench_mib: int, cluster_only: bool, p2p: bool) -> None:
     """Four member daemons pin a file with replication 3 through PBFT, lose a holder to
     SIGKILL, and re-allocate the pin to the fourth, which fetches it over Bitswap."""
-    from blockmesh.cli import demo_p2p  # loads the node stack only when needed
+    from blockmesh.cli import demo_members, demo_p2p  # the node stack, only when needed
 
     with tempfile.TemporaryDirectory(prefix="blockmesh-demo-") as tmp:
         work = Path(tmp)
