@@ -11,6 +11,13 @@ Two choices worth knowing when reading the code:
   still catch up from retransmitted commits without voting.
 - Every sequence yields a block (an empty one for a null request), so block height == sequence
   and a checkpoint names a block.
+
+A replica keeps the NEW_VIEW of the last view it installed until it installs another, and
+answers a VIEW_CHANGE for that view (or an older one) with it, even while it is changing to a
+later view itself. Forgetting it on leaving the view cost liveness (simulation seeds 4249 and
+8029): with one replica silent, a primary whose NEW_VIEW was lost timed out alone towards the
+next view; the other two, short of a quorum for its view and of f+1 for the next, waited for
+good.
 """
 
 from __future__ import annotations
@@ -148,6 +155,8 @@ class PBFTReplica:
         #: Own VIEW_CHANGEs since the last installed view, all retransmitted: a replica that
         #: gave up on view v still lets v form if the others only lack its vote for v.
         self._own_view_changes: dict[int, pb.PBFTMessage] = {}
+        #: The NEW_VIEW of the last view installed here, kept while changing to a later one:
+        #: the others may still wait for it (see _on_view_change).
         self._new_view_msg: pb.PBFTMessage | None = None
         self._new_view_resent: dict[str, float] = {}
         #: peer -> when it was last sent the proofs of what it lacks (see _heard_late).
@@ -896,7 +905,6 @@ class PBFTReplica:
         self._vc_attempts += 1
         self._request_deadline = None
         self._new_view_deadline = None
-        self._new_view_msg = None
         self._max_accepted = 0
         prepared = {seq: (slot.prepared_view, slot.prepared_cert.pre_prepare.digest,
                           slot.prepared_cert.pre_prepare)
@@ -923,7 +931,10 @@ class PBFTReplica:
     def _on_view_change(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
         view, sender = msg.view, msg.node_id
         if view < self.view or (view == self.view and not self.view_changing):
-            if self._new_view_msg is not None and not self.view_changing:
+            # Also while this replica is changing to a later view: if it alone installed the
+            # view the asker waits for, the asker can reach neither that view (its primary
+            # moved on) nor ours (f+1 replicas must ask for it first) without this NEW_VIEW.
+            if self._new_view_msg is not None and view <= self._new_view_msg.view:
                 self._resend_new_view(msg, out, now)
                 return
             raise InvalidMessage("wrong_view")
@@ -951,7 +962,7 @@ class PBFTReplica:
             del mine[min(mine)]
 
     def _resend_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
-        """A replica still asking for a view we are past missed the NEW_VIEW that installed ours;
+        """A replica still asking for a view we installed missed the NEW_VIEW that installed it;
         relaying it (the primary's signature travels with it) lets that replica catch up."""
         last = self._new_view_resent.get(msg.node_id)
         if last is not None and now - last < self.params.retransmit_interval:
@@ -974,7 +985,7 @@ class PBFTReplica:
             return
         if self._new_view_deadline is None:
             self._new_view_deadline = now + self._timeout()
-        if self.is_primary and self._new_view_msg is None:
+        if self.is_primary and (self._new_view_msg is None or self._new_view_msg.view < self.view):
             self._send_new_view(out, now)
 
     def _send_new_view(self, out: Output, now: float) -> None:
