@@ -75,6 +75,7 @@ from blockmesh.control.consensus.proofs import (
     plan_new_view,
 )
 from blockmesh.control.consensus.store import RecoveredState
+from blockmesh.control.consensus.view_sync import VOTES, PeerViews
 from blockmesh.control.proto import pbft_pb2 as pb
 
 #: VIEW_CHANGEs kept per sender (its newest views); honest replicas rarely need more than two.
@@ -159,6 +160,7 @@ class PBFTReplica:
         #: the others may still wait for it (see _on_view_change).
         self._new_view_msg: pb.PBFTMessage | None = None
         self._new_view_resent: dict[str, float] = {}
+        self._peer_views = PeerViews(self.f)
         #: peer -> when it was last sent the proofs of what it lacks (see _heard_late).
         self._helped: dict[str, float] = {}
 
@@ -367,6 +369,11 @@ class PBFTReplica:
             raise InvalidMessage("duplicate")
         if len(msg.payload) > self.params.max_payload_size:
             raise InvalidMessage("too_large")
+        if kind in VOTES and msg.view > self.view:
+            joined = self._peer_views.observe(msg, self.view, self._verify)
+            if joined is not None:  # view_sync.py: the view f+1 replicas vote in
+                out.metrics.append(Metric("view_sync", joined))
+                self._start_view_change(joined, out, now)
         handler(self, msg, out, now)
 
     def _drop(self, out: Output, reason: str) -> None:
