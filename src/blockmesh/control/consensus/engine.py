@@ -76,6 +76,7 @@ from blockmesh.control.consensus.proofs import (
 )
 from blockmesh.control.consensus.store import RecoveredState
 from blockmesh.control.consensus.view_sync import VOTES, PeerViews
+from blockmesh.control.consensus.view_timer import ViewTimeout
 from blockmesh.control.proto import pbft_pb2 as pb
 
 #: VIEW_CHANGEs kept per sender (its newest views); honest replicas rarely need more than two.
@@ -134,7 +135,8 @@ class PBFTReplica:
 
         self.view = 0
         self.view_changing = False
-        self._vc_attempts = 0
+        self._vc_timeout = ViewTimeout(self.params.view_change_timeout,
+                                       self.params.max_view_change_timeout)
         self._log: dict[int, Slot] = {}
         self._last_executed = 0
         self._head_hash = ZERO_HASH
@@ -165,6 +167,7 @@ class PBFTReplica:
         self._helped: dict[str, float] = {}
 
         self._request_deadline: float | None = None
+        self._request_armed = 0.0
         self._new_view_deadline: float | None = None
         self._fetch_deadline: float | None = None
         self._behind_since: float | None = None
@@ -385,6 +388,7 @@ class PBFTReplica:
             self._request_deadline = None
         elif self._pending or self._max_accepted > self._last_executed:
             if self._request_deadline is None:
+                self._request_armed = now
                 self._request_deadline = now + self._timeout()
         else:
             self._request_deadline = None
@@ -392,9 +396,7 @@ class PBFTReplica:
         return out
 
     def _timeout(self) -> float:
-        p = self.params
-        return min(p.view_change_timeout * 2 ** min(self._vc_attempts, 32),
-                   p.max_view_change_timeout)
+        return self._vc_timeout.current
 
     def _verify(self, msg: pb.PBFTMessage) -> None:
         if not self._checker.envelope(msg):
@@ -730,9 +732,9 @@ class PBFTReplica:
             slot.executed_at = now
             progressed = True
         if progressed:
+            if not self.view_changing and self._request_deadline is not None:
+                self._vc_timeout.progressed(now - self._request_armed)
             self._request_deadline = None
-            if not self.view_changing:
-                self._vc_attempts = 0
             self._note_progress(now)
             self._propose(out, now)
 
@@ -856,6 +858,8 @@ class PBFTReplica:
             return
         self._stable = cert
         self._low = seq
+        if not self.view_changing:
+            self._vc_timeout.checkpoint()
         out.persist.append(SaveCheckpoint(cert))
         out.metrics.append(Metric("checkpoint_stable", seq))
         self._log = {s: slot for s, slot in self._log.items() if s > seq}
@@ -909,7 +913,7 @@ class PBFTReplica:
     def _start_view_change(self, target: int, out: Output, now: float) -> None:
         self.view = target
         self.view_changing = True
-        self._vc_attempts += 1
+        self._vc_timeout.view_changed()
         self._request_deadline = None
         self._new_view_deadline = None
         self._max_accepted = 0
