@@ -126,3 +126,22 @@ def test_restarted_replica_joins_the_current_view_without_a_view_change(tmp_path
     assert {m.view for m in new_views[formed:]} == {2}  # view 2's, relayed to r3
     assert c.results["c0"] == [b"\x00", b"\x00"]
     assert len(set(c.heights().values())) == 1
+
+
+def test_the_new_view_of_the_last_installed_view_survives_a_restart(tmp_path):
+    """As test_a_replica_past_a_view_still_relays_the_new_view_that_installed_it, with r1
+    restarted after it left view 1: its store still gives it view 1's NEW_VIEW to relay."""
+    c = sqlite_cluster(tmp_path)
+    c.down.add("r3")
+    c.request("c0", encode_set(b"k", b"v"))
+    lost = lambda src, dst, m: not (  # noqa: E731
+        (m.type == pb.PRE_PREPARE and m.view == 0) or m.type == pb.NEW_VIEW
+        or (m.type == pb.VIEW_CHANGE and src == "r1" and m.view == 1))
+    while c.replicas["r1"].view < 2:
+        c.run_for(0.25, keep=lost)
+    r1 = restart(c, "r1", tmp_path)
+    assert (r1.view, r1.view_changing) == (2, True)
+    c.run_for(20.0)
+    assert {(c.replicas[r].view, c.replicas[r].view_changing) for r in ("r0", "r1", "r2")} == {
+        (2, False)}
+    assert c.results["c0"] == [b"\x00"]

@@ -1010,7 +1010,6 @@ class PBFTReplica:
         body = pb.NewView(view_changes=[c.message for c in chosen], pre_prepares=pre_prepares)
         msg = self._sign(pb.NEW_VIEW, self.view, plan.low, b"",
                          body.SerializeToString(deterministic=True))
-        out.persist.append(SaveMessage(msg))
         out.send.append(Send(msg))
         batches = [self._batch_for(seq, payload, digest) if seq > self._low else None
                    for seq, payload, digest in plan.entries]
@@ -1079,6 +1078,7 @@ class PBFTReplica:
         self._new_view_resent = {}
         if self.is_primary:
             self._next_seq = max(plan.high, self._low, self._last_executed) + 1
+        out.persist.append(SaveMessage(msg))  # kept through later views, to relay after a crash
         out.persist.append(SaveView(view, False))
         out.metrics.append(Metric("new_view", view))
         self._view_changes = {
@@ -1266,7 +1266,8 @@ class PBFTReplica:
             self._add_view_change(parse_view_change(
                 msg, self.committee, self._checker, self.params.checkpoint_interval,
                 self.params.log_window))
-        elif kind == pb.NEW_VIEW and view == self.view and not self.view_changing:
+        elif kind == pb.NEW_VIEW and view <= self.view and (
+                self._new_view_msg is None or view > self._new_view_msg.view):
             self._new_view_msg = msg
 
     _handlers: ClassVar[dict[int, Callable[..., None]]] = {
