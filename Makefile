@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench proto clean
+.PHONY: install demo test lint sim bench proto clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ test: install
 
 lint: install
 	$(BIN)/ruff check src tests bench
+
+# The PBFT simulation over SEEDS seeds spread over JOBS processes (`make test` runs 300 in one).
+SEEDS ?= 10000
+JOBS  ?= $(shell nproc)
+sim: install
+	$(BIN)/python tests/control/consensus/sim_seeds.py --seeds $(SEEDS) --jobs $(JOBS)
 
 bench: install
 	$(BIN)/blockmesh bench import

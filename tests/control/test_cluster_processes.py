@@ -315,3 +315,44 @@ def test_replica_with_a_key_not_in_the_cluster_is_refused(make_cluster, kind):
         errors = sample(c.metrics(node), "blockmesh_transport_connection_errors_total",
                         node=node, transport=kind, reason="auth")
         assert errors >= 1, node
+
+
+def _submit_in_background(c: Cluster, key: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "blockmesh.cli", "cluster", "submit", "--cluster",
+         str(c.root / "cluster.toml"), "--transport", c.kind, "set", key, "x"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_restarted_replica_adopts_the_view_the_others_moved_to(make_cluster):
+    c = make_cluster("grpc")
+    for node in NODES:
+        c.start(node)
+    c.wait_meshed(NODES)
+    c.load(4)
+    c.wait_until("the first commits agree", agreed(NODES))
+    c.kill("node3")
+    # Two view changes without node3: each primary in turn stops (SIGSTOP) with a request
+    # pending until the two others moved past its view, then continues and joins them.
+    for view, primary in ((1, "node0"), (2, "node1")):
+        os.kill(c.procs[primary].pid, signal.SIGSTOP)
+        submit = _submit_in_background(c, f"view{view}")
+        try:
+            others = [n for n in NODES[:3] if n != primary]
+            c.wait_until(f"view {view} is asked for", lambda s, o=others, v=view: all(
+                s[n].get("view", 0) >= v for n in o))
+        finally:
+            os.kill(c.procs[primary].pid, signal.SIGCONT)
+        assert submit.wait(timeout=WAIT) == 0
+    status = c.wait_until("view 2 for the three", lambda s: agreed(NODES[:3])(s) and all(
+        s[n]["view"] == 2 for n in NODES[:3]))
+
+    c.start("node3")
+    c.wait_meshed(NODES)
+    c.load(4)
+    status = c.wait_until("node3 in view 2 with the others", lambda s: agreed(NODES)(s) and {
+        s[n]["view"] for n in NODES} == {2})
+    assert status["node3"]["primary"] == "node2"
+    assert sample(c.metrics("node3"), "blockmesh_pbft_events_total", node="node3",
+                  event="view_sync") >= 1

@@ -91,3 +91,57 @@ def test_restart_in_the_middle_of_a_view_change(tmp_path):
     c.run_for(6.0)
     assert {c.replicas[r].view for r in ("r1", "r2", "r3")} == {1}
     assert c.heights() == {"r1": 1, "r2": 1, "r3": 1}
+
+
+def test_restarted_replica_joins_the_current_view_without_a_view_change(tmp_path):
+    c = sqlite_cluster(tmp_path)
+    c.request("c0", encode_set(b"a", b"1"))
+    c.deliver()
+    assert c.heights() == {r: 1 for r in c.nodes}
+    c.stores["r3"].close()
+    c.down.add("r3")
+    # Two view changes while r3 is down: the primaries of views 0 and 1 lose their batches.
+    for view in (0, 1):
+        c.request("c1", encode_set(b"b", str(view).encode()))
+        silenced = lambda src, dst, m, v=view: not (m.type == pb.PRE_PREPARE  # noqa: E731
+                                                    and m.view == v)
+        while c.replicas["r1"].view == view or c.replicas["r1"].view_changing:
+            c.run_for(0.5, keep=silenced)
+    assert {c.replicas[r].view for r in ("r0", "r1", "r2")} == {2}
+    c.run_for(1.0)
+    assert c.results["c1"] == [b"\x00", b"\x00"]
+    formed = sum(1 for _, m in c.sent if m.type == pb.NEW_VIEW)
+
+    r3 = restart(c, "r3", tmp_path)
+    assert r3.view == 0
+    c.request("c0", encode_set(b"c", b"3"))
+    # Well inside r3's request timer: it learns view 2 from the others' votes, not by timing out.
+    c.run_for(c.params.view_change_timeout / 2)
+    assert r3.view == 2 and not r3.view_changing
+    assert r3.drops["invalid_proof"] == 0
+    c.run_for(1.0)
+    assert {c.replicas[r].view for r in c.nodes} == {2}
+    new_views = [m for _, m in c.sent if m.type == pb.NEW_VIEW]
+    assert {m.view for m in new_views} == {1, 2}
+    assert {m.view for m in new_views[formed:]} == {2}  # view 2's, relayed to r3
+    assert c.results["c0"] == [b"\x00", b"\x00"]
+    assert len(set(c.heights().values())) == 1
+
+
+def test_the_new_view_of_the_last_installed_view_survives_a_restart(tmp_path):
+    """As test_a_replica_past_a_view_still_relays_the_new_view_that_installed_it, with r1
+    restarted after it left view 1: its store still gives it view 1's NEW_VIEW to relay."""
+    c = sqlite_cluster(tmp_path)
+    c.down.add("r3")
+    c.request("c0", encode_set(b"k", b"v"))
+    lost = lambda src, dst, m: not (  # noqa: E731
+        (m.type == pb.PRE_PREPARE and m.view == 0) or m.type == pb.NEW_VIEW
+        or (m.type == pb.VIEW_CHANGE and src == "r1" and m.view == 1))
+    while c.replicas["r1"].view < 2:
+        c.run_for(0.25, keep=lost)
+    r1 = restart(c, "r1", tmp_path)
+    assert (r1.view, r1.view_changing) == (2, True)
+    c.run_for(20.0)
+    assert {(c.replicas[r].view, c.replicas[r].view_changing) for r in ("r0", "r1", "r2")} == {
+        (2, False)}
+    assert c.results["c0"] == [b"\x00"]

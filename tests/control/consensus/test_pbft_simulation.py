@@ -3,7 +3,8 @@
 Each seed picks its own scenario (drop rate, partitions, reordering, duplicates, and either a
 Byzantine replica, a crash-and-restart, or neither); see pbft_harness.run_seed. Safety is
 checked on every committed block and every vote as it happens; liveness after the network
-heals. Run more seeds with PBFT_SIM_SEEDS=5000; replay one with PBFT_SIM_SEED=<n>.
+heals. `make test` runs 300 seeds here; run more with PBFT_SIM_SEEDS=5000, or spread over all
+cores with `make sim SEEDS=10000 [JOBS=n]` (sim_seeds.py); replay one with PBFT_SIM_SEED=<n>.
 """
 
 from __future__ import annotations

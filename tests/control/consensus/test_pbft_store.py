@@ -71,10 +71,14 @@ def test_stable_checkpoint_collects_the_log_below_it(store):
     assert state.checkpoint.sequence == 2
 
 
-def test_a_new_view_collects_older_view_changes(store):
+def test_a_new_view_collects_older_view_changes_but_keeps_the_newest_new_view(store):
     store.apply([SaveMessage(msg(pb.VIEW_CHANGE, 1, 0)), SaveMessage(msg(pb.NEW_VIEW, 1, 0))])
     store.apply([SaveView(2, True), SaveMessage(msg(pb.VIEW_CHANGE, 2, 0))])
-    assert [(m.type, m.view) for m in store.load().messages] == [(pb.VIEW_CHANGE, 2)]
+    assert sorted((m.type, m.view) for m in store.load().messages) == [
+        (pb.VIEW_CHANGE, 2), (pb.NEW_VIEW, 1)]
+    store.apply([SaveMessage(msg(pb.NEW_VIEW, 2, 0)), SaveView(2, False)])
+    store.apply([SaveView(3, True)])
+    assert [(m.type, m.view) for m in store.load().messages] == [(pb.NEW_VIEW, 2)]
 
 
 def test_state_provider_reads(store):

@@ -156,3 +156,51 @@ def test_equivocating_primary_cannot_split_the_backups():
     hashes = {c.committed[r][0].hash for r in c.nodes}
     assert len(hashes) == 1
     assert sorted(len(c.results[x]) for x in ("c0", "c1")) == [1, 1]
+
+
+def test_a_replica_past_a_view_still_relays_the_new_view_that_installed_it():
+    """Seeds 4249 and 8029 of the simulation: with one replica silent, r1 alone installed
+    view 1 (the others lost its NEW_VIEW and its VIEW_CHANGE) and then timed out towards view 2.
+    r0 and r2, two VIEW_CHANGEs short of a quorum for view 1 and one replica short of f+1 for
+    view 2, waited for good unless r1 still answers them with the NEW_VIEW of view 1."""
+    c = Cluster()
+    c.down.add("r3")
+    c.request("c0", encode_set(b"k", b"v"))
+    lost = lambda src, dst, m: not (  # noqa: E731
+        (m.type == pb.PRE_PREPARE and m.view == 0) or m.type == pb.NEW_VIEW
+        or (m.type == pb.VIEW_CHANGE and src == "r1" and m.view == 1))
+    while c.replicas["r1"].view < 2:
+        c.run_for(0.25, keep=lost)
+    assert [(c.replicas[r].view, c.replicas[r].view_changing) for r in ("r0", "r2")] == [
+        (1, True), (1, True)]
+    c.run_for(20.0)
+    assert {(c.replicas[r].view, c.replicas[r].view_changing) for r in ("r0", "r1", "r2")} == {
+        (2, False)}
+    assert c.results["c0"] == [b"\x00"]
+
+
+
+def test_the_timeout_stays_backed_off_until_a_checkpoint_interval_shows_it_has_room():
+    """A slow cluster must not snap back to the base timeout on its first execution in a new
+    view: that made every slow round a view change (view_timer.py)."""
+    c = Cluster()
+    base = c.params.view_change_timeout
+    c.down.add("r0")
+    c.request("c0", encode_set(b"k", b"v"))
+    c.run_for(5.0)
+    r2 = c.replicas["r2"]
+    assert r2.view == 1 and c.results["c0"] == [b"\x00"]
+    assert r2._timeout() == 2 * base  # it executed in view 1 and is still backed off
+    # A slow round: the primary gets the request 1.5 base timeouts after the backups.
+    env = c.request("c1", encode_set(b"slow", b"1"), to=["r2", "r3"])
+    c.run_for(1.5 * base)
+    c.queue.append(("c1", "r1", env))
+    c.run_for(1.0)
+    assert c.results["c1"] == [b"\x00"]
+    assert {c.replicas[r].view for r in ("r1", "r2", "r3")} == {1}
+    # Quick rounds: after a checkpoint interval without a slow one, the base timeout is back.
+    for i in range(3 * c.params.checkpoint_interval):
+        c.request("c0", encode_set(b"quick", str(i).encode()))
+        c.run_for(0.25)
+    assert len(c.results["c0"]) == 1 + 3 * c.params.checkpoint_interval
+    assert r2._timeout() == base

@@ -11,6 +11,13 @@ Two choices worth knowing when reading the code:
   still catch up from retransmitted commits without voting.
 - Every sequence yields a block (an empty one for a null request), so block height == sequence
   and a checkpoint names a block.
+
+A replica keeps the NEW_VIEW of the last view it installed until it installs another, and
+answers a VIEW_CHANGE for that view (or an older one) with it, even while it is changing to a
+later view itself. Forgetting it on leaving the view cost liveness (simulation seeds 4249 and
+8029): with one replica silent, a primary whose NEW_VIEW was lost timed out alone towards the
+next view; the other two, short of a quorum for its view and of f+1 for the next, waited for
+good.
 """
 
 from __future__ import annotations
@@ -68,6 +75,8 @@ from blockmesh.control.consensus.proofs import (
     plan_new_view,
 )
 from blockmesh.control.consensus.store import RecoveredState
+from blockmesh.control.consensus.view_sync import VOTES, PeerViews
+from blockmesh.control.consensus.view_timer import ViewTimeout
 from blockmesh.control.proto import pbft_pb2 as pb
 
 #: VIEW_CHANGEs kept per sender (its newest views); honest replicas rarely need more than two.
@@ -131,7 +140,8 @@ class PBFTReplica:
 
         self.view = 0
         self.view_changing = False
-        self._vc_attempts = 0
+        self._vc_timeout = ViewTimeout(self.params.view_change_timeout,
+                                       self.params.max_view_change_timeout)
         self._log: dict[int, Slot] = {}
         self._last_executed = 0
         self._head_hash = ZERO_HASH
@@ -153,12 +163,16 @@ class PBFTReplica:
         #: Own VIEW_CHANGEs since the last installed view, all retransmitted: a replica that
         #: gave up on view v still lets v form if the others only lack its vote for v.
         self._own_view_changes: dict[int, pb.PBFTMessage] = {}
+        #: The NEW_VIEW of the last view installed here, kept while changing to a later one:
+        #: the others may still wait for it (see _on_view_change).
         self._new_view_msg: pb.PBFTMessage | None = None
         self._new_view_resent: dict[str, float] = {}
+        self._peer_views = PeerViews(self.f)
         #: peer -> when it was last sent the proofs of what it lacks (see _heard_late).
         self._helped: dict[str, float] = {}
 
         self._request_deadline: float | None = None
+        self._request_armed = 0.0
         self._new_view_deadline: float | None = None
         self._fetch_deadline: float | None = None
         self._behind_since: float | None = None
@@ -363,6 +377,11 @@ class PBFTReplica:
             raise InvalidMessage("duplicate")
         if len(msg.payload) > self.params.max_payload_size:
             raise InvalidMessage("too_large")
+        if kind in VOTES and msg.view > self.view:
+            joined = self._peer_views.observe(msg, self.view, self._verify)
+            if joined is not None:  # view_sync.py: the view f+1 replicas vote in
+                out.metrics.append(Metric("view_sync", joined))
+                self._start_view_change(joined, out, now)
         handler(self, msg, out, now)
 
     def _drop(self, out: Output, reason: str) -> None:
@@ -374,6 +393,7 @@ class PBFTReplica:
             self._request_deadline = None
         elif self._pending or self._max_accepted > self._last_executed:
             if self._request_deadline is None:
+                self._request_armed = now
                 self._request_deadline = now + self._timeout()
         else:
             self._request_deadline = None
@@ -381,9 +401,7 @@ class PBFTReplica:
         return out
 
     def _timeout(self) -> float:
-        p = self.params
-        return min(p.view_change_timeout * 2 ** min(self._vc_attempts, 32),
-                   p.max_view_change_timeout)
+        return self._vc_timeout.current
 
     def _verify(self, msg: pb.PBFTMessage) -> None:
         if not self._checker.envelope(msg):
@@ -721,9 +739,9 @@ class PBFTReplica:
             slot.executed_at = now
             progressed = True
         if progressed:
+            if not self.view_changing and self._request_deadline is not None:
+                self._vc_timeout.progressed(now - self._request_armed)
             self._request_deadline = None
-            if not self.view_changing:
-                self._vc_attempts = 0
             self._note_progress(now)
             self._propose(out, now)
 
@@ -847,6 +865,8 @@ class PBFTReplica:
             return
         self._stable = cert
         self._low = seq
+        if not self.view_changing:
+            self._vc_timeout.checkpoint()
         out.persist.append(SaveCheckpoint(cert))
         out.metrics.append(Metric("checkpoint_stable", seq))
         self._log = {s: slot for s, slot in self._log.items() if s > seq}
@@ -900,10 +920,9 @@ class PBFTReplica:
     def _start_view_change(self, target: int, out: Output, now: float) -> None:
         self.view = target
         self.view_changing = True
-        self._vc_attempts += 1
+        self._vc_timeout.view_changed()
         self._request_deadline = None
         self._new_view_deadline = None
-        self._new_view_msg = None
         self._max_accepted = 0
         prepared = {seq: (slot.prepared_view, slot.prepared_cert.pre_prepare.digest,
                           slot.prepared_cert.pre_prepare)
@@ -930,7 +949,10 @@ class PBFTReplica:
     def _on_view_change(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
         view, sender = msg.view, msg.node_id
         if view < self.view or (view == self.view and not self.view_changing):
-            if self._new_view_msg is not None and not self.view_changing:
+            # Also while this replica is changing to a later view: if it alone installed the
+            # view the asker waits for, the asker can reach neither that view (its primary
+            # moved on) nor ours (f+1 replicas must ask for it first) without this NEW_VIEW.
+            if self._new_view_msg is not None and view <= self._new_view_msg.view:
                 self._resend_new_view(msg, out, now)
                 return
             raise InvalidMessage("wrong_view")
@@ -958,7 +980,7 @@ class PBFTReplica:
             del mine[min(mine)]
 
     def _resend_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
-        """A replica still asking for a view we are past missed the NEW_VIEW that installed ours;
+        """A replica still asking for a view we installed missed the NEW_VIEW that installed it;
         relaying it (the primary's signature travels with it) lets that replica catch up."""
         last = self._new_view_resent.get(msg.node_id)
         if last is not None and now - last < self.params.retransmit_interval:
@@ -981,7 +1003,7 @@ class PBFTReplica:
             return
         if self._new_view_deadline is None:
             self._new_view_deadline = now + self._timeout()
-        if self.is_primary and self._new_view_msg is None:
+        if self.is_primary and (self._new_view_msg is None or self._new_view_msg.view < self.view):
             self._send_new_view(out, now)
 
     def _send_new_view(self, out: Output, now: float) -> None:
@@ -995,7 +1017,6 @@ class PBFTReplica:
         body = pb.NewView(view_changes=[c.message for c in chosen], pre_prepares=pre_prepares)
         msg = self._sign(pb.NEW_VIEW, self.view, plan.low, b"",
                          body.SerializeToString(deterministic=True))
-        out.persist.append(SaveMessage(msg))
         out.send.append(Send(msg))
         batches = [self._batch_for(seq, payload, digest) if seq > self._low else None
                    for seq, payload, digest in plan.entries]
@@ -1064,6 +1085,7 @@ class PBFTReplica:
         self._new_view_resent = {}
         if self.is_primary:
             self._next_seq = max(plan.high, self._low, self._last_executed) + 1
+        out.persist.append(SaveMessage(msg))  # kept through later views, to relay after a crash
         out.persist.append(SaveView(view, False))
         out.metrics.append(Metric("new_view", view))
         self._view_changes = {
@@ -1251,7 +1273,8 @@ class PBFTReplica:
             self._add_view_change(parse_view_change(
                 msg, self.committee, self._checker, self.params.checkpoint_interval,
                 self.params.log_window))
-        elif kind == pb.NEW_VIEW and view == self.view and not self.view_changing:
+        elif kind == pb.NEW_VIEW and view <= self.view and (
+                self._new_view_msg is None or view > self._new_view_msg.view):
             self._new_view_msg = msg
 
     _handlers: ClassVar[dict[int, Callable[..., None]]] = {

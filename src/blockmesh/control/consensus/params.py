@@ -29,8 +29,9 @@ class PBFTParams:
     #: Batches the primary keeps proposed but not yet executed (by itself). While the pipeline
     #: is full, requests queue up and the next batch is bigger: batching adapts to load.
     max_inflight_batches: int = 4
-    #: Request timer and NEW_VIEW timer of the first view change (seconds); doubled after each
-    #: view change that fails to install a new view, up to max_view_change_timeout.
+    #: Request timer and NEW_VIEW timer (seconds): doubled at each view change up to
+    #: max_view_change_timeout, halved at a stable checkpoint once progress has shown that the
+    #: shorter timer would not have fired (view_timer.py).
     view_change_timeout: float = 4.0
     max_view_change_timeout: float = 60.0
     #: An idle replica re-broadcasts its votes for unfinished sequences after this long, then

@@ -3,7 +3,9 @@
 Both serve the StateProvider side of state transfer (blocks_from_height, checkpoints,
 checkpoint) and give back a `RecoveredState` from which the engine is rebuilt after a restart.
 A store applies one Output's records in one transaction, so a crash leaves either all of them
-or none, never a vote without the block or view it belongs to.
+or none, never a vote without the block or view it belongs to. Entering a view drops the
+VIEW_CHANGE and NEW_VIEW messages of older views but the newest NEW_VIEW: a replica relays that
+one to peers that missed it, also after a restart in the middle of its next view change.
 """
 
 from __future__ import annotations
@@ -80,8 +82,10 @@ class MemoryStore:
         for record in records:
             if isinstance(record, SaveView):
                 self._view = (record.view, record.view_changing)
+                newest = max((k for k in self._messages if k[0] == pb.NEW_VIEW), default=None,
+                              key=lambda k: k[1])
                 self._messages = {k: m for k, m in self._messages.items()
-                                  if k[0] in _LOG_KINDS or k[1] >= record.view}
+                                  if k[0] in _LOG_KINDS or k[1] >= record.view or k == newest}
             elif isinstance(record, SaveMessage):
                 self._messages[_message_key(record.message)] = record.message
             elif isinstance(record, SavePrepared):
@@ -212,7 +216,9 @@ class SqliteStore:
             cur.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                             [("view", record.view), ("view_changing", int(record.view_changing))])
             cur.execute(f"DELETE FROM messages WHERE view < ? AND type NOT IN "
-                        f"({','.join(str(k) for k in _LOG_KINDS)})", (record.view,))
+                        f"({','.join(str(k) for k in _LOG_KINDS)}) AND NOT (type = ? AND view = "
+                        "(SELECT MAX(view) FROM messages WHERE type = ?))",
+                        (record.view, pb.NEW_VIEW, pb.NEW_VIEW))
         elif isinstance(record, SaveMessage):
             m = record.message
             cur.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
