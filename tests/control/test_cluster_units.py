@@ -13,7 +13,7 @@ import click
 import pytest
 
 from blockmesh.cli.cluster import parse_operation
-from blockmesh.control.cluster.client import ClusterClient, ClusterUnreachable
+from blockmesh.control.cluster.client import ClusterClient, RequestFailed
 from blockmesh.control.cluster.config import (
     ClusterConfig,
     ClusterConfigError,
@@ -100,8 +100,8 @@ def test_cluster_file_carries_clients_transport_and_engine_parameters(tmp_path):
 
 
 def test_cluster_commands_have_help():
-    for command in ("start", "submit", "health", "blocks", "init", "add", "pin", "status", "alloc",
-                    "recover", "peers"):
+    for command in ("start", "submit", "health", "blocks", "init", "add", "status", "alloc",
+                    "recover"):
         proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", command,
                                "--help"], capture_output=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -143,15 +143,17 @@ def test_submit_to_a_cluster_that_is_down_fails_without_waiting_for_replies(tmp_
         proc, took = cluster_cli("submit", "--cluster", cluster, "--timeout", "60", *args)
         line = one_error_line(proc)
         # It fails as soon as f+1 replies became impossible: n - f = 3 refused dials.
-        assert "3 of 4 replicas cannot be dialled" in line, line
+        assert "3 of 4 replicas refuse connections" in line, line
         assert sum(a in line for a in ADDRESSES) == 3, line
         assert took < 45, f"{args} took {took:.1f} s"
 
 
 @pytest.mark.parametrize("transport", ["grpc", "tcp"])
-def test_replicas_that_accept_but_never_answer_fail_at_the_dial_timeout(tmp_path, transport):
-    """Connections land in the listen backlog and are never served: each dial runs into its
-    timeout, and the request fails then, long before its own (60 s) timeout."""
+def test_replicas_that_accept_but_never_answer_are_waited_for_until_the_deadline(tmp_path,
+                                                                                 transport):
+    """Connections land in the listen backlog and are never served: that may be a replica
+    starved of CPU, so the dials are retried, and the request fails at its own deadline,
+    not at the first dial timeout (a refused dial, by contrast, fails at once: above)."""
     base = free_base_port()
     silent = [socket.create_server(("127.0.0.1", base + k)) for k in range(4)]
     try:
@@ -160,12 +162,12 @@ def test_replicas_that_accept_but_never_answer_fail_at_the_dial_timeout(tmp_path
 
         async def submit() -> None:
             async with ClusterClient(config, config=dial) as cc:
-                await cc.session(0).execute(encode_set(b"k", b"v"), timeout=60.0)
+                await cc.session(0).execute(encode_set(b"k", b"v"), timeout=3.0)
 
         began = time.monotonic()
-        with pytest.raises(ClusterUnreachable, match="3 of 4 replicas cannot be dialled"):
+        with pytest.raises(RequestFailed, match="no f\\+1 matching replies within 3 s"):
             asyncio.run(asyncio.wait_for(submit(), 30))
-        assert time.monotonic() - began < 30
+        assert 2.5 < time.monotonic() - began < 30
     finally:
         for sock in silent:
             sock.close()

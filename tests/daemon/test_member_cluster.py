@@ -89,4 +89,18 @@ def test_pin_commands_and_refusals(members: LocalMembers) -> None:
     peers = members.json("node0", "cluster", "peers", "ls")
     assert [m["node"] for m in peers["members"]] == members.ids
     assert all(m["connected"] for m in peers["members"])
-    members.kill("node3", signal.SIGTERM)
+
+
+def test_pinning_through_a_primary_crash(members: LocalMembers, tmp_path: Path) -> None:
+    """The primary dies as a file is added: the pin is ordered in the next view and reaches
+    three live holders."""
+    primary = members.json("node1", "cluster", "peers", "ls")["primary"]
+    adder = next(m for m in members.ids if m != primary)
+    (tmp_path / "f.bin").write_bytes(os.urandom(1 << 20))
+    members.kill(primary, signal.SIGKILL)
+    cid = members.json(adder, "cluster", "add", str(tmp_path / "f.bin"), "--replication",
+                       "3")["cid"]
+    members.wait("three live members pinned", lambda: sorted(
+        m for m, state in members.status(adder, cid).items() if state == "pinned")
+        == sorted(m for m in members.ids if m != primary), 120)
+    assert members.json(adder, "cluster", "peers", "ls")["view"] >= 1

@@ -29,8 +29,10 @@ from blockmesh.control.transport import (
 )
 from blockmesh.errors import BlockmeshError, DecodeError
 
-#: Client-side limits: a dead replica is noticed in a few seconds, a live one may take long
-#: to answer (during a view change the request waits for the new primary).
+#: Client-side limits: a dead replica refuses the dial at once (and a request gives up when
+#: f+1 do); a dial that times out is retried until the request's own deadline, since it may be
+#: a live replica starved of CPU. A live replica may take long to answer (during a view
+#: change the request waits for the new primary).
 CLIENT_TRANSPORT = TransportConfig(dial_timeout=3.0, rpc_timeout=10.0, request_timeout=60.0)
 #: After a replica fails to take a request, leave it alone this long.
 RETRY_DELAY = 1.0
@@ -76,7 +78,6 @@ class ClusterClient:
         self.replicas = {n.id: ReplicaClient(self.transport, n.address, config=config, tls=tls,
                                              peer=n.id)
                          for n in cluster.nodes}
-        self.dial_timeout = config.dial_timeout
         self._down_until: dict[str, float] = {}
         self.verifier = ReplyVerifier(Verifier(cluster.public_keys()))
 
@@ -191,8 +192,8 @@ class ClientSession:
                 undialled.discard(node)
             if len(owner.replicas) - len(undialled) < quorum:
                 result.set_exception(unreachable_error(owner.cluster, undialled, (
-                    f"{len(undialled)} of {len(owner.replicas)} replicas cannot be dialled "
-                    f"within {owner.dial_timeout:g} s and f+1 = {quorum} must answer")))
+                    f"{len(undialled)} of {len(owner.replicas)} replicas refuse connections "
+                    f"and f+1 = {quorum} must answer")))
                 return
             try:
                 value = self._take(answer, node, refusals, retry)

@@ -102,10 +102,16 @@ class ReplicaClient:
             except AuthenticationError as exc:
                 self.metrics.connection_error("auth")
                 raise PeerError(self.address, "auth", str(exc)) from None
-            except (OSError, TimeoutError, EOFError, DecodeError) as exc:
+            except ConnectionRefusedError as exc:
+                # Nothing listens there: the replica is down, and a caller may give up on it.
                 self.metrics.connection_error("unreachable")
+                raise PeerError(self.address, "unreachable", str(exc) or "refused") from None
+            except (OSError, TimeoutError, EOFError, DecodeError) as exc:
+                # Something listens but did not complete the handshake in time: possibly a
+                # live replica starved of CPU, so callers retry until their own deadline.
+                self.metrics.connection_error("unresponsive")
                 raise PeerError(
-                    self.address, "unreachable", str(exc) or type(exc).__name__
+                    self.address, "unresponsive", str(exc) or type(exc).__name__
                 ) from None
 
     async def close(self) -> None:
