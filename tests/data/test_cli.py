@@ -126,8 +126,11 @@ def test_errors_name_what_the_user_gave(env, tmp_path):
 
 def _commands(command: click.Command, path: list[str]) -> Iterator[tuple[list[str], click.Command]]:
     yield path, command
-    if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+    if isinstance(command, click.Group):  # the root group loads its commands lazily
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from _commands(sub, [*path, name])
 
 

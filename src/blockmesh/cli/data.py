@@ -1,13 +1,14 @@
 """Data-plane commands, with kubo's names and flags: init add cat get ls block dag pin repo.
 
-While a daemon runs on the repo, add, cat, get, ls, block get/stat and pin ls go through its API
-(cat and get then fetch from the network); the other commands refuse rather than open the repo
-under the daemon (see `remote.py`).
+Each one (but `init`) is defined once, as an API route (`daemon/repo_routes.py`): here it only
+builds the request and prints the answer. The route runs in the repo's daemon when one runs, and
+in this process on the repo when none does (`invoke.py`); with a daemon, `cat` and `get` first
+fetch what is missing from peers.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -15,19 +16,13 @@ from typing import Any
 
 import click
 
+from blockmesh.cli.invoke import Remote, input_path, open_api, write_stdout
 from blockmesh.cli.output import emit_json, json_option, progress_bar
-from blockmesh.cli.remote import open_local_repo, running_daemon
 from blockmesh.daemon import DaemonClient
-from blockmesh.daemon.imports import import_options
-from blockmesh.data.cid import CID, Codec, codec_from_name, hash_from_name
-from blockmesh.data.dag import dagcbor, dagjson, dagpb, exporter
-from blockmesh.data.dag.car import import_car, write_car
-from blockmesh.data.dag.importer import Added, import_path
-from blockmesh.data.dag.links import walk
+from blockmesh.data.cid import CID
+from blockmesh.data.dag import dagjson, exporter
 from blockmesh.data.limits import MAX_BLOCK_SIZE
-from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
-from blockmesh.errors import DecodeError, NotFound, UnsupportedError
 
 stall_option = click.option(
     "--stall-timeout", type=click.FloatRange(min=0.1, max=3600), default=None,
@@ -77,43 +72,18 @@ def add(paths: tuple[str, ...], recursive: bool, quieter: bool, quiet: bool, onl
         cid_version: int | None, raw_leaves: bool | None, chunker: str | None, trickle: bool,
         hash_name: str | None, hidden: bool, pin: bool, as_json: bool) -> None:
     """Add files or directories; print their CIDs (the same CIDs kubo's `ipfs add` gives)."""
-    client = None if only_hash else running_daemon()
-    if client is not None:
-        flags = {"cid_version": cid_version, "raw_leaves": raw_leaves, "chunker": chunker,
-                 "trickle": trickle, "hash": hash_name, "hidden": hidden}
-        import_options(None, **{k: v for k, v in flags.items() if k != "hash"},
-                       hash_name=hash_name)  # bad flags fail here, before the daemon sees them
-        for path in paths:
-            if not os.path.exists(path):
-                raise FileNotFoundError(2, "No such file or directory", path)
-        added = client.call("add", paths=[os.path.abspath(p) for p in paths],
-                            recursive=recursive, pin=pin, **flags)
-        _report_added(added, quiet, quieter, as_json)
-        return
-    repo = None if only_hash else Repo.open()
-    opts = import_options(repo.config.imports if repo else None, cid_version=cid_version,
-                          raw_leaves=raw_leaves, chunker=chunker, trickle=trickle,
-                          hash_name=hash_name, hidden=hidden)
-    results: list[Added] = []
-    try:
-        with progress_bar("adding", _size_of(paths), quiet or quieter or as_json) as progress:
-            if repo is None:
-                for path in paths:
-                    results.extend(import_path(path, opts, None, progress, recursive))
-            else:
-                sink = BatchedPut(repo.blocks)
-                with repo.gc_lock():
-                    for path in paths:
-                        added = list(import_path(path, opts, sink, progress, recursive))
-                        sink.flush()
-                        if pin:
-                            repo.pins.add(added[-1].cid)
-                        results.extend(added)
-    finally:
-        if repo is not None:
-            repo.close()
-    _report_added([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results],
-                  quiet, quieter, as_json)
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, "No such file or directory", path)
+    args = {"paths": [os.path.abspath(p) for p in paths], "recursive": recursive, "pin": pin,
+            "only_hash": only_hash, "cid_version": cid_version, "raw_leaves": raw_leaves,
+            "chunker": chunker, "trickle": trickle, "hash": hash_name, "hidden": hidden}
+    with open_api() as api:
+        quiet_bar = quiet or quieter or as_json or isinstance(api, Remote)
+        total = None if quiet_bar else _size_of(paths)
+        with progress_bar("adding", total, quiet_bar) as progress:
+            added = api.call("add", args, progress)
+    _report_added(added, quiet, quieter, as_json)
 
 
 def _report_added(results: list[dict[str, Any]], quiet: bool, quieter: bool,
@@ -147,18 +117,11 @@ def _fetch(client: DaemonClient, root: CID, stall_timeout: float | None, quiet: 
 def cat(cid: str, stall_timeout: float | None) -> None:
     """Write the file at CID to standard output (fetched from peers when a daemon runs)."""
     root = CID.parse(cid)
-    out = sys.stdout.buffer
-    client = running_daemon()
-    if client is not None:
-        _fetch(client, root, stall_timeout, True)
-        for part in client.stream("cat", cid=str(root)):
-            out.write(part)
-        out.flush()
-        return
-    with Repo.open() as repo:
-        for part in exporter.read_file(repo.blocks.get, root):
-            out.write(part)
-        out.flush()
+    with open_api() as api:
+        if isinstance(api, Remote):
+            _fetch(api.client, root, stall_timeout, True)
+        api.stream("cat", {"cid": str(root)}, write_stdout)
+    sys.stdout.buffer.flush()
 
 
 @click.command()
@@ -174,13 +137,14 @@ def get(cid: str, output: str | None, quiet: bool, stall_timeout: float | None) 
     root = CID.parse(cid)
     dest = Path(output or ".")
     exporter.destination(dest, root)  # a bad -o fails here, before anything is fetched
-    client = running_daemon()
-    if client is not None:
-        _fetch(client, root, stall_timeout, quiet)
-        final = client.call("get", cid=str(root), dest=str(dest.absolute()))["Path"]
-    else:
-        with Repo.open() as repo, progress_bar("saving", None, quiet) as progress:
-            final = exporter.write_tree(repo.blocks.get, root, dest, progress)
+    args = {"cid": str(root), "dest": str(dest.absolute())}
+    with open_api() as api:
+        if isinstance(api, Remote):
+            _fetch(api.client, root, stall_timeout, quiet)
+            final = api.call("get", args)["Path"]
+        else:
+            with progress_bar("saving", None, quiet) as progress:
+                final = api.call("get", args, progress)["Path"]
     if not quiet:
         click.echo(f"Saving file(s) to {final}", err=True)
 
@@ -190,14 +154,8 @@ def get(cid: str, output: str | None, quiet: bool, stall_timeout: float | None) 
 @json_option
 def ls(cid: str, as_json: bool) -> None:
     """List the links of a UnixFS directory."""
-    root = CID.parse(cid)
-    client = running_daemon()
-    if client is not None:
-        listing = client.call("ls", cid=str(root))
-    else:
-        with Repo.open() as repo:
-            listing = [{"Name": e.name, "Hash": str(e.cid), "Size": e.size, "Type": e.type}
-                       for e in exporter.list_directory(repo.blocks.get, root)]
+    with open_api() as api:
+        listing = api.call("ls", {"cid": str(CID.parse(cid))})
     if as_json:
         emit_json(listing)
         return
@@ -206,61 +164,43 @@ def ls(cid: str, as_json: bool) -> None:
 
 
 # -- block -----------------------------------------------------------------------------------
+input_argument = click.argument("file", default="-",
+                                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+
+
 @click.group()
 def block() -> None:
     """Raw blocks: put, get, stat, rm."""
 
 
 @block.command("put")
-@click.argument("file", type=click.File("rb"), default="-")
+@input_argument
 @click.option("--cid-codec", default="raw",
               help="Codec of the new CID (raw, dag-pb, dag-cbor, libp2p-key); dag-pb and "
                    "dag-cbor blocks must decode under it.")
 @click.option("--mhtype", default="sha2-256", help="Hash function.")
 @click.option("--pin/--no-pin", default=False, help="Pin the block.")
 @json_option
-def block_put(file, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def block_put(file: str, cid_codec: str, mhtype: str, pin: bool, as_json: bool) -> None:
     """Store the bytes of FILE (or stdin) as one block and print its CID.
 
-    Blocks above the size Bitswap and CAR carry are refused: stored, they could never leave the
-    node. A block that does not decode under its codec is refused too, or pinning and GC, which
-    follow its links, would fail on it later."""
-    codec = codec_from_name(cid_codec)
-    hash_code = hash_from_name(mhtype)
-    data = file.read(MAX_BLOCK_SIZE + 1)
-    if len(data) > MAX_BLOCK_SIZE:
-        raise UnsupportedError(f"block is over {MAX_BLOCK_SIZE} bytes, the largest Bitswap and "
-                               "CAR accept")
-    try:
-        if codec == Codec.DAG_CBOR:
-            dagcbor.decode(data)
-        elif codec == Codec.DAG_PB:
-            dagpb.decode(data)
-    except DecodeError as exc:
-        raise DecodeError(f"block is not valid {cid_codec}: {exc}") from None
-    cid = CID.of(data, codec, 1, hash_code)
-    with open_local_repo("block put") as repo, repo.gc_lock():
-        repo.blocks.put(cid, data)
-        if pin:
-            repo.pins.add(cid, "direct")
+    Blocks over the size Bitswap and CAR carry, and blocks that do not decode under their
+    codec, are refused."""
+    with open_api() as api, input_path(api, file, MAX_BLOCK_SIZE) as path:
+        stored = api.call("block/put", {"path": path, "cid_codec": cid_codec,
+                                        "mhtype": mhtype, "pin": pin})
     if as_json:
-        emit_json({"Key": str(cid), "Size": len(data)})
+        emit_json(stored)
     else:
-        click.echo(str(cid))
+        click.echo(stored["Key"])
 
 
 @block.command("get")
 @click.argument("cid")
 def block_get(cid: str) -> None:
     """Write a block's raw bytes to stdout."""
-    parsed = CID.parse(cid)
-    client = running_daemon()
-    if client is not None:
-        data = b"".join(client.stream("block/get", cid=str(parsed)))
-    else:
-        with Repo.open() as repo:
-            data = repo.blocks.get(parsed)
-    sys.stdout.buffer.write(data)
+    with open_api() as api:
+        api.stream("block/get", {"cid": str(CID.parse(cid))}, write_stdout)
     sys.stdout.buffer.flush()
 
 
@@ -269,31 +209,27 @@ def block_get(cid: str) -> None:
 @json_option
 def block_stat(cid: str, as_json: bool) -> None:
     """Print a block's CID and size."""
-    parsed = CID.parse(cid)
-    client = running_daemon()
-    if client is not None:
-        size = client.call("block/stat", cid=str(parsed))["Size"]
-    else:
-        with Repo.open() as repo:
-            size = repo.blocks.size(parsed)
+    with open_api() as api:
+        stat = api.call("block/stat", {"cid": str(CID.parse(cid))})
     if as_json:
-        emit_json({"Key": str(parsed), "Size": size})
+        emit_json(stat)
     else:
-        click.echo(f"Key: {parsed}\nSize: {size}")
+        click.echo(f"Key: {stat['Key']}\nSize: {stat['Size']}")
 
 
 @block.command("rm")
 @click.argument("cids", nargs=-1, required=True)
 def block_rm(cids: tuple[str, ...]) -> None:
-    """Delete blocks (pinned ones are refused)."""
-    with open_local_repo("block rm") as repo:
-        pinned = repo.live_set()
-        for text in cids:
-            cid = CID.parse(text)
-            if cid.multihash in pinned:
-                raise UnsupportedError(f"{cid} is pinned; unpin it first")
-            repo.blocks.delete(cid)
-            click.echo(f"removed {cid}")
+    """Delete blocks; if any is pinned or absent, none is deleted."""
+    with open_api() as api:
+        removed = api.call("block/rm", {"cids": _parsed(cids)})["Removed"]
+    for cid in removed:
+        click.echo(f"removed {cid}")
+
+
+def _parsed(cids: tuple[str, ...]) -> list[str]:
+    """The CIDs, checked here too, so that a typo fails before any daemon is asked."""
+    return [str(CID.parse(text)) for text in cids]
 
 
 # -- dag -------------------------------------------------------------------------------------
@@ -303,73 +239,48 @@ def dag() -> None:
 
 
 @dag.command("put")
-@click.argument("file", type=click.File("rb"), default="-")
+@input_argument
 @click.option("--input-codec", default="dag-json", type=click.Choice(["dag-json", "dag-cbor"]),
               show_default=True, help="How the input is encoded.")
 @click.option("--pin/--no-pin", default=False, help="Pin the new block recursively.")
-def dag_put(file, input_codec: str, pin: bool) -> None:  # type: ignore[no-untyped-def]
+def dag_put(file: str, input_codec: str, pin: bool) -> None:
     """Store a dag-json (or dag-cbor) document as a dag-cbor block; print its CID."""
-    if input_codec == "dag-json":
-        data = dagcbor.encode(dagjson.decode(file.read(dagjson.MAX_INPUT_SIZE + 1)))
-    else:
-        data = file.read(MAX_BLOCK_SIZE + 1)
-        dagcbor.decode(data)
-    if len(data) > MAX_BLOCK_SIZE:
-        raise UnsupportedError(f"the dag-cbor block would be {len(data)} bytes, over the "
-                               f"{MAX_BLOCK_SIZE} Bitswap and CAR accept")
-    cid = CID.of(data, Codec.DAG_CBOR)
-    with open_local_repo("dag put") as repo, repo.gc_lock():
-        repo.blocks.put(cid, data, verify=False)
-        if pin:
-            repo.pin(cid)
-    click.echo(str(cid))
+    bound = dagjson.MAX_INPUT_SIZE if input_codec == "dag-json" else MAX_BLOCK_SIZE
+    with open_api() as api, input_path(api, file, bound) as path:
+        stored = api.call("dag/put", {"path": path, "input_codec": input_codec, "pin": pin})
+    click.echo(stored["Cid"])
 
 
 @dag.command("get")
 @click.argument("cid")
 def dag_get(cid: str) -> None:
     """Print a dag-cbor block as dag-json."""
-    parsed = CID.parse(cid)
-    if parsed.codec != Codec.DAG_CBOR:
-        raise UnsupportedError(f"{parsed} is {parsed.codec_name}; dag get reads dag-cbor")
-    with open_local_repo("dag get") as repo:
-        value = dagcbor.decode(repo.blocks.get(parsed))
-    click.echo(dagjson.encode(value))
+    with open_api() as api:
+        click.echo(api.call("dag/get", {"cid": str(CID.parse(cid))})["Json"])
 
 
 @dag.command("export")
 @click.argument("cid")
 def dag_export(cid: str) -> None:
-    """Write the DAG under CID to stdout as a CARv1."""
-    root = CID.parse(cid)
-    with open_local_repo("dag export") as repo:
-        blocks = walk(repo.blocks.get, root)
-        try:  # a missing root fails here, before the CAR header goes out
-            first = next(blocks)
-        except NotFound:
-            raise NotFound(f"{root} is not in the repo") from None
-        out = sys.stdout.buffer
-        write_car(out, [root], itertools.chain([first], blocks))
-        out.flush()
+    """Write the DAG under CID to stdout as a CARv1 (nothing at all if its root is absent)."""
+    with open_api() as api:
+        api.stream("dag/export", {"cid": str(CID.parse(cid))}, write_stdout)
+    sys.stdout.buffer.flush()
 
 
 @dag.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.File("rb"))
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--pin-roots/--no-pin-roots", default=True,
               help="Pin each CAR's roots recursively (default on).")
 @json_option
-def dag_import(files, pin_roots: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def dag_import(files: tuple[str, ...], pin_roots: bool, as_json: bool) -> None:
     """Import CAR files (v1 or v2), verifying every block; pin their roots."""
-    report = []
-    with open_local_repo("dag import") as repo, repo.gc_lock():
-        for file in files:
-            batch = BatchedPut(repo.blocks)
-            roots, count = import_car(file, batch)
-            batch.flush()
-            for root in roots:
-                if pin_roots:
-                    repo.pin(root)
-                report.append({"Root": str(root), "Blocks": count, "Pinned": pin_roots})
+    if files.count("-") > 1:
+        raise click.BadParameter("standard input can be read only once", param_hint="FILES")
+    with open_api() as api, contextlib.ExitStack() as stack:
+        paths = [stack.enter_context(input_path(api, name, None)) for name in files]
+        report = api.call("dag/import", {"paths": paths, "pin_roots": pin_roots})
     if as_json:
         emit_json(report)
         return
@@ -390,22 +301,20 @@ def pin() -> None:
               help="Keep everything the CID reaches (default), or only its own block.")
 def pin_add(cids: tuple[str, ...], recursive: bool) -> None:
     """Pin CIDs so that garbage collection keeps them."""
-    with open_local_repo("pin add") as repo, repo.gc_lock():
-        for text in cids:
-            cid = CID.parse(text)
-            repo.pin(cid, recursive)
-            click.echo(f"pinned {cid} {'recursively' if recursive else 'directly'}")
+    with open_api() as api:
+        pinned = api.call("pin/add", {"cids": _parsed(cids), "recursive": recursive})["Pins"]
+    for cid in pinned:
+        click.echo(f"pinned {cid} {'recursively' if recursive else 'directly'}")
 
 
 @pin.command("rm")
 @click.argument("cids", nargs=-1, required=True)
 def pin_rm(cids: tuple[str, ...]) -> None:
     """Unpin CIDs; their blocks go at the next `repo gc` unless another pin reaches them."""
-    with open_local_repo("pin rm") as repo:
-        for text in cids:
-            cid = CID.parse(text)
-            repo.pins.remove(cid)
-            click.echo(f"unpinned {cid}")
+    with open_api() as api:
+        unpinned = api.call("pin/rm", {"cids": _parsed(cids)})["Pins"]
+    for cid in unpinned:
+        click.echo(f"unpinned {cid}")
 
 
 @pin.command("ls")
@@ -414,13 +323,8 @@ def pin_rm(cids: tuple[str, ...]) -> None:
 @json_option
 def pin_ls(kind: str, as_json: bool) -> None:
     """List pinned CIDs and how each is pinned."""
-    client = running_daemon()
-    if client is not None:
-        keys = client.call("pin/ls", type=kind)["Keys"]
-    else:
-        with Repo.open() as repo:
-            keys = {str(cid): {"Type": k} for cid, k in repo.pins.list(
-                None if kind == "all" else kind)}
+    with open_api() as api:
+        keys = api.call("pin/ls", {"type": kind})["Keys"]
     if as_json:
         emit_json({"Keys": keys})
         return
@@ -438,30 +342,28 @@ def repo() -> None:
 @json_option
 def repo_stat(as_json: bool) -> None:
     """Print the repo's path, block count, size in bytes and datastore engine."""
-    with open_local_repo("repo stat") as handle:
-        stat = handle.blocks.stat()
-        info = {"RepoPath": str(handle.path), "NumObjects": stat.blocks, "RepoSize": stat.bytes,
-                "Datastore": handle.config.datastore.engine}
+    with open_api() as api:
+        info = api.call("repo/stat", {})
     if as_json:
         emit_json(info)
         return
-    for key, value in info.items():
-        click.echo(f"{key}: {value}")
+    for key in ("RepoPath", "NumObjects", "RepoSize", "Datastore"):
+        click.echo(f"{key}: {info[key]}")
 
 
 @repo.command("verify")
 @json_option
 def repo_verify(as_json: bool) -> None:
     """Re-hash every block; exit 1 if any does not match its CID."""
-    with open_local_repo("repo verify") as handle:
-        result = handle.verify()
+    with open_api() as api:
+        result = api.call("repo/verify", {})
     if as_json:
-        emit_json({"Checked": result.checked, "Corrupt": [str(c) for c in result.corrupt]})
+        emit_json(result)
     else:
-        for cid in result.corrupt:
+        for cid in result["Corrupt"]:
             click.echo(f"block {cid} is corrupt", err=True)
-        click.echo(f"verified {result.checked} blocks, {len(result.corrupt)} corrupt")
-    if result.corrupt:
+        click.echo(f"verified {result['Checked']} blocks, {len(result['Corrupt'])} corrupt")
+    if result["Corrupt"]:
         sys.exit(1)
 
 
@@ -469,10 +371,10 @@ def repo_verify(as_json: bool) -> None:
 @json_option
 def repo_gc(as_json: bool) -> None:
     """Remove every block that no pin reaches."""
-    with open_local_repo("repo gc") as handle:
-        result = handle.gc()
+    with open_api() as api:
+        removed = api.call("repo/gc", {})["Removed"]
     if as_json:
-        emit_json({"Removed": [str(c) for c in result.removed]})
+        emit_json({"Removed": removed})
         return
-    for cid in result.removed:
+    for cid in removed:
         click.echo(f"removed {cid}")

@@ -32,16 +32,21 @@ class CARError(DecodeError):
 
 def write_car(out: BinaryIO, roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> int:
     """Write a CARv1; returns the number of blocks written."""
-    header = dagcbor.encode({"roots": roots, "version": 1})
-    out.write(varint.encode(len(header)) + header)
-    count = 0
-    for cid, data in blocks:
-        raw = bytes(cid)
-        out.write(varint.encode(len(raw) + len(data)))
-        out.write(raw)
-        out.write(data)
+    count = -1  # the header is the first piece
+    for piece in car_pieces(roots, blocks):
+        out.write(piece)
         count += 1
     return count
+
+
+def car_pieces(roots: list[CID], blocks: Iterable[tuple[CID, bytes]]) -> Iterator[bytes]:
+    """A CARv1 as it is written: the header, then one piece per block; lets an async writer
+    await between blocks instead of handing over a file object."""
+    header = dagcbor.encode({"roots": roots, "version": 1})
+    yield varint.encode(len(header)) + header
+    for cid, data in blocks:
+        raw = bytes(cid)
+        yield varint.encode(len(raw) + len(data)) + raw + data
 
 
 def _read_varint(stream: BinaryIO) -> int | None:

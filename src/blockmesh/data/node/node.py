@@ -107,7 +107,7 @@ class Node:
             sink.flush()
             if pin:
                 self.repo.pins.add(entry.cid)
-        self._announce(sink.cids)
+        self.announce(sink.cids)
         return entry.cid
 
     def add_path(self, path: str | os.PathLike[str], opts: ImportOptions | None = None, *,
@@ -118,16 +118,17 @@ class Node:
             sink.flush()
             if pin:
                 self.repo.pins.add(added[-1].cid)
-        self._announce(sink.cids)
+        self.announce(sink.cids)
         return added
 
     def provide(self, cid: CID) -> int:
         """Offer a local DAG to every connected peer that wants any of its blocks."""
         cids = [block_cid for block_cid, _ in walk(self.repo.blocks.get, cid)]
-        self._announce(cids)
+        self.announce(cids)
         return len(cids)
 
-    def _announce(self, cids: list[CID]) -> None:
+    def announce(self, cids: list[CID]) -> None:
+        """Tell peers that want any of `cids` (blocks just stored) that this node has them."""
         self.bitswap.server.blocks_added(cids)
         self.exchange.pump()
 
