@@ -11,6 +11,7 @@ calling the daemon would fail.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_cli import BIN, CALL_TIMEOUT, Daemon, as_json, connect, start_daemon
+from test_daemon_cli import BIN, CALL_TIMEOUT, Daemon, start_daemon
 
 from blockmesh.cli.main import main
 from blockmesh.data.cid import CID
@@ -99,6 +100,11 @@ def scenario(cli: Run, repo: Path, files: Path) -> list[tuple[str, int, str, str
     (files / "block.bin").write_bytes(b"pinned block")
     pinned = json.loads(step("block", "put", "--pin", "--json", str(files / "block.bin")))
     assert pinned["Size"] == 12
+    os.mkfifo(files / "fifo")  # read by the CLI, never opened by the daemon (it could block)
+    writer = threading.Thread(target=(files / "fifo").write_bytes, args=(b"fifo",), daemon=True)
+    writer.start()
+    step("block", "put", str(files / "fifo"))
+    writer.join(timeout=30)
     step("block", "put", stdin=b"\x01" * (MAX_BLOCK_SIZE + 1), code=1)
     step("block", "put", "--cid-codec", "dag-cbor", stdin=b"\xf7", code=1)
     assert step("block", "get", raw) == b"raw bytes"
@@ -165,6 +171,57 @@ def test_repo_verify_exits_1_on_a_corrupt_block(cli, tmp_path, mode):
         assert err.strip() == f"block {CID.of(b'will rot')} is corrupt"
 
 
+@pytest.mark.parametrize("mode", ["offline", "daemon"])
+def test_repo_gc_takes_the_gc_lock(tmp_path, mode):
+    """While another process holds the GC lock shared (as an import does), `repo gc` waits for
+    it, whether it runs in the CLI or in the daemon, and collects once it is released."""
+    repo = tmp_path / "repo"
+    Repo.init(repo).close()
+    cid = _run(repo, "block", "put", stdin=b"garbage").stdout.decode().strip()
+    with repo_in_mode(repo, mode), open(repo / "gc.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        gc = subprocess.Popen([*BIN, "repo", "gc"], env=dict(os.environ, BLOCKMESH_PATH=str(repo)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                gc.wait(2)  # a gc that skipped the lock would be done long before
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            out, err = gc.communicate(timeout=CALL_TIMEOUT)
+        finally:
+            if gc.poll() is None:
+                gc.kill()
+                gc.wait(CALL_TIMEOUT)
+        assert gc.returncode == 0 and out.decode() == f"removed {cid}\n", err
+
+
+@pytest.mark.slow  # a fetch must stall out (4 s) beside a daemon's start and stop
+def test_the_daemon_refuses_repo_gc_while_it_fetches(tmp_path):
+    """Fetched blocks are unpinned until the command that fetched them is done with them."""
+    daemon = start_daemon(tmp_path / "repo")
+    env = dict(os.environ, BLOCKMESH_PATH=str(daemon.repo))
+    try:
+        cat = subprocess.Popen([*BIN, "cat", "--stall-timeout", "4", ABSENT], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            for _ in range(50):
+                wants = json.loads(_run(daemon.repo, "bitswap", "wantlist", "--json").stdout)
+                if ABSENT in wants["Keys"] or cat.poll() is not None:
+                    break
+            gc = subprocess.run([*BIN, "repo", "gc"], env=env, capture_output=True,
+                                timeout=CALL_TIMEOUT)
+            assert gc.returncode == 1 and gc.stderr.decode() == (
+                "Error: the daemon is fetching; run `repo gc` again when it is done\n")
+            _, err = cat.communicate(timeout=CALL_TIMEOUT)
+        finally:
+            if cat.poll() is None:
+                cat.kill()
+                cat.wait(CALL_TIMEOUT)
+        assert cat.returncode == 1 and "no block" in err.decode()
+        assert _run(daemon.repo, "repo", "gc").returncode == 0  # the fetch has ended
+    finally:
+        daemon.stop()
+
+
 def test_offline_commands_do_not_load_py_libp2p(tmp_path):
     env = dict(os.environ, BLOCKMESH_PATH=str(tmp_path / "repo"))
     Repo.init(tmp_path / "repo").close()
@@ -178,40 +235,6 @@ def test_offline_commands_do_not_load_py_libp2p(tmp_path):
                   if line.startswith("import time:")}
         assert "blockmesh.daemon.repo_routes" in loaded  # the route ran in-process
         assert not {m for m in loaded if m.split(".")[0] in ("libp2p", "grpc")}, args
-
-
-def test_block_put_through_a_daemon_reaches_a_peer_that_waits_for_it(tmp_path):
-    """What a command stores through the daemon is announced: a peer's fetch of a block no one
-    has yet completes once it is put (a put behind the daemon's back would leave it waiting)."""
-    a = start_daemon(tmp_path / "a")
-    try:
-        b = start_daemon(tmp_path / "b")
-        try:
-            connect(a, b)
-            data = b"announced on put"
-            cid = str(CID.of(data))
-            env = dict(os.environ, BLOCKMESH_PATH=str(b.repo))
-            waiting = subprocess.Popen([*BIN, "cat", "--stall-timeout", "60", cid], env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            try:
-                wanted = False
-                for _ in range(100):
-                    wanted = cid in as_json(_run(b.repo, "bitswap", "wantlist", "--json"))["Keys"]
-                    if wanted or waiting.poll() is not None:
-                        break
-                    subprocess.run(["sleep", "0.1"], check=True)
-                assert wanted, waiting.communicate(timeout=CALL_TIMEOUT)
-                assert _run(a.repo, "block", "put", stdin=data).stdout.decode().strip() == cid
-                out, err = waiting.communicate(timeout=CALL_TIMEOUT)
-            finally:
-                if waiting.poll() is None:
-                    waiting.kill()
-                    waiting.wait(CALL_TIMEOUT)
-            assert waiting.returncode == 0 and out == data, err
-        finally:
-            b.stop()
-    finally:
-        a.stop()
 
 
 def _run(repo: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

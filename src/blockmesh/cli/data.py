@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from blockmesh.cli.invoke import Remote, input_path, open_api, write_stdout
+from blockmesh.cli.invoke import Invoker, Local, Remote, input_path, open_api, write_stdout
 from blockmesh.cli.output import emit_json, json_option, progress_bar
-from blockmesh.daemon import DaemonClient
+from blockmesh.daemon import ApiError, DaemonClient
 from blockmesh.data.cid import CID
 from blockmesh.data.dag import dagjson, exporter
 from blockmesh.data.limits import MAX_BLOCK_SIZE
@@ -111,13 +112,25 @@ def _fetch(client: DaemonClient, root: CID, stall_timeout: float | None, quiet: 
         client.fetch(str(root), stall_timeout, advance)
 
 
+@contextlib.contextmanager
+def _needs_network(api: Invoker) -> Iterator[None]:
+    """Says, when content is missing offline, that only a daemon could fetch it."""
+    try:
+        yield
+    except ApiError as exc:
+        if isinstance(api, Local) and exc.status == 404:
+            raise ApiError(f"{exc}; without a daemon nothing is fetched from peers (start one "
+                           "with `blockmesh daemon`)", exc.status) from None
+        raise
+
+
 @click.command()
 @click.argument("cid")
 @stall_option
 def cat(cid: str, stall_timeout: float | None) -> None:
     """Write the file at CID to standard output (fetched from peers when a daemon runs)."""
     root = CID.parse(cid)
-    with open_api() as api:
+    with open_api() as api, _needs_network(api):
         if isinstance(api, Remote):
             _fetch(api.client, root, stall_timeout, True)
         api.stream("cat", {"cid": str(root)}, write_stdout)
@@ -138,7 +151,7 @@ def get(cid: str, output: str | None, quiet: bool, stall_timeout: float | None) 
     dest = Path(output or ".")
     exporter.destination(dest, root)  # a bad -o fails here, before anything is fetched
     args = {"cid": str(root), "dest": str(dest.absolute())}
-    with open_api() as api:
+    with open_api() as api, _needs_network(api):
         if isinstance(api, Remote):
             _fetch(api.client, root, stall_timeout, quiet)
             final = api.call("get", args)["Path"]

@@ -7,13 +7,14 @@ write, so commands go through it. Without one, `Local` runs the same handlers
 round-tripped through JSON, and failures turned into the same one-line ApiError, so the output
 is the same either way. Nothing here loads the network stack.
 
-Byte inputs reach a route as an absolute path, as `add`'s files always have. A named file is
-passed as it is. Standard input is passed in-process as `/dev/fd/N`, this process's own stdin,
-read as a stream exactly as before; to a daemon, which cannot read our stdin, it is first copied
-into a private temporary file (mkstemp: owner-only, removed after the call). That copy reads at
-most the route's own bound plus one byte, so an oversized input still reaches the route's check
-(and its one-line refusal) without the CLI holding or writing more than that; a CAR has no bound
-but the disk, as when it is imported. The HTTP API thus keeps one shape (small JSON bodies,
+Byte inputs reach a route as an absolute path, as `add`'s files always have. In-process a named
+file is passed as it is, and standard input as `/dev/fd/N`, this process's own stdin, read as a
+stream exactly as before. A daemon is given only regular files by name: it cannot read our
+stdin, and opening a FIFO or a device could block it, so those are first copied into a private
+temporary file (mkstemp: owner-only, removed after the call). That copy takes at most the
+route's own bound plus one byte, so an oversized input still reaches the route's check (and its
+one-line refusal) without the CLI holding or writing more than that; a CAR has no bound but the
+disk, as when it is imported. The HTTP API thus keeps one shape (small JSON bodies,
 `daemon/http.py`'s 64 KiB) rather than growing a second, streaming one for three commands.
 """
 
@@ -27,7 +28,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
@@ -115,17 +116,18 @@ def open_api() -> Iterator[Invoker]:
 def input_path(api: Invoker, name: str, bound: int | None) -> Iterator[str]:
     """An absolute path the route can read `name` ("-" for stdin) at (see the module's
     docstring); `bound` is the most the route reads, None for all."""
-    if name != "-":
+    local = isinstance(api, Local)
+    # To a daemon, only regular files go by name: a FIFO or a device could block it on open.
+    if name != "-" and (local or stat.S_ISREG(os.stat(name).st_mode)):
         yield os.path.abspath(name)
         return
-    fd = _stdin_fd()
-    if isinstance(api, Local) and fd is not None:
-        yield f"/dev/fd/{fd}"
+    stdin_fd = _stdin_fd() if local else None
+    if stdin_fd is not None:
+        yield f"/dev/fd/{stdin_fd}"
         return
-    fd, spool = tempfile.mkstemp(prefix="blockmesh-stdin-")
+    spool_fd, spool = tempfile.mkstemp(prefix="blockmesh-input-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            source = sys.stdin.buffer
+        with os.fdopen(spool_fd, "wb") as out, _open_input(name) as source:
             if bound is None:
                 shutil.copyfileobj(source, out, SPOOL_CHUNK)
             else:
@@ -139,6 +141,15 @@ def input_path(api: Invoker, name: str, bound: int | None) -> Iterator[str]:
         yield spool
     finally:
         os.unlink(spool)
+
+
+@contextlib.contextmanager
+def _open_input(name: str) -> Iterator[BinaryIO]:
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    with open(name, "rb") as source:
+        yield source
 
 
 def _stdin_fd() -> int | None:

@@ -1,5 +1,5 @@
-"""`add` flags resolved against the repo's `[import]` defaults, in one place for both the local
-CLI path and the daemon (the daemon's repo config is the one that applies when it adds)."""
+"""`add` flags resolved against the repo's `[import]` defaults, in one place for the `add` and
+`cluster/add` routes (the config of the repo that imports is the one that applies)."""
 
 from __future__ import annotations
 
