@@ -2,9 +2,9 @@
 
 The file is the rendezvous between one repo's daemon and the CLI, so daemons on different repos
 never meet. It carries a random bearer token and is readable by its owner only: the API can read
-and write files as the daemon's user (add by path, get to a path), so another local account that
-can reach 127.0.0.1 must not be able to use it. A daemon killed without cleanup leaves the file
-behind; a failed connect to its address tells the CLI it is stale.
+and write files as the daemon's user (add, put and import by path, get to a path), so another
+local account that can reach 127.0.0.1 must not be able to use it. A daemon killed without
+cleanup leaves the file behind; a failed connect to its address tells the CLI it is stale.
 """
 
 from __future__ import annotations
