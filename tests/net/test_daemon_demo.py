@@ -1,12 +1,13 @@
-"""`blockmesh demo` (what `make demo` runs) really moves "Hello from Alice!" from Alice to Bob."""
+"""`blockmesh demo --p2p` really moves "Hello from Alice!" from Alice to Bob (the default demo,
+the member cluster, is what tests/daemon/test_member_cluster.py exercises)."""
 
 import subprocess
 import sys
 
 
 def test_demo_prints_what_bob_fetched():
-    proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "demo"], capture_output=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "blockmesh.cli", "demo", "--p2p"],
+                          capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode()
     assert 'Bob retrieved: "Hello from Alice!"' in out

@@ -10,13 +10,13 @@ answer is what f+1 replicas agreed on.
 from __future__ import annotations
 
 import datetime
-import os
 from typing import Any
 
 import trio
 
 from blockmesh.control.pinset import PinsetApp
 from blockmesh.control.proto import pinset_pb2 as pb
+from blockmesh.daemon import fields
 from blockmesh.daemon.http import HttpError, JsonReply, Reply
 from blockmesh.daemon.imports import import_options
 from blockmesh.daemon.member import Member
@@ -49,50 +49,52 @@ class ClusterApi:
     # ------------------------------------------------------------------ changes
 
     async def add(self, body: dict[str, Any]) -> Reply:
-        paths = body.get("paths")
-        if not isinstance(paths, list) or len(paths) != 1 or not isinstance(paths[0], str) \
-                or not os.path.isabs(paths[0]):
-            raise HttpError(400, "paths must be a list of one absolute path")
+        paths = fields.absolute_list(body, "paths")
+        if len(paths) != 1:
+            raise HttpError(400, "cluster add takes one path")
         node = self.member.node
         opts = import_options(node.repo.config.imports,
-                              cid_version=_int(body, "cid_version", None),
-                              raw_leaves=_bool(body, "raw_leaves", None),
-                              chunker=_str(body, "chunker", None))
-        added = node.add_path(paths[0], opts, recursive=_bool(body, "recursive", False))
+                              cid_version=fields.optional_int(body, "cid_version"),
+                              raw_leaves=fields.optional_flag(body, "raw_leaves"),
+                              chunker=fields.text(body, "chunker", required=False))
+        added = node.add_path(paths[0], opts, recursive=fields.flag(body, "recursive"))
         root = added[-1]
         await self._change(pb.Operation(pin_add=self._pin_spec(body, root.cid, root.size)))
         return JsonReply({"added": [{"Name": a.path, "Hash": str(a.cid), "Size": a.size}
                                     for a in added], **await self._placed(root.cid)})
 
     async def pin_add(self, body: dict[str, Any]) -> Reply:
-        cid = _cid(body, "cid")
+        cid = fields.cid(body)
         await self._change(pb.Operation(pin_add=self._pin_spec(body, cid, 0)))
         return JsonReply(await self._placed(cid))
 
     async def pin_rm(self, body: dict[str, Any]) -> Reply:
-        cid = _cid(body, "cid")
+        cid = fields.cid(body)
         await self._change(pb.Operation(pin_remove=pb.PinRemove(cid=bytes(cid))))
         await self._caught_up(lambda app: app.view(cid) is None)
         return JsonReply({"cid": str(cid), "removed": True})
 
     async def pin_update(self, body: dict[str, Any]) -> Reply:
-        old, new = _cid(body, "from"), _cid(body, "to")
+        old, new = fields.cid(body, "from"), fields.cid(body, "to")
         await self._change(pb.Operation(pin_update=pb.PinUpdate(from_cid=bytes(old),
                                                                 to_cid=bytes(new))))
         return JsonReply(await self._placed(new))
 
     async def recover(self, body: dict[str, Any]) -> Reply:
-        cid = _cid(body, "cid")
+        cid = fields.cid(body)
         await self._change(pb.Operation(recover=pb.Recover(cid=bytes(cid))))
         return JsonReply(await self._placed(cid))
 
     def _pin_spec(self, body: dict[str, Any], cid: CID, size: int) -> pb.PinAdd:
-        expire_in = _int(body, "expire_in", 0) or 0
+        expire_in = fields.optional_int(body, "expire_in") or 0
         if not 0 <= expire_in <= MAX_EXPIRE_IN:
             raise HttpError(400, "expire_in must be 0 to ten years of seconds")
-        name = _str(body, "name", "") or ""
-        return pb.PinAdd(cid=bytes(cid), replication_min=_int(body, "replication_min", 0) or 0,
-                         replication_max=_int(body, "replication_max", 0) or 0, name=name,
+        name = (fields.text(body, "name", required=False) or "") if body.get("name") else ""
+        rmin = fields.optional_int(body, "replication_min") or 0
+        rmax = fields.optional_int(body, "replication_max") or 0
+        if not (-1 <= rmin <= 1 << 16 and -1 <= rmax <= 1 << 16):
+            raise HttpError(400, "replication factors must be -1 or 0 to 65536")
+        return pb.PinAdd(cid=bytes(cid), replication_min=rmin, replication_max=rmax, name=name,
                          expire_in_ms=expire_in * 1000, size=size)
 
     async def _change(self, operation: pb.Operation) -> None:
@@ -126,13 +128,13 @@ class ClusterApi:
                           for v in views])
 
     async def status(self, body: dict[str, Any]) -> Reply:
-        cid = _cid(body, "cid") if body.get("cid") is not None else None
+        cid = fields.cid(body) if body.get("cid") is not None else None
         views = await self._views(body, cid)
         statuses = [self._render(v) for v in views]
         return JsonReply(statuses[0] if cid is not None else statuses)
 
     async def alloc(self, body: dict[str, Any]) -> Reply:
-        cid = _cid(body, "cid")
+        cid = fields.cid(body)
         views = await self._views(body, cid)
         return JsonReply({"cid": str(cid), "allocations": list(views[0].allocations)})
 
@@ -156,7 +158,7 @@ class ClusterApi:
 
     async def _views(self, body: dict[str, Any], cid: CID | None) -> list[pb.PinView]:
         """Pins from the local copy, or (`verified`) from an ordered query: f+1 agreed."""
-        if _bool(body, "verified", False):
+        if fields.flag(body, "verified"):
             raw = bytes(cid) if cid is not None else b""
             result = await self.member.submit(pb.Operation(query=pb.Query(cid=raw)))
             if result.code == pb.Result.NOT_FOUND:
@@ -203,33 +205,3 @@ async def _engine_status(replica: Any) -> Any:
 def _time(ms: int) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _cid(body: dict[str, Any], key: str) -> CID:
-    value = body.get(key)
-    if not isinstance(value, str) or not value or len(value) > 512:
-        raise HttpError(400, f"field {key!r} must be a CID")
-    return CID.parse(value)
-
-
-def _int(body: dict[str, Any], key: str, default: int | None) -> int | None:
-    value = body.get(key, default)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or abs(value) > 2**31):
-        raise HttpError(400, f"field {key!r} must be an integer")
-    return value
-
-
-def _bool(body: dict[str, Any], key: str, default: bool | None) -> Any:
-    value = body.get(key, default)
-    if value is not None and not isinstance(value, bool):
-        raise HttpError(400, f"field {key!r} must be true or false")
-    return value
-
-
-def _str(body: dict[str, Any], key: str, default: str | None) -> str | None:
-    value = body.get(key, default)
-    if value is not None and (not isinstance(value, str) or len(value) > 4096):
-        raise HttpError(400, f"field {key!r} must be a string")
-    return value
-
