@@ -38,21 +38,6 @@ Announce = Callable[[list[CID]], None]
 Progress = Callable[[int], None]
 
 
-class _Sink:
-    """Stores blocks in batches and remembers their CIDs, to announce once they are in."""
-
-    def __init__(self, repo: Repo) -> None:
-        self._put = BatchedPut(repo.blocks)
-        self.cids: list[CID] = []
-
-    def __call__(self, cid: CID, data: bytes) -> None:
-        self._put(cid, data)
-        self.cids.append(cid)
-
-    def flush(self) -> None:
-        self._put.flush()
-
-
 class RepoApi(Routes):
     def __init__(self, repo: Repo, *, announce: Announce | None = None,
                  progress: Progress | None = None) -> None:
@@ -88,7 +73,7 @@ class RepoApi(Routes):
             for path in paths:
                 results.extend(import_path(path, opts, None, self.progress, recursive))
         else:
-            sink = _Sink(self.repo)
+            sink = BatchedPut(self.repo.blocks)
             with self.repo.gc_lock():
                 for path in paths:
                     added = list(import_path(path, opts, sink, self.progress, recursive))
@@ -232,7 +217,7 @@ class RepoApi(Routes):
         paths = fields.absolute_list(body, "paths")
         pin_roots = fields.flag(body, "pin_roots", True)
         report = []
-        sink = _Sink(self.repo)
+        sink = BatchedPut(self.repo.blocks)
         with self.repo.gc_lock():
             for path in paths:
                 with open(path, "rb") as source:

@@ -32,12 +32,7 @@ def encode_varint(value: int) -> bytes:
     """Protobuf varint of a uint64 (a negative int32 arrives already as two's complement)."""
     if not 0 <= value < _U64:
         raise ValueError(f"protobuf varint out of range: {value}")
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return varint.leb128(value)
 
 
 def key(field: int, wire: int) -> bytes:

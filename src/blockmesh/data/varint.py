@@ -19,6 +19,12 @@ class VarintError(DecodeError):
 def encode(value: int) -> bytes:
     if value < 0 or value >= 1 << 63:
         raise ValueError(f"varint out of range: {value}")
+    return leb128(value)
+
+
+def leb128(value: int) -> bytes:
+    """The unsigned LEB128 bytes of a non-negative int, unbounded (callers bound it: 63 bits
+    here, 64 for protobuf)."""
     if value < 0x80:
         return bytes((value,))
     out = bytearray()

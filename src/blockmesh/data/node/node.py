@@ -40,21 +40,6 @@ class PeerInfo:
     address: str
 
 
-class _AnnouncingSink:
-    """Stores imported blocks in batches and remembers their CIDs to announce afterwards."""
-
-    def __init__(self, repo: Repo) -> None:
-        self._put = BatchedPut(repo.blocks)
-        self.cids: list[CID] = []
-
-    def __call__(self, cid: CID, data: bytes) -> None:
-        self._put(cid, data)
-        self.cids.append(cid)
-
-    def flush(self) -> None:
-        self._put.flush()
-
-
 class Node:
     def __init__(self, repo: Repo, *, net_config: NetConfig | None = None,
                  bitswap_config: BitswapConfig = DEFAULT_CONFIG) -> None:
@@ -101,7 +86,7 @@ class Node:
         return self.add_path(source, opts, recursive=recursive, pin=pin)[-1].cid
 
     def add_bytes(self, data: bytes, opts: ImportOptions | None = None, *, pin: bool = True) -> CID:
-        sink = _AnnouncingSink(self.repo)
+        sink = BatchedPut(self.repo.blocks)
         with self.repo.gc_lock():
             entry = import_bytes(data, opts or ImportOptions(), sink)
             sink.flush()
@@ -112,7 +97,7 @@ class Node:
 
     def add_path(self, path: str | os.PathLike[str], opts: ImportOptions | None = None, *,
                  recursive: bool = False, pin: bool = True) -> list[Added]:
-        sink = _AnnouncingSink(self.repo)
+        sink = BatchedPut(self.repo.blocks)
         with self.repo.gc_lock():
             added = list(import_path(path, opts or ImportOptions(), sink, recursive=recursive))
             sink.flush()

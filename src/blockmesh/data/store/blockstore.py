@@ -100,7 +100,8 @@ class BatchedPut:
     """A block sink that writes in a few large transactions instead of one per block.
 
     Used for blocks whose CIDs were just computed from their bytes (imports), so it skips
-    re-verification; call flush() before relying on the blocks being stored.
+    re-verification; call flush() before relying on the blocks being stored. `cids` lists what
+    went in, so that a node can announce the new blocks to peers once they are stored.
     """
 
     def __init__(self, store: Blockstore, max_bytes: int = 8 * 1024 * 1024) -> None:
@@ -108,8 +109,10 @@ class BatchedPut:
         self._max_bytes = max_bytes
         self._pending: list[tuple[CID, bytes]] = []
         self._bytes = 0
+        self.cids: list[CID] = []
 
     def __call__(self, cid: CID, data: bytes) -> None:
+        self.cids.append(cid)
         self._pending.append((cid, data))
         self._bytes += len(data)
         if self._bytes >= self._max_bytes:
