@@ -281,3 +281,15 @@ def test_a_status_batch_is_all_or_nothing_and_skips_removed_pins() -> None:
     op = pb.Operation(statuses=pb.StatusBatch(reports=bad)).SerializeToString()
     assert result(app.execute(op, "node2")).code == pb.Result.BAD_REQUEST
     assert app.state_digest() == before
+
+
+def test_members_not_heard_from_yet_are_not_down_when_the_clock_starts() -> None:
+    """The clock jumps from 0 to wall-clock time at the first f+1 heartbeats; a member whose
+    first heartbeat is not ordered yet must get the whole period from there."""
+    app = new_app(reallocate_after_ms=10_000)
+    beat_all(app, 1_700_000_000_000, ["node0", "node1"])
+    assert app.now_ms == 1_700_000_000_000 and not app.down_members()
+    app.execute(pin_add(X, 4, 4), WRITER)
+    assert len(app.allocations(X)) == 4
+    beat_all(app, 1_700_000_010_001, ["node0", "node1"])
+    assert app.down_members() == {"node2", "node3"}

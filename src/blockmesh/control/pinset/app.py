@@ -111,6 +111,7 @@ class PinsetApp:
         self._pins: dict[bytes, _Pin] = {}
         self._info = {m: _Member() for m in self.members}
         self._down: set[str] = set()
+        self._started_ms = 0  # the cluster clock's first value
         self._by_member: dict[str, set[bytes]] = {m: set() for m in self.members}
         self._expiries: list[tuple[int, bytes]] = []
 
@@ -283,8 +284,13 @@ class PinsetApp:
             pin = self._pins.get(key)
             if pin is not None and pin.expire_at_ms == expire_at:
                 self._remove(pin.cid)
+        if not self._started_ms and now:
+            # The clock started here (f+1 members reported): members not heard from yet get
+            # the whole period from now, not from the epoch their unset time would mean.
+            self._started_ms = now
         limit = self.policy.reallocate_after_ms
-        down = {m for m in self.members if now - self._info[m].last_seen_ms > limit}
+        down = {m for m in self.members
+                if now - max(self._info[m].last_seen_ms, self._started_ms) > limit}
         if down == self._down:
             return
         changed = down ^ self._down
