@@ -22,7 +22,8 @@ from netns import NetnsLab, namespaces, unavailable
 from blockmesh.control.pinset.config import PinsetConfig
 from blockmesh.daemon.local_cluster import LocalMembers
 
-pytestmark = pytest.mark.slow
+# Every wait is bounded; the timeout only covers their sum, so a slow wait fails with its name.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 NODES = 4
 CAPPED = 3  # the member whose sending tbf caps
@@ -87,7 +88,7 @@ def test_pin_survives_loss_a_cap_and_a_partition(members: LocalMembers, lab: Net
     observer = next(m for m in rest if m != spare)
     lab.cut(members.ids.index(victim))
     members.wait("the spare member pinned the content",
-                 lambda: members.status(observer, cid)[spare] == "pinned", 90)
+                 lambda: members.status(observer, cid)[spare] == "pinned", 60)
     assert members.cli(spare, "cat", cid).stdout == data
     seen = members.json(observer, "cluster", "peers", "ls")
     assert seen["members"][members.ids.index(victim)]["down"]
@@ -97,12 +98,12 @@ def test_pin_survives_loss_a_cap_and_a_partition(members: LocalMembers, lab: Net
     # Heal the link: the victim catches up and the pin is trimmed back to three holders.
     lab.heal(members.ids.index(victim))
     members.wait("the healed member caught up",
-                 lambda: max(heights(members, rest)) <= heights(members, [victim])[0], 90)
+                 lambda: max(heights(members, rest)) <= heights(members, [victim])[0], 60)
     members.wait("the healed member follows the others' primary",
                  lambda: view(members, victim) == view(members, observer), 30)
     members.wait("allocation trimmed to three",
                  lambda: len(members.json(victim, "cluster", "alloc", cid)["allocations"]) == 3
-                 and list(members.status(victim, cid).values()).count("pinned") == 3, 90)
+                 and list(members.status(victim, cid).values()).count("pinned") == 3, 60)
     members.wait("the healed member and the others agree",
                  lambda: members.status(observer, cid) == members.status(victim, cid), 30)
     # The impairments were real: every member's loss rule dropped packets.
