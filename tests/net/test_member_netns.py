@@ -105,8 +105,13 @@ def test_pin_survives_loss_a_cap_and_a_partition(members: LocalMembers, lab: Net
     lab.heal(members.ids.index(victim))
     members.wait("the healed member caught up",
                  lambda: max(heights(members, rest)) <= heights(members, [victim])[0], 60)
-    members.wait("the healed member follows the others' primary",
-                 lambda: view(members, victim) == view(members, observer), 30)
+    if victim == "node0":
+        # The old primary rejoins the view the others moved to (f+1 of them vote in it).
+        # A cut-off backup is not held to this: its own view change took it to a view the
+        # others never entered, and it stays there, following by state transfer, until they
+        # change view again.
+        members.wait("the healed member follows the others' primary",
+                     lambda: view(members, victim) == view(members, observer), 30)
     members.wait("allocation trimmed to three",
                  lambda: len(members.json(victim, "cluster", "alloc", cid)["allocations"]) == 3
                  and list(members.status(victim, cid).values()).count("pinned") == 3, 60)
