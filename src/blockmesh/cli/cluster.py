@@ -64,7 +64,10 @@ def cluster() -> None:
 
 @cluster.command("init")
 @click.option("--nodes", default=4, show_default=True, help="Replicas, n = 3f + 1.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address replicas bind.")
+@click.option("--host", "hosts", multiple=True, default=["127.0.0.1"], show_default=True,
+              help="Address replicas (and members' swarms) bind: once for all nodes, or "
+                   "repeated once per node in node order (--host H0 --host H1 ...) to give "
+                   "each its own address.")
 @click.option("--base-port", default=7000, show_default=True,
               help="Replica k listens on base-port + k, serves /metrics on base-port + 100 + k "
                    "and (members) its swarm on base-port + 200 + k.")
@@ -91,16 +94,16 @@ def cluster() -> None:
 @click.option("--replication-max", type=click.IntRange(-1), default=-1, show_default=True,
               help="Default replication factor maximum of a pin (-1: every member).")
 @json_option
-def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_interval: int,
-                 clients: int | None, transport: str, force: bool, replicas_only: bool,
-                 reallocate_after: float, replication_min: int, replication_max: int,
-                 as_json: bool) -> None:
+def cluster_init(nodes: int, hosts: tuple[str, ...], base_port: int, out: str,
+                 checkpoint_interval: int, clients: int | None, transport: str, force: bool,
+                 replicas_only: bool, reallocate_after: float, replication_min: int,
+                 replication_max: int, as_json: bool) -> None:
     """Generate keys and config for a new cluster: one member repo per node, DIR/nodeK, each
     a BLOCKMESH_PATH for `blockmesh daemon` (both planes), or with --replicas-only the
     stand-alone replica files."""
     root = Path(out)
     if replicas_only:
-        config = init_cluster(root, nodes, host, base_port, checkpoint_interval,
+        config = init_cluster(root, nodes, hosts, base_port, checkpoint_interval,
                               clients=clients or DEFAULT_CLIENTS, transport=transport,
                               force=force)
         configs = {n.id: root / f"{n.id}.toml" for n in config.nodes}
@@ -108,7 +111,7 @@ def cluster_init(nodes: int, host: str, base_port: int, out: str, checkpoint_int
         from blockmesh.daemon.membership import MEMBER_FILE, init_members
 
         pinset = PinsetConfig(replication_min, replication_max, reallocate_after)
-        config = init_members(root, nodes, host, base_port, pinset=pinset, transport=transport,
+        config = init_members(root, nodes, hosts, base_port, pinset=pinset, transport=transport,
                               checkpoint_interval=checkpoint_interval, clients=clients or 1,
                               force=force)
         configs = {n.id: root / n.id / MEMBER_FILE for n in config.nodes}

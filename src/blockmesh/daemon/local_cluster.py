@@ -4,6 +4,10 @@ Each member is a real `blockmesh daemon` process on its own repo (DIR/nodeK), so
 is what an operator runs: PBFT over the network between processes, Bitswap between them, the
 CLI talking to each daemon's API. Processes are started and stopped by PID, with every wait
 bounded.
+
+By default every member binds 127.0.0.1. Given one host per member and a command prefix per
+member (`ip netns exec NS`, say), each member's daemon and CLI calls run where its own address
+is, so the members talk over whatever network joins those places instead of loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,13 +47,22 @@ class LocalMembers:
     config: ClusterConfig
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_level: str = "info"
+    #: Per node id, what its daemon and CLI calls run under (none: run directly).
+    prefix: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, root: Path, nodes: int = 4, *, pinset: PinsetConfig | None = None,
-               transport: str = "grpc", clients: int = 1) -> LocalMembers:
-        config = init_members(root, nodes, "127.0.0.1", free_base_port(nodes), pinset=pinset,
+               transport: str = "grpc", clients: int = 1,
+               hosts: Sequence[str] = ("127.0.0.1",),
+               prefix: Sequence[Sequence[str]] = ()) -> LocalMembers:
+        """`hosts`: one address for all members or one per member; `prefix`: none, or one
+        command prefix per member, in node order."""
+        if prefix and len(prefix) != nodes:
+            raise LocalClusterError(f"one command prefix per member: {len(prefix)} for {nodes}")
+        config = init_members(root, nodes, hosts, free_base_port(nodes), pinset=pinset,
                               transport=transport, checkpoint_interval=20, clients=clients)
-        return cls(root, config)
+        return cls(root, config, prefix={n.id: list(p) for n, p in zip(config.nodes, prefix,
+                                                                       strict=False)})
 
     @property
     def ids(self) -> list[str]:
@@ -70,12 +83,16 @@ class LocalMembers:
         for node in self.ids:
             self._ready(node)
 
+    def command(self, node: str, *args: str) -> list[str]:
+        """`blockmesh ARGS` as `node` runs it (under its prefix)."""
+        return [*self.prefix.get(node, ()), *BIN, *args]
+
     def _spawn(self, node: str) -> None:
         env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
         log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - the child holds it
         self.procs[node] = subprocess.Popen(
-            [*BIN, "daemon", "--log-level", self.log_level], env=env, stdout=subprocess.PIPE,
-            stderr=log, bufsize=0)
+            self.command(node, "daemon", "--log-level", self.log_level), env=env,
+            stdout=subprocess.PIPE, stderr=log, bufsize=0)
         log.close()
 
     def _ready(self, node: str) -> None:
@@ -105,7 +122,8 @@ class LocalMembers:
 
     def cli(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
-        proc = subprocess.run([*BIN, *args], env=env, capture_output=True, timeout=CALL_TIMEOUT)
+        proc = subprocess.run(self.command(node, *args), env=env, capture_output=True,
+                              timeout=CALL_TIMEOUT)
         if check and proc.returncode != 0:
             raise LocalClusterError(f"{node}: blockmesh {' '.join(args)}: "
                                     f"{proc.stderr.decode().strip()}")

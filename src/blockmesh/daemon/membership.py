@@ -11,6 +11,13 @@ other for PBFT and for Bitswap alike. Every port derives from the base port P:
     P + 100 + k    replica k's Prometheus /metrics
     P + 200 + k    member k's libp2p swarm (Bitswap)
 
+All members bind one host (`--host 127.0.0.1`, the default: every member on this machine), or
+each member its own IPv4 address (`--host H0 --host H1 ...`, one per member in node order:
+members on separate machines or network namespaces). Member k's replica and swarm then listen
+on Hk, and cluster.toml lists its metrics at Hk too (the daemon serves /metrics on loopback,
+as `cluster start` does without --metrics-host). The ports stay P + k, P + 100 + k and
+P + 200 + k on each member's own address.
+
 The daemon's control API takes a free port and writes it to the repo's `api` file, as always.
 """
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +38,7 @@ from blockmesh.control.cluster.config import (
     NodeConfig,
     init_cluster,
     new_identity,
+    node_hosts,
 )
 from blockmesh.control.cluster.identity import ClientIdentity, write_secret
 from blockmesh.control.pinset.config import PinsetConfig
@@ -46,26 +55,29 @@ def member_swarm(host: str, base_port: int, index: int) -> str:
     return f"/ip4/{host}/tcp/{base_port + SWARM_PORT_OFFSET + index}"
 
 
-def init_members(out: Path, nodes: int, host: str, base_port: int, *,
+def init_members(out: Path, nodes: int, host: str | Sequence[str], base_port: int, *,
                  pinset: PinsetConfig | None = None, transport: str = "grpc",
                  checkpoint_interval: int = 100, clients: int = 1,
                  force: bool = False) -> ClusterConfig:
-    """`cluster init`: cluster.toml, clients/, and one member repo per node (DIR/nodeK)."""
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        raise ClusterConfigError(f"--host must be an IPv4 address for member swarms, "
-                                 f"not {host!r}") from None
+    """`cluster init`: cluster.toml, clients/, and one member repo per node (DIR/nodeK).
+    `host` is the IPv4 address every member binds, or one address per member."""
+    hosts = node_hosts(host, nodes)
+    for address in hosts:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ClusterConfigError(f"--host must be an IPv4 address for member swarms, "
+                                     f"not {address!r}") from None
     for k in range(nodes):
         if (out / f"node{k}").exists():
             raise ClusterConfigError(f"{out / f'node{k}'} exists: a member repo holds blocks "
                                      "and keys that new keys would orphan; move it away first")
-    config = init_cluster(out, nodes, host, base_port, checkpoint_interval, clients=clients,
+    config = init_cluster(out, nodes, hosts, base_port, checkpoint_interval, clients=clients,
                           transport=transport, force=force)
     members, member_clients = [], []
     for k, info in enumerate(config.nodes):
         repo_dir = out / info.id
-        swarm = member_swarm(host, base_port, k)
+        swarm = member_swarm(hosts[k], base_port, k)
         Repo.init(repo_dir, Config(addresses=AddressesConfig(swarm=[swarm]))).close()
         peer_id = load_or_create_identity(repo_dir).peer_id
         node_file = out / f"{info.id}.toml"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 import socket
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -300,14 +301,28 @@ def _read(path: Path) -> dict[str, Any]:
         raise ClusterConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-def init_cluster(out: Path, nodes: int, host: str, base_port: int,
+def node_hosts(host: str | Sequence[str], nodes: int) -> list[str]:
+    """The address each of `nodes` replicas binds: one host for all of them (each on its own
+    port), or one host per node in node order (replicas on separate machines or network
+    namespaces; the ports still derive from the base port, so node k uses port P + k on its
+    own host)."""
+    hosts = [host] if isinstance(host, str) else list(host)
+    if len(hosts) == 1:
+        return hosts * nodes
+    if len(hosts) != nodes:
+        raise ClusterConfigError(f"give one --host for every node or one for all of them, "
+                                 f"not {len(hosts)} for {nodes} nodes")
+    return hosts
+
+
+def init_cluster(out: Path, nodes: int, host: str | Sequence[str], base_port: int,
                  checkpoint_interval: int = 100, *, clients: int = DEFAULT_CLIENTS,
                  transport: str = "grpc",
                  pbft: dict[str, float | int] | None = None,
                  force: bool = False) -> ClusterConfig:
     """Write cluster.toml, node0.toml … node{n-1}.toml and clients/client0.key … with fresh
     Ed25519 keys. Every client `init` creates is a writer (`cluster client new --role reader`
-    adds readers).
+    adds readers). `host` is one address for every replica or one per replica (node_hosts).
 
     A directory that already holds a cluster is refused unless `force`: new keys would
     orphan the old cluster's key files and leave its replicas' logs owned by keys that no
@@ -318,6 +333,7 @@ def init_cluster(out: Path, nodes: int, host: str, base_port: int,
         raise ClusterConfigError("a cluster needs at least one client identity")
     if transport not in TRANSPORTS:
         raise ClusterConfigError("transport must be grpc or tcp")
+    hosts = node_hosts(host, nodes)
     if (out / "cluster.toml").exists() and not force:
         raise ClusterConfigError(f"{out} already holds a cluster (cluster.toml); pass --force "
                                  "to replace its keys")
@@ -326,8 +342,8 @@ def init_cluster(out: Path, nodes: int, host: str, base_port: int,
     node_tls = [generate_certificate(s.node_id) for s in signers]
     identities = [new_identity(f"client{k}") for k in range(clients)]
     config = ClusterConfig(
-        tuple(NodeInfo(s.node_id, f"{host}:{base_port + k}", s.public_key,
-                       f"{host}:{base_port + METRICS_PORT_OFFSET + k}", node_tls[k][1])
+        tuple(NodeInfo(s.node_id, f"{hosts[k]}:{base_port + k}", s.public_key,
+                       f"{hosts[k]}:{base_port + METRICS_PORT_OFFSET + k}", node_tls[k][1])
               for k, s in enumerate(signers)),
         tuple(ClientInfo(i.client_id, i.signer().public_key, "writer", i.tls_cert)
               for i in identities),
