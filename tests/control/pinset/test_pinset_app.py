@@ -291,5 +291,7 @@ def test_members_not_heard_from_yet_are_not_down_when_the_clock_starts() -> None
     assert app.now_ms == 1_700_000_000_000 and not app.down_members()
     app.execute(pin_add(X, 4, 4), WRITER)
     assert len(app.allocations(X)) == 4
+    beat_all(app, 1_700_000_005_000, ["node0", "node1"])
+    assert not app.down_members()
     beat_all(app, 1_700_000_010_001, ["node0", "node1"])
     assert app.down_members() == {"node2", "node3"}
