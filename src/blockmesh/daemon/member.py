@@ -22,7 +22,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -77,13 +76,6 @@ class SharedPinset:
             return reader(self._app)
 
 
-@dataclass(frozen=True)
-class MemberPeer:
-    id: str
-    peer_id: str
-    swarm: str
-
-
 class Member:
     """Runs one member's replica and pin tracker beside `node` until cancelled (`run`)."""
 
@@ -98,8 +90,8 @@ class Member:
         if info.peer_id and info.peer_id != node.peer_id:
             raise MemberError(f"this repo's libp2p identity is {node.peer_id}, but the cluster "
                               f"file binds {self.id} to {info.peer_id}")
-        self.peers = {n.id: MemberPeer(n.id, n.peer_id, n.swarm) for n in cluster.nodes
-                      if n.id != self.id and n.peer_id}
+        #: The other members' data-plane addresses, by node id.
+        self.peers = {n.id: n for n in cluster.nodes if n.id != self.id and n.peer_id}
         self.identity = identity
         self.pinset = SharedPinset(PinsetApp([n.id for n in cluster.nodes],
                                              writers=[c.id for c in cluster.writers()],
@@ -166,15 +158,19 @@ class Member:
 
     # ------------------------------------------------------------------ background work
 
+    async def _dial(self, member: str) -> None:
+        """Connect to `member`'s data plane unless already connected (NetError if it fails)."""
+        peer = self.peers[member]
+        if peer.peer_id not in self.node.host.peers():
+            await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
+
     async def _dial_members(self) -> None:
         while True:
-            connected = set(self.node.host.peers())
-            for peer in self.peers.values():
-                if peer.peer_id not in connected and peer.swarm:
-                    try:
-                        await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
-                    except BlockmeshError as exc:
-                        log.debug("%s: %s not reachable: %s", self.id, peer.id, exc)
+            for member in self.peers:
+                try:
+                    await self._dial(member)
+                except BlockmeshError as exc:
+                    log.debug("%s: %s not reachable: %s", self.id, member, exc)
             await trio.sleep(REDIAL_INTERVAL)
 
     async def _heartbeats(self) -> None:
@@ -215,10 +211,9 @@ class Member:
 
     async def _fetch(self, action: Fetch) -> None:
         for holder in action.holders:
-            peer = self.peers.get(holder)
-            if peer is not None and peer.peer_id not in self.node.host.peers() and peer.swarm:
+            if holder in self.peers:
                 with contextlib.suppress(BlockmeshError):  # the fetch asks everyone anyway
-                    await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
+                    await self._dial(holder)
         now = trio.current_time
         self._fetching += 1  # fetched blocks are unpinned until the pin: no GC meanwhile
         try:
@@ -275,8 +270,7 @@ class Member:
                 continue
             peer = self.peers[request.target]
             try:
-                if peer.peer_id not in self.node.host.peers():
-                    await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
+                await self._dial(request.target)
             except NetError as exc:
                 # Unreachable is not lying: liveness (heartbeats) deals with members that are
                 # down, and an accusation needs an answer that was wrong or missing.
@@ -296,7 +290,9 @@ class Member:
             report = pb.AuditReport(cid=bytes(request.cid), target=request.target, ok=ok,
                                     detail=detail[:500])
             try:
-                await self.submit(pb.Operation(audit=report))
+                # An outcome the cluster cannot order soon is stale, or the auditor is the one
+                # cut off (then its failed samples say nothing about the target): drop it.
+                await self.submit(pb.Operation(audit=report), timeout=AUDIT_TIMEOUT)
             except BlockmeshError as exc:
                 log.info("%s: audit report not ordered: %s", self.id, exc)
 
