@@ -141,7 +141,7 @@ class ClusterApi:
     async def peers(self, body: dict[str, Any]) -> Reply:
         member = self.member
         connected = set(member.node.host.peers())
-        down, info = member.pinset.read(lambda app: (app.down_members(), app.now_ms))
+        down, clock_ms = member.pinset.read(lambda app: (app.down_members(), app.now_ms))
         replica = member.replica
         view = primary = height = None
         if replica is not None:
@@ -154,7 +154,7 @@ class ClusterApi:
                          "connected": node.id == member.id or node.peer_id in connected,
                          "down": node.id in down})
         return JsonReply({"members": rows, "view": view, "primary": primary, "height": height,
-                          "cluster_clock": _time(info) if info else None})
+                          "cluster_clock": _time(clock_ms) if clock_ms else None})
 
     async def _views(self, body: dict[str, Any], cid: CID | None) -> list[pb.PinView]:
         """Pins from the local copy, or (`verified`) from an ordered query: f+1 agreed."""
