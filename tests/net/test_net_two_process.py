@@ -2,71 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
-import selectors
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
-from net_peer import DIALBACK, ECHO, SINK, SOURCE, echo
 
+from blockmesh.bench.net_peer import (
+    DIALBACK,
+    ECHO,
+    SINK,
+    SOURCE,
+    WAIT,
+    Peer,
+    echo,
+    start_peer,
+    stop_peer,
+)
 from blockmesh.data.net import Host, Identity, NetConfig
-
-HERE = Path(__file__).resolve().parent
-
-START_TIMEOUT = 30
-WAIT = 15
-
-
-class Peer:
-    """The child process and what it announced."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], hello: dict[str, object]) -> None:
-        self.proc = proc
-        self.peer_id = str(hello["peer_id"])
-        self.addrs = [str(a) for a in hello["addrs"]]  # type: ignore[union-attr]
-
-
-def start_peer(*args: str) -> Peer:
-    env = dict(os.environ)
-    src = str(HERE.parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "net_peer.py"), *args],
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = _readline(proc, START_TIMEOUT)
-        return Peer(proc, json.loads(line))
-    except BaseException:
-        stop_peer(proc)
-        raise
-
-
-def _readline(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise TimeoutError(f"peer {proc.pid} printed nothing within {timeout} s")
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"peer {proc.pid} exited with {proc.wait()}")
-    return line
-
-
-def stop_peer(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=WAIT)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 @pytest.fixture

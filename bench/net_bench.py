@@ -1,6 +1,6 @@
 """Loopback benchmark of the host adapter between two processes (not a test; run by hand).
 
-    python tests/net/net_bench.py [--mib 128] [--rounds 3] [--profile FILE]
+    python bench/net_bench.py [--mib 128] [--rounds 3] [--profile FILE]
 
 Measures connect latency (TCP + Noise + Yamux, to a peer in another process) and one-stream
 throughput both ways with 1 MiB and 64 KiB writes, with the CPU time each side spent per MB:
@@ -18,9 +18,8 @@ import time
 
 import psutil
 import trio
-from net_peer import SINK, SOURCE
-from test_net_two_process import start_peer, stop_peer
 
+from blockmesh.bench.net_peer import SINK, SOURCE, start_peer, stop_peer
 from blockmesh.data.net import Host, Identity, NetConfig
 
 MIB = 1 << 20
