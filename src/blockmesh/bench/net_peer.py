@@ -2,9 +2,10 @@
 
 `start_peer` runs it as `python -m blockmesh.bench.net_peer [--repo DIR]`: it listens on
 127.0.0.1 (a free port), prints one JSON line `{"peer_id": …, "addrs": […]}` on stdout and
-serves until killed. Protocols: echo (bytes back until EOF), sink (count bytes until EOF, answer the count as 8 bytes),
-source (read an 8-byte total and a 4-byte write size, send that much, close), dialback
-(read a payload, open an echo stream back to the caller, answer what came back).
+serves until killed. Protocols: echo (bytes back until EOF), sink (count bytes until EOF,
+answer the count as 8 bytes), source (read an 8-byte total and a 4-byte write size, send that
+much, close), dialback (read a payload, open an echo stream back to the caller, answer what
+came back).
 """
 
 from __future__ import annotations
