@@ -31,9 +31,10 @@ from blockmesh.errors import BlockmeshError, DecodeError
 
 #: Client-side limits: a dead replica refuses the dial at once (and a request gives up when
 #: f+1 do); a dial that times out is retried until the request's own deadline, since it may be
-#: a live replica starved of CPU. A live replica may take long to answer (during a view
-#: change the request waits for the new primary).
-CLIENT_TRANSPORT = TransportConfig(dial_timeout=3.0, rpc_timeout=10.0, request_timeout=60.0)
+#: a live replica starved of CPU. Such a replica needs several of its time slices for the TCP,
+#: TLS and Ed25519 handshakes, hence a dial may take 10 s (a refused one costs nothing). A live
+#: replica may take long to answer (during a view change the request waits for the new primary).
+CLIENT_TRANSPORT = TransportConfig(dial_timeout=10.0, rpc_timeout=10.0, request_timeout=60.0)
 #: After a replica fails to take a request, leave it alone this long.
 RETRY_DELAY = 1.0
 #: Refusals that another attempt cannot change.
