@@ -7,16 +7,12 @@ real process.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import struct
-import sys
-import threading
 
 import pytest
+from cli_runner import run_main
 
-from blockmesh.cli.main import main
 from blockmesh.data.cid import CID, Codec
 from blockmesh.data.dag.car import CARV2_PRAGMA, write_car
 from blockmesh.data.limits import MAX_BLOCK_SIZE
@@ -32,27 +28,9 @@ def cli(tmp_path, monkeypatch, capsysbinary):
 
     def run(*args: str, stdin: bytes = b"") -> tuple[int, bytes, str]:
         """main() with `args`, stdin a real pipe (not seekable, as from a shell) fed `stdin`."""
-        read_fd, write_fd = os.pipe()
-        feeder = threading.Thread(target=_feed, args=(write_fd, stdin), daemon=True)
-        feeder.start()
-        monkeypatch.setattr(sys, "argv", ["blockmesh", *args])
-        code = 0
-        with io.TextIOWrapper(os.fdopen(read_fd, "rb")) as pipe:
-            monkeypatch.setattr(sys, "stdin", pipe)
-            try:
-                main()
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-        feeder.join(timeout=30)
-        out = capsysbinary.readouterr()
-        return code, out.out, out.err.decode()
+        return run_main(monkeypatch, capsysbinary, args, stdin)
 
     return run
-
-
-def _feed(fd: int, data: bytes) -> None:
-    with contextlib.suppress(BrokenPipeError), os.fdopen(fd, "wb") as out:
-        out.write(data)
 
 
 def _fails_in_one_line(result: tuple[int, bytes, str], *words: str) -> None:

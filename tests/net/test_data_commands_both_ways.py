@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import os
 import struct
@@ -23,9 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_runner import run_main
 from test_daemon_cli import BIN, CALL_TIMEOUT, Daemon, start_daemon
 
-from blockmesh.cli.main import main
 from blockmesh.data.cid import CID
 from blockmesh.data.dag.car import CARV2_PRAGMA
 from blockmesh.data.limits import MAX_BLOCK_SIZE
@@ -33,11 +32,6 @@ from blockmesh.data.store.repo import Repo
 
 Run = Callable[..., tuple[int, bytes, str]]
 ABSENT = "bafkreie7ohywtosou76tasm7j63yigtzxe7d5zqus4zu3j6oltvgtibeom"
-
-
-def _feed(fd: int, data: bytes) -> None:
-    with contextlib.suppress(BrokenPipeError), os.fdopen(fd, "wb") as out:
-        out.write(data)
 
 
 @contextlib.contextmanager
@@ -59,20 +53,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[byt
     def run(repo: Path, *args: str, stdin: bytes = b"") -> tuple[int, bytes, str]:
         """main() on `repo` with `args`; stdin a real pipe (as from a shell) fed `stdin`."""
         monkeypatch.setenv("BLOCKMESH_PATH", str(repo))
-        read_fd, write_fd = os.pipe()
-        feeder = threading.Thread(target=_feed, args=(write_fd, stdin), daemon=True)
-        feeder.start()
-        monkeypatch.setattr(sys, "argv", ["blockmesh", *args])
-        code = 0
-        with io.TextIOWrapper(os.fdopen(read_fd, "rb")) as pipe:
-            monkeypatch.setattr(sys, "stdin", pipe)
-            try:
-                main()
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-        feeder.join(timeout=30)
-        out = capsysbinary.readouterr()
-        return code, out.out, out.err.decode()
+        return run_main(monkeypatch, capsysbinary, args, stdin)
 
     return run
 
