@@ -5,6 +5,7 @@ on_close=)` (its `MuxerMultistream.new_conn` names its own class, ignoring the m
 so `host.py` puts `YamuxConnection` in that module's namespace. Everything else py-libp2p uses
 is the `IMuxedConn` / `IMuxedStream` interface plus the `on_close` hook its SwarmConn sets.
 
+Under Noise, the socket itself is read and written (`noise_wire`), not py-libp2p's layers.
 Tasks per connection: one reader (reads whole Noise messages, feeds them to the engine, wakes
 the streams the engine says changed), one writer (writes every queued frame in one call, so
 many frames share one `write`, and Noise cuts it into as few messages as it can), one
@@ -32,6 +33,7 @@ from libp2p.stream_muxer.exceptions import (
 
 from blockmesh.data.net.errors import StreamError, StreamReset
 from blockmesh.data.net.yamux.frame import GO_AWAY_NORMAL, YamuxProtocolError
+from blockmesh.data.net.yamux.noise_wire import NoiseWire
 from blockmesh.data.net.yamux.session import Session, SessionClosed, YamuxStream
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class YamuxConnection(IMuxedConn):
         self._accept_ready = trio.Event()
         self._pong = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._wire: NoiseWire | None = None
 
     # --- IMuxedConn ---------------------------------------------------------------------------
 
@@ -92,6 +95,7 @@ class YamuxConnection(IMuxedConn):
         """Run the connection until it ends (py-libp2p runs this as a task)."""
         if self.event_started.is_set():
             return
+        self._wire = NoiseWire.take_over(self.secured_conn)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._writer)
@@ -150,19 +154,26 @@ class YamuxConnection(IMuxedConn):
 
     # --- tasks --------------------------------------------------------------------------------
 
+    async def _read(self) -> list[bytes]:
+        if self._wire is not None:
+            return await self._wire.read()
+        data = await self.secured_conn.read()
+        return [data] if data else []
+
     async def _reader(self) -> None:
         session = self.session
-        read = self.secured_conn.read
         while True:
             try:
-                data = await read()
+                chunks = await self._read()
             except Exception as exc:  # closed or broken: the connection ends here
                 logger.debug("yamux connection to %s ended: %s", self.peer_id, exc)
                 return
-            if not data:
+            if not chunks:
                 return
             try:
-                session.receive(data, trio.current_time())
+                now = trio.current_time()
+                for data in chunks:
+                    session.receive(data, now)
             except YamuxProtocolError as exc:
                 logger.warning("closing the connection to %s: %s", self.peer_id, exc)
                 self._kick()
@@ -184,7 +195,10 @@ class YamuxConnection(IMuxedConn):
             data = session.take_outgoing()
             if data:
                 try:
-                    await self.secured_conn.write(data)
+                    if self._wire is not None:
+                        await self._wire.write(data)
+                    else:
+                        await self.secured_conn.write(data)
                 except Exception as exc:
                     logger.debug("yamux write to %s failed: %s", self.peer_id, exc)
                     self._drained.set()
