@@ -131,3 +131,35 @@ async def test_a_write_to_a_window_never_reopened_fails_in_bounded_time(monkeypa
 async def _drain(stream: trio.abc.Stream) -> None:
     while await stream.receive_some(65536):
         pass
+
+
+async def test_a_reader_and_a_writer_waiting_on_one_stream_both_wake():
+    """The writer parks on a shut window while the reader parks on an empty buffer: data must
+    wake the reader, and a window update the writer."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = YamuxConnection(_Pipe(ours, True), "peer", is_initiator=True)  # type: ignore[arg-type]
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.start)
+            await conn.event_started.wait()
+            stream = await conn.open_stream()
+            wrote = trio.Event()
+
+            async def write() -> None:
+                await stream.write(bytes(INITIAL_WINDOW + 10))
+                wrote.set()
+
+            nursery.start_soon(write)
+            nursery.start_soon(_drain, theirs)
+            await trio.sleep(0.05)  # the writer is parked on the window now
+            with trio.fail_after(2):
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(stream.read)
+                    await trio.sleep(0.05)  # ... and the reader on the empty buffer
+                    await theirs.send_all(encode_header(TYPE_DATA, 0, stream.stream_id, 2)
+                                          + b"hi")
+            assert not wrote.is_set()
+            await theirs.send_all(encode_header(TYPE_WINDOW_UPDATE, 0, stream.stream_id, 10))
+            with trio.fail_after(2):
+                await wrote.wait()
+            nursery.cancel_scope.cancel()

@@ -136,8 +136,7 @@ class YamuxConnection(IMuxedConn):
         with trio.move_on_after(CLOSE_FLUSH):
             while self.session.outgoing_bytes and self._nursery is not None \
                     and not self._nursery.cancel_scope.cancel_called:
-                self._drained = trio.Event()
-                await self._drained.wait()
+                await self._wait_drained_event()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         try:
@@ -178,8 +177,7 @@ class YamuxConnection(IMuxedConn):
                 logger.warning("closing the connection to %s: %s", self.peer_id, exc)
                 self._kick()
                 with trio.move_on_after(CLOSE_FLUSH):
-                    self._drained = trio.Event()
-                    await self._drained.wait()
+                    await self._wait_drained_event()
                 return
             self._wake_streams()
             if session.accept_queue:
@@ -244,8 +242,14 @@ class YamuxConnection(IMuxedConn):
     async def _wait_drained(self) -> None:
         """Wait while more than HIGH_WATER bytes are queued for the socket."""
         while self.session.outgoing_bytes > HIGH_WATER and not self._closing:
+            await self._wait_drained_event()
+
+    async def _wait_drained_event(self) -> None:
+        # Several tasks may wait at once: they share one event (replacing it would strand
+        # the earlier waiters); each re-checks its own condition after waking.
+        if self._drained.is_set():
             self._drained = trio.Event()
-            await self._drained.wait()
+        await self._drained.wait()
 
 
 class TrioYamuxStream(IMuxedStream):
@@ -268,7 +272,10 @@ class TrioYamuxStream(IMuxedStream):
         return state.reset or (state.local_fin and state.remote_fin)
 
     async def _wait_change(self) -> None:
-        self._changed = trio.Event()
+        # The stream's reader and writer may wait at once (data, window): one shared event,
+        # replaced only once set, wakes both; each re-checks what it waits for.
+        if self._changed.is_set():
+            self._changed = trio.Event()
         await self._changed.wait()
 
     async def read(self, n: int | None = None) -> bytes:
