@@ -122,6 +122,22 @@ def test_accept_backlog_is_bounded_and_the_extra_stream_is_refused():
     assert (Header(TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0), b"") in _frames(session.take_outgoing())
 
 
+def test_streams_per_connection_are_capped_half_closed_ones_included():
+    session = Session(client=False, max_streams=2)
+    for stream_id in (1, 3):
+        session.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, 0), 0.0)
+        stream = session.accept()
+        assert stream is not None
+        session.close_write(stream)  # our side done, the peer's still open
+    session.take_outgoing()
+    session.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 5, 0), 0.0)
+    assert session.accept() is None
+    assert _frames(session.take_outgoing()) == [(Header(TYPE_WINDOW_UPDATE, FLAG_RST, 5, 0), b"")]
+    session.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_FIN, 1, 0), 0.0)  # 1 fully closed
+    session.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 7, 0), 0.0)
+    assert session.accept() is not None
+
+
 def test_reset_drops_buffered_data_and_later_frames_are_discarded():
     a, b = Session(client=True), Session(client=False)
     stream = a.open_stream()

@@ -20,8 +20,10 @@ Behaviour, from hashicorp/yamux spec.md and go-yamux's defaults:
   directions and drops what was buffered. Frames for streams we no longer know are discarded
   (they cross our own RST or FIN on the wire).
 * PING with SYN is answered with ACK and the same nonce; our own pings give the RTT.
-* Inbound streams wait in an accept queue bounded by `accept_backlog` (go-yamux: 256); one more
-  is refused with RST, not buffered.
+* Inbound streams wait in an accept queue bounded by `accept_backlog` (go-yamux: 256), and a
+  connection holds at most `max_streams` streams; one more is refused with RST, not buffered.
+  A half-closed stream is kept until the peer closes its side too (go-yamux would also reset
+  it after 5 minutes; here only the stream cap bounds them).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ from blockmesh.data.net.yamux.window import INITIAL_WINDOW, MAX_WINDOW, ReceiveW
 #: long one stream holds the wire; larger frames mean fewer headers to parse at the receiver.
 MAX_FRAME = 256 * 1024
 ACCEPT_BACKLOG = 256
+#: Streams the peer may keep open on one connection (open or half-closed, unread data
+#: included): each can hold up to its window, so this bounds what one peer can make us buffer.
+MAX_STREAMS = 1024
 
 
 class SessionClosed(StreamError):
@@ -83,10 +88,12 @@ class Session:
     """The Yamux state of one connection. `client` is True for the connection's initiator."""
 
     def __init__(self, *, client: bool, max_window: int = MAX_WINDOW,
-                 accept_backlog: int = ACCEPT_BACKLOG, max_frame: int = MAX_FRAME) -> None:
+                 accept_backlog: int = ACCEPT_BACKLOG, max_frame: int = MAX_FRAME,
+                 max_streams: int = MAX_STREAMS) -> None:
         self.client = client
         self.max_window = max_window
         self.accept_backlog = accept_backlog
+        self.max_streams = max_streams
         self.max_frame = max_frame
         self.streams: dict[int, YamuxStream] = {}
         self.accept_queue: deque[YamuxStream] = deque()
@@ -323,7 +330,8 @@ class Session:
             raise YamuxProtocolError(f"yamux SYN for stream {stream_id}, which is open")
         if (stream_id % 2 == 1) == self.client:
             raise YamuxProtocolError(f"yamux SYN for stream {stream_id}, one of our ids")
-        if (self.local_go_away is not None or len(self.accept_queue) >= self.accept_backlog):
+        if (self.local_go_away is not None or len(self.accept_queue) >= self.accept_backlog
+                or len(self.streams) >= self.max_streams):
             self._queue(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
             return None
         stream = YamuxStream(stream_id, window=ReceiveWindow(maximum=self.max_window))
