@@ -4,7 +4,6 @@ and a small HTTP/1.1 client on h11 that returns status, headers and body."""
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -17,7 +17,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from blockmesh.data.cid import CID
-from blockmesh.data.gateway.errors import BadRequest, NotAcceptable
+from blockmesh.data.gateway.errors import BadRequest, NotAcceptable, PathNotImplemented
 from blockmesh.errors import InvalidCID
 
 MAX_TARGET = 8 << 10
@@ -109,7 +109,7 @@ def canonical_label(cid: CID) -> str:
 
 def route(target: str, host: str | None, subdomain_hosts: tuple[str, ...] = ("localhost",),
           scheme: str = "http") -> Routed | Redirect:
-    """Where a request points. Raises BadRequest (or ContentNotFound for unknown namespaces)."""
+    """Where a request points; BadRequest for what names no content, 501 for /ipns/."""
     path, query, raw_query = split_target(target)
     hostname, port = _split_host(host or "")
     suffix = f"?{raw_query}" if raw_query else ""
@@ -128,17 +128,16 @@ def route(target: str, host: str | None, subdomain_hosts: tuple[str, ...] = ("lo
             segments, trailing = _segments(path)
             return Routed(ContentPath(cid, segments, trailing), label, query, subdomain=True)
         if hostname == gateway_host and path.startswith("/ipfs/"):
-            segments, _ = _segments(path)
-            cid = parse_cid(segments[0])
-            label = canonical_label(cid)
+            cid_text, _, rest = path[len("/ipfs/"):].partition("/")
+            label = canonical_label(parse_cid(urllib.parse.unquote(cid_text)))
             if len(label) > DNS_LABEL_MAX:
-                raise BadRequest(f"CID {segments[0]} is longer than a DNS label in base32")
-            rest = path[len("/ipfs/") + len(path[len("/ipfs/"):].split("/", 1)[0]):]
-            return Redirect(f"{scheme}://{label}.ipfs.{gateway_host}{port}{rest or '/'}{suffix}")
+                raise BadRequest(f"CID {cid_text} is longer than a DNS label in base32")
+            return Redirect(f"{scheme}://{label}.ipfs.{gateway_host}{port}/{rest}{suffix}")
     segments, trailing = _segments(path)
     if not segments or segments[0] != "ipfs":
         if segments and segments[0] == "ipns":
-            raise NotAcceptable("/ipns/ paths need IPNS, which blockmesh does not implement yet")
+            raise PathNotImplemented("/ipns/ paths need IPNS, which blockmesh does not "
+                                     "implement yet")
         raise BadRequest("only /ipfs/{cid}[/path] is served here")
     if len(segments) < 2:
         raise BadRequest("missing CID after /ipfs/")
