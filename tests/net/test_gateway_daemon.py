@@ -19,6 +19,7 @@ from blockmesh.data.cid import CID, Codec
 from blockmesh.data.gateway.address import parse_listen
 
 HTTP_TIMEOUT = 60
+pytestmark = pytest.mark.slow  # two daemons and several CLI calls: about a minute
 
 
 def gateway_port(daemon: Daemon) -> int:
