@@ -31,6 +31,7 @@ MAX_HEAD = 16 << 10
 HEAD_TIMEOUT = 10.0
 SEND_TIMEOUT = 60.0
 READ_SIZE = 64 << 10
+FLUSH_SIZE = 64 << 10
 MAX_CONNECTIONS = 256
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                     30, 60)
@@ -159,14 +160,20 @@ class GatewayServer:
             headers.append(("content-length", "0"))
         if close:
             headers.append(("connection", "close"))
-        await _send(stream, conn, h11.Response(status_code=response.status, headers=headers))
+        # Bytes are gathered up to FLUSH_SIZE before a send, so a small response (a head, a
+        # 1 KiB block, the end of the message) goes out in one segment, not three.
+        pending = bytearray(conn.send(h11.Response(status_code=response.status,
+                                                   headers=headers)))
         if response.body is not None and method != "HEAD":
             self.active_streams += 1
             try:
                 async with contextlib.aclosing(response.body) as body:  # type: ignore[type-var]
                     async for chunk in body:
                         if chunk:
-                            await _send(stream, conn, h11.Data(data=chunk))
+                            pending += conn.send(h11.Data(data=chunk))
+                            if len(pending) >= FLUSH_SIZE:
+                                await _send_bytes(stream, pending)
+                                pending = bytearray()
             except BlockmeshError as exc:
                 # the status is out already: all that is left is to cut the stream short, so
                 # the client sees a truncated body rather than a complete-looking one
@@ -174,11 +181,11 @@ class GatewayServer:
                 raise trio.BrokenResourceError(str(exc)) from None
             finally:
                 self.active_streams -= 1
-        await _send(stream, conn, h11.EndOfMessage())
+        pending += conn.send(h11.EndOfMessage())
+        await _send_bytes(stream, pending)
 
 
-async def _send(stream: trio.SocketStream, conn: h11.Connection, event: object) -> None:
-    data = conn.send(event)  # type: ignore[arg-type]
+async def _send_bytes(stream: trio.SocketStream, data: bytes | bytearray) -> None:
     if data:
         with trio.fail_after(SEND_TIMEOUT):
             await stream.send_all(data)
