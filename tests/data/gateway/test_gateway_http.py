@@ -9,12 +9,15 @@ import re
 import h11
 import trio
 from gateway_fixtures import BIG, exchange, request
+from prometheus_client import CollectorRegistry
 
 from blockmesh.data.cid import CID, Codec
 from blockmesh.data.dag import dagpb, exporter, unixfs
 from blockmesh.data.dag.car import CARReader
 from blockmesh.data.dag.importer import ImportOptions, import_bytes
 from blockmesh.data.dag.unixfs import DataType
+from blockmesh.data.gateway.handler import Gateway
+from blockmesh.data.gateway.server import GatewayServer
 from blockmesh.data.store.memory import MemoryBlockstore
 
 IMMUTABLE = "public, max-age=29030400, immutable"
@@ -325,3 +328,20 @@ async def test_subdomain_requests_serve_the_root_at_slash(served, content):
     moved = await request(served.port, "/style.css", host=f"{base36}.ipfs.localhost")
     assert moved.status == 301
     assert moved["location"] == f"http://{label}.ipfs.localhost:{served.port}/style.css"
+
+
+async def test_requests_are_counted_by_status_on_the_given_registry(content, nursery):
+    registry = CollectorRegistry()
+    server = GatewayServer(Gateway(content.store), registry=registry)
+    port = await nursery.start(server.serve, "127.0.0.1", 0)
+    await request(port, f"/ipfs/{content.hello}")
+    await request(port, f"/ipfs/{content.hello}", "HEAD")
+    await request(port, "/ipfs/not-a-cid")
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("blockmesh_gateway_requests_total", method="GET", status="200") == 1
+    assert sample("blockmesh_gateway_requests_total", method="HEAD", status="200") == 1
+    assert sample("blockmesh_gateway_requests_total", method="GET", status="400") == 1
+    assert sample("blockmesh_gateway_request_duration_seconds_count", method="GET") == 2
