@@ -61,13 +61,15 @@ class RequestBlocks:
         self._pending.pop(key, None)
         if key not in self._wanted:
             self._want([cid])
+        deadline = trio.current_time() + self._timeout
         while True:
             self._collect()
             if key in self._arrived:
                 data = self._arrived.pop(key)
                 self._fill()
                 return data
-            if not await self._node.exchange.wait_progress(self._timeout):
+            left = deadline - trio.current_time()  # other sessions' blocks wake us too
+            if left <= 0 or not await self._node.exchange.wait_progress(left):
                 raise GatewayTimeout(f"block {cid} did not arrive over Bitswap within "
                                      f"{self._timeout:g} s "
                                      f"({len(self._node.exchange.bitswap_peers())} peers)")
