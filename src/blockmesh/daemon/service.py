@@ -31,6 +31,7 @@ from blockmesh.daemon.http import HttpServer
 from blockmesh.daemon.member import Member
 from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
+from blockmesh.data.gateway.service import start_gateway
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
@@ -65,8 +66,10 @@ def warn_if_repo_is_open(path: Path) -> None:
 
 async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int = 0,
                      stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-                     ready: Callable[[Node, ApiAddress], None] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published."""
+                     gateway_listen: str | None = None,
+                     ready: Callable[[Node, ApiAddress, str], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published,
+    with the gateway's banner line. `gateway_listen` overrides `[gateway] listen`."""
     warn_if_repo_is_open(repo.path)
     membership = load_membership(repo.path)
     node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
@@ -82,11 +85,14 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
             probe = ApiAddress.fresh(API_HOST, 0)
             server = HttpServer(api.handle, probe.token)
             port = await nursery.start(server.serve, API_HOST, api_port)
+            api.gateway, gateway_line = await start_gateway(
+                nursery, repo, node, repo.config.gateway.listen if gateway_listen is None
+                else gateway_listen)
             address = ApiAddress(API_HOST, port, probe.token)
             write_api_file(repo.path, address)
             try:
                 if ready is not None:
-                    ready(node, address)
+                    ready(node, address, gateway_line)
                 async for signum in signals:
                     logger.info("received %s, shutting down", signal.Signals(signum).name)
                     break

@@ -39,14 +39,25 @@ class AddressesConfig:
 
 
 @dataclass
+class GatewayConfig:
+    # the HTTP gateway's address (kubo's default; loopback: exposing it is the operator's
+    # choice); "" turns the gateway off. `blockmesh daemon --gateway` overrides it.
+    listen: str = "/ip4/127.0.0.1/tcp/8080"
+    # seconds a gateway request waits for one block over Bitswap before answering 504
+    timeout: float = 30.0
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
-                              "addresses": asdict(self.addresses)})
+                              "addresses": asdict(self.addresses),
+                              "gateway": asdict(self.gateway)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -58,6 +69,7 @@ class Config:
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
+            gateway=_section(GatewayConfig, raw.get("gateway", {}), "gateway"),
         )
 
 
