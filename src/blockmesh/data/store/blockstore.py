@@ -19,33 +19,69 @@ class StoreStat:
     bytes: int
 
 
+class StoreOps:
+    """How many operations a store has served, for the daemon's metrics.
+
+    Plain ints bumped without a lock: one increment per call is all the hot path pays (Bitswap
+    stores and serves blocks through here), and the daemon calls its store from one thread.
+    """
+
+    __slots__ = ("deletes", "get_bytes", "gets", "has", "put_bytes", "puts")
+
+    def __init__(self) -> None:
+        self.puts = self.put_bytes = self.gets = self.get_bytes = self.has = self.deletes = 0
+
+
 class Blockstore(ABC):
     """put/get/has/delete/size/iterate over blocks; implementations are thread-safe."""
+
+    @property
+    def ops(self) -> StoreOps:
+        """This store's operation counts (made on first use: engines define their own
+        __init__ and need not call ours)."""
+        ops: StoreOps | None = self.__dict__.get("_ops")
+        if ops is None:
+            ops = self.__dict__["_ops"] = StoreOps()
+        return ops
 
     def put(self, cid: CID, data: bytes, *, verify: bool = True) -> None:
         """Store a block. With verify (the default) bytes that do not hash to `cid` are refused."""
         if verify:
             cid.verify(data)
         self._put(cid.multihash, data)
+        ops = self.ops
+        ops.puts += 1
+        ops.put_bytes += len(data)
 
     def put_many(self, blocks: Iterable[tuple[CID, bytes]], *, verify: bool = True) -> None:
         items = []
+        size = 0
         for cid, data in blocks:
             if verify:
                 cid.verify(data)
             items.append((cid.multihash, data))
+            size += len(data)
         self._put_many(items)
+        ops = self.ops
+        ops.puts += len(items)
+        ops.put_bytes += size
 
     def get(self, cid: CID) -> bytes:
         """The block's bytes; NotFound if absent."""
-        return self._get(cid.multihash)
+        data = self._get(cid.multihash)
+        ops = self.ops
+        ops.gets += 1
+        ops.get_bytes += len(data)
+        return data
 
     def has(self, cid: CID) -> bool:
+        self.ops.has += 1
         return self._has(cid.multihash)
 
     def delete(self, cid: CID) -> None:
         """Remove a block; NotFound if it was not there."""
         self._delete(cid.multihash)
+        self.ops.deletes += 1
 
     def size(self, cid: CID) -> int:
         return self._size(cid.multihash)
