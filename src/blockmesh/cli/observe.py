@@ -51,15 +51,15 @@ def top(once: bool) -> None:
     client = require_daemon("top")
     console = Console()
     if once:
-        console.print(render(client.call("observe/snapshot")))
+        console.print(render(client.call("observe/snapshot"), console.width))
         return
     with contextlib.suppress(KeyboardInterrupt), _keys() as keys, \
-            Live(render(client.call("observe/snapshot")), console=console,
+            Live(render(client.call("observe/snapshot"), console.width), console=console,
                  auto_refresh=False, screen=console.is_terminal) as live:
         for key in keys:
             if key in ("q", "Q"):
                 break
-            live.update(render(client.call("observe/snapshot")), refresh=True)
+            live.update(render(client.call("observe/snapshot"), console.width), refresh=True)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from rich.text import Text
 
 SPARK = " ▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 60
+WIDE = 140
 
 
 def human_bytes(n: float | None) -> str:
@@ -40,7 +41,13 @@ def sparkline(values: list[float], width: int = SPARK_WIDTH) -> str:
                    for v in values)
 
 
-def render(snap: dict[str, Any]) -> RenderableType:
+def short_id(peer: str) -> str:
+    return f"{peer[:8]}…{peer[-6:]}" if len(peer) > 16 else peer
+
+
+def render(snap: dict[str, Any], width: int = 200) -> RenderableType:
+    """One frame; below WIDE columns peer ids are shortened and addresses left out."""
+    wide = width >= WIDE
     bs, store = snap["bitswap"], snap["store"]
     head = Text.assemble(("blockmesh ", "bold"), snap["node"]["id"], "  ",
                          (f"up {snap['uptime']:.0f} s", "dim"))
@@ -69,14 +76,16 @@ def render(snap: dict[str, Any]) -> RenderableType:
                      "puts / gets", f"{store['ops']['put']:,} / {store['ops']['get']:,}")
 
     peers = Table(title=f"peers ({len(snap['peers'])})", expand=True, title_justify="left")
-    for column in ("peer", "address", "group", "latency", "sent", "received", "wants"):
-        peers.add_column(column, no_wrap=column == "peer",
+    columns = ("peer", "address", "group", "latency", "sent", "received", "wants")
+    for column in columns if wide else tuple(c for c in columns if c != "address"):
+        peers.add_column(column, no_wrap=column in ("peer", "latency", "sent", "received"),
                          justify="right" if column in ("latency", "sent", "received", "wants")
                          else "left")
     for peer in snap["peers"]:
         ledger = peer["ledger"] or {}
         latency = peer["latency_ms"]
-        peers.add_row(peer["id"], peer["address"], peer["group"],
+        cells = [peer["id"], peer["address"]] if wide else [short_id(peer["id"])]
+        peers.add_row(*cells, peer["group"],
                       "–" if latency is None else f"{latency:.1f} ms",
                       human_bytes(ledger.get("bytes_sent")),
                       human_bytes(ledger.get("bytes_received")), _count(ledger.get("wants")))
