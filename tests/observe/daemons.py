@@ -48,30 +48,10 @@ class Daemon:
 
     def get(self, path: str, headers: dict[str, str] | None = None,
             token: bool = False) -> tuple[int, dict[str, str], bytes]:
-        """One GET; `token` sends the API's bearer token."""
-        api = self.api
-        conn = http.client.HTTPConnection(api.host, api.port, timeout=CALL_TIMEOUT)
-        try:
-            sent = dict(headers or {})
-            if token:
-                sent["Authorization"] = f"Bearer {api.token}"
-            conn.request("GET", path, headers=sent)
-            response = conn.getresponse()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, \
-                response.read()
-        finally:
-            conn.close()
+        return get(self.repo, path, headers, token)
 
     def scrape(self) -> dict[str, float]:
-        """Every sample of /metrics by name and labels, e.g. `x_total{op="put"}`."""
-        status, _, body = self.get("/metrics", token=True)
-        assert status == 200, body
-        samples = {}
-        for family in text_string_to_metric_families(body.decode()):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
+        return scrape(self.repo)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -84,6 +64,36 @@ class Daemon:
         finally:
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+
+def get(repo: Path, path: str, headers: dict[str, str] | None = None,
+        token: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """One GET to the API of the daemon on `repo`; `token` sends its bearer token."""
+    api = read_api_file(repo)
+    assert api is not None
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=CALL_TIMEOUT)
+    try:
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {api.token}"
+        conn.request("GET", path, headers=sent)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, \
+            response.read()
+    finally:
+        conn.close()
+
+
+def scrape(repo: Path) -> dict[str, float]:
+    """Every sample of the daemon's /metrics by name and labels, e.g. `x_total{op="put"}`."""
+    status, _, body = get(repo, "/metrics", token=True)
+    assert status == 200, body
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
 
 
 def start_daemon(repo: Path) -> Daemon:

@@ -151,3 +151,59 @@ def test_without_a_daemon_the_commands_say_so(tmp_path: Path) -> None:
         proc = cli(tmp_path / "r", command, check=False)
         lines = proc.stderr.decode().strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1 and "needs a running daemon" in lines[0]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The machine's network is closed: nothing in the browser may try to reach out.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+BROWSER_TIMEOUT_MS = 30_000
+
+
+def test_dashboard_in_a_real_browser(pair, tmp_path: Path) -> None:
+    """Headless Chromium logs in through the one-time URL, sees the peer and a counter that
+    moves while a transfer runs; the used URL and a bare visit are refused."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (`make install` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    a, b = pair
+    url = json.loads(cli(b.repo, "dashboard", "--json").stdout)["url"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+            headless=True, viewport={"width": 1280, "height": 900})
+        try:
+            browser.set_default_timeout(BROWSER_TIMEOUT_MS)
+            page = browser.new_page()
+            page.goto(url)
+            assert page.url.endswith("/dashboard")  # redirected: the token left the address bar
+            page.wait_for_selector(f'#peers tr[data-peer="{a.peer_id}"]')
+            page.wait_for_selector("#status.live")
+            counter = page.locator("#blocks-received")
+            start = counter.inner_text()
+
+            _, fetch = start_fetch(a, b, 4 << 20, "browser.bin")
+            try:
+                page.wait_for_function(
+                    "start => document.getElementById('blocks-received').textContent !== start",
+                    arg=start)
+            finally:
+                finish(fetch)
+            assert int(counter.inner_text().replace(",", "")) > int(start.replace(",", "") or 0)
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            assert (tmp_path / "dashboard.png").stat().st_size > 0
+
+            again = browser.new_page()
+            refused = again.goto(url)  # the one-time token was spent above
+            assert refused is not None and refused.status == 403
+        finally:
+            browser.close()
+        fresh = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                           headless=True)
+        try:
+            bare = fresh.new_page().goto(url.split("?", 1)[0])  # no cookie, no token
+            assert bare is not None and bare.status == 403
+        finally:
+            fresh.close()

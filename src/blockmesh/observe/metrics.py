@@ -120,11 +120,11 @@ class DataPlaneCollector(Collector):
         store = observer.store_stat
         if store is not None:  # the first walk of the blockstore has finished
             yield _gauge("blockmesh_blockstore_blocks", "Blocks in the blockstore "
-                         "(recounted every 30 s)", store.blocks)
+                         "(recounted a few seconds after a change)", store.blocks)
             yield _gauge("blockmesh_blockstore_size_bytes", "Bytes of blocks in the blockstore "
-                         "(recounted every 30 s)", store.bytes)
+                         "(recounted a few seconds after a change)", store.bytes)
         if observer.pin_count is not None:
-            yield _gauge("blockmesh_pins", "Local pins (recounted every 30 s)",
+            yield _gauge("blockmesh_pins", "Local pins (recounted with the blockstore)",
                          observer.pin_count)
         ops = node.repo.blocks.ops
         operations = CounterMetricFamily("blockmesh_blockstore_operations",

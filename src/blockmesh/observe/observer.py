@@ -35,8 +35,12 @@ HISTORY = 300
 PING_INTERVAL = 10.0
 PING_TIMEOUT = 2.0
 MAX_PINGED = 32
-#: Counting the blockstore walks every block, so it runs this often at most.
+#: Counting the blockstore walks every block: it runs after blocks were written or deleted,
+#: but no sooner than STORE_STAT_SPACING walks' durations after the last (and at least every
+#: STORE_STAT_INTERVAL), so a large repo is not walked back to back.
 STORE_STAT_INTERVAL = 30.0
+STORE_STAT_SPACING = 5.0
+STORE_STAT_MIN_GAP = 2.0
 #: Long lists (wantlists, pins) are cut to this many entries in a snapshot; counts stay whole.
 MAX_LISTED = 100
 
@@ -143,10 +147,20 @@ class Observer:
 
     async def _store_loop(self) -> None:
         repo = self.node.repo
+        counted: tuple[int, int] | None = None
+        last, gap = -math.inf, 0.0  # when the last walk ended, and the spacing it earned
         while True:
-            self.store_stat = await trio.to_thread.run_sync(repo.blocks.stat)
-            self.pin_count = sum(1 for _ in repo.pins.list())
-            await trio.sleep(STORE_STAT_INTERVAL)
+            ops = repo.blocks.ops
+            since = trio.current_time() - last
+            changed = counted != (ops.puts, ops.deletes)
+            if since >= STORE_STAT_INTERVAL or (changed and since >= gap):
+                counted = (ops.puts, ops.deletes)
+                start = trio.current_time()
+                self.store_stat = await trio.to_thread.run_sync(repo.blocks.stat)
+                self.pin_count = sum(1 for _ in repo.pins.list())
+                last = trio.current_time()
+                gap = max(STORE_STAT_MIN_GAP, (last - start) * STORE_STAT_SPACING)
+            await trio.sleep(SAMPLE_INTERVAL)
 
     # -- rendering -----------------------------------------------------------------------------
     def bandwidth(self) -> list[dict[str, float]]:
