@@ -40,6 +40,7 @@ from blockmesh.daemon.bridge import ControlLoop
 from blockmesh.data.cid import CID
 from blockmesh.data.net import NetError
 from blockmesh.data.node import Node
+from blockmesh.data.store.repo import RepoBusy
 from blockmesh.errors import BlockmeshError, NotFound
 
 log = logging.getLogger(__name__)
@@ -242,8 +243,12 @@ class Member:
 
     def _maybe_gc(self, now: float) -> None:
         if self._gc_due is not None and now >= self._gc_due and not self._fetching:
+            try:
+                removed = self.node.repo.gc(wait=False).removed
+            except RepoBusy:  # an add or pin is writing; try again later
+                self._gc_due = now + GC_INTERVAL
+                return
             self._gc_due = None
-            removed = self.node.repo.gc().removed
             log.info("%s: garbage collection removed %d blocks", self.id, len(removed))
 
     async def _send_reports(self) -> None:
