@@ -233,12 +233,17 @@ class Observer:
         from blockmesh.daemon.cluster_routes import ClusterApi
 
         api = ClusterApi(member)
-        peers = (await api.peers({})).value  # type: ignore[union-attr]
-        statuses = (await api.status({})).value  # type: ignore[union-attr]
-        stable = None
-        replica = member.replica
-        if replica is not None:
-            stable = (await member.control.call(_engine_status(replica))).stable_checkpoint
+        try:
+            peers = (await api.peers({})).value  # type: ignore[union-attr]
+            statuses = (await api.status({})).value  # type: ignore[union-attr]
+            stable = None
+            replica = member.replica
+            if replica is not None:
+                stable = (await member.control.call(_engine_status(replica))).stable_checkpoint
+        except BlockmeshError as exc:  # the control plane is starting or stopping
+            return {"id": member.id, "error": str(exc), "view": None, "primary": None,
+                    "height": None, "stable_checkpoint": None, "cluster_clock": None,
+                    "members": [], "pin_count": 0, "pins": []}
         return {"id": member.id, "view": peers["view"], "primary": peers["primary"],
                 "height": peers["height"], "stable_checkpoint": stable,
                 "cluster_clock": peers["cluster_clock"], "members": peers["members"],
