@@ -11,6 +11,7 @@ time, the blockstore walk in a worker thread.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections import deque
@@ -27,6 +28,8 @@ from blockmesh.errors import BlockmeshError
 if TYPE_CHECKING:
     from blockmesh.daemon.member import Member
     from blockmesh.data.node import Node
+
+logger = logging.getLogger(__name__)
 
 #: Seconds between samples, and how many the bandwidth history keeps (five minutes).
 SAMPLE_INTERVAL = 1.0
@@ -142,8 +145,10 @@ class Observer:
     async def _ping(self, peer: str) -> None:
         try:
             self.latency[peer] = await self.node.host.ping(peer, timeout=PING_TIMEOUT)
-        except BlockmeshError:
+        except Exception as exc:  # whatever a peer's stream does, the daemon goes on
             self.latency.pop(peer, None)  # unknown now rather than stale
+            if not isinstance(exc, BlockmeshError):
+                logger.debug("ping of %s failed: %r", peer, exc)
 
     async def _store_loop(self) -> None:
         repo = self.node.repo
@@ -156,8 +161,11 @@ class Observer:
             if since >= STORE_STAT_INTERVAL or (changed and since >= gap):
                 counted = (ops.puts, ops.deletes)
                 start = trio.current_time()
-                self.store_stat = await trio.to_thread.run_sync(repo.blocks.stat)
-                self.pin_count = sum(1 for _ in repo.pins.list())
+                try:
+                    self.store_stat = await trio.to_thread.run_sync(repo.blocks.stat)
+                    self.pin_count = sum(1 for _ in repo.pins.list())
+                except (OSError, BlockmeshError) as exc:  # shown stale, tried again later
+                    logger.warning("could not count the blockstore: %s", exc)
                 last = trio.current_time()
                 gap = max(STORE_STAT_MIN_GAP, (last - start) * STORE_STAT_SPACING)
             await trio.sleep(SAMPLE_INTERVAL)
