@@ -74,7 +74,7 @@ def bench_import(sizes: tuple[int, ...], repeat: int, workdir: str | None, skip_
 @json_option
 def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, workdir: str | None,
                   as_json: bool) -> None:
-    """Bitswap MB/s and blocks/s in every direction between blockmesh and kubo."""
+    """Bitswap MB/s and blocks/s in every direction between blockmesh, kubo and Helia."""
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
         rows, reason = run_transfers(size_mib * MiB, small_blocks, Path(tmp),
