@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from blockmesh.control.cluster.client import ClientSession, ClusterClient
 from blockmesh.control.cluster.config import ClusterConfig, NodeConfig
@@ -102,6 +103,9 @@ class Member:
         self.tracker = PinTracker(held=self._load_held())
         self.auditor = Auditor(self.id, cluster.pinset.audit_interval)
         self.control = ControlLoop(f"{self.id}-control")
+        #: The replica's metrics (its own /metrics port serves them too); the daemon's
+        #: /metrics forwards them (observe.metrics.ForwardedRegistry).
+        self.registry = CollectorRegistry()
         self.replica: Replica | None = None
         self._client: ClusterClient | None = None
         self._session: ClientSession | None = None
@@ -130,6 +134,7 @@ class Member:
     async def _replica_main(self) -> None:
         """The control-plane thread's life: the replica serving until it is cancelled."""
         self.replica = Replica(self.config, self.cluster, app=self.pinset, read_only=is_query,
+                               registry=self.registry,
                                on_commit=lambda: self.control.to_trio(self._on_commit))
         try:
             await self.replica.run()

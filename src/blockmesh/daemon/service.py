@@ -36,6 +36,9 @@ from blockmesh.data.net import NetConfig
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
 from blockmesh.data.store.repo import REPO_MODE, Repo
+from blockmesh.observe.metrics import daemon_registry
+from blockmesh.observe.observer import Observer
+from blockmesh.observe.web import WebApi
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +81,23 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
     if membership is not None:
         member = Member(node, *membership)
         api.routes.update(ClusterApi(member).routes)
+    # One registry for /metrics; the gateway registers its own collectors in it.
+    observer = Observer(node, member)
+    registry = daemon_registry(observer, member.registry if member is not None else None)
+    web = WebApi(observer, registry)
+    api.routes.update(web.routes)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with node.run(), trio.open_nursery() as nursery:
             if member is not None:  # both planes: the replica and the pin tracker
                 await nursery.start(member.run)
+            await nursery.start(observer.run)
             probe = ApiAddress.fresh(API_HOST, 0)
-            server = HttpServer(api.handle, probe.token)
+            server = HttpServer(api.handle, probe.token, web=web)
             port = await nursery.start(server.serve, API_HOST, api_port)
             api.gateway, gateway_line = await start_gateway(
                 nursery, repo, node, repo.config.gateway.listen if gateway_listen is None
-                else gateway_listen)
+                else gateway_listen, registry)
+            web.listening_on(port)
             address = ApiAddress(API_HOST, port, probe.token)
             write_api_file(repo.path, address)
             try:

@@ -283,6 +283,20 @@ class Host:
             out.extend(str(a) for a in (addrs() if callable(addrs) else []))
         return out
 
+    def connection_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Open connections by direction and open streams by protocol, counted now (for the
+        metrics, which read them at scrape time instead of counting in the stream paths)."""
+        connections: dict[str, int] = {}
+        streams: dict[str, int] = {}
+        for conns in list(self._running().get_network().connections.values()):
+            for conn in list(conns):
+                name = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
+                connections[name] = connections.get(name, 0) + 1
+                for stream in list(getattr(conn, "streams", ())):
+                    protocol = str(stream.get_protocol() or "negotiating")
+                    streams[protocol] = streams.get(protocol, 0) + 1
+        return connections, streams
+
     def peer_protocols(self, peer_id: str) -> list[str]:
         """Protocols the peer listed in its last identify (py-libp2p identifies every new
         connection in the background); empty until that has finished."""
