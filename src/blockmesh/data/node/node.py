@@ -23,6 +23,7 @@ from blockmesh.data.dag.importer import Added, ImportOptions, import_bytes, impo
 from blockmesh.data.dag.links import links, walk
 from blockmesh.data.net import Host, NetConfig, load_or_create_identity
 from blockmesh.data.node.exchange import Exchange
+from blockmesh.data.routing.kad.dht import DHT, DHTConfig
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
 from blockmesh.errors import BlockmeshError
@@ -48,6 +49,9 @@ class Node:
         self.host = Host(self.identity, net_config or NetConfig())
         self.bitswap = Bitswap(repo.blocks, bitswap_config)
         self.exchange = Exchange(self.host, self.bitswap)
+        routing_type = repo.config.routing.type
+        self.routing: DHT | None = (None if routing_type == "none" else
+                                    DHT(self.host, DHTConfig(mode=routing_type)))
 
     @property
     def peer_id(self) -> str:
@@ -58,6 +62,8 @@ class Node:
         """Listen and serve Bitswap until the block exits."""
         async with self.host.run(), trio.open_nursery() as nursery:
             await nursery.start(self.exchange.run)
+            if self.routing is not None:
+                await nursery.start(self.routing.run)
             try:
                 yield self
             finally:

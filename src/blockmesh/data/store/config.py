@@ -39,14 +39,23 @@ class AddressesConfig:
 
 
 @dataclass
+class RoutingConfig:
+    # kubo's Routing.Type: auto (DHT server where the node's listen addresses say it is
+    # reachable, client elsewhere), dhtclient, dhtserver, none (no DHT)
+    type: str = "auto"
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
-                              "addresses": asdict(self.addresses)})
+                              "addresses": asdict(self.addresses),
+                              "routing": asdict(self.routing)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -58,6 +67,7 @@ class Config:
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
+            routing=_section(RoutingConfig, raw.get("routing", {}), "routing"),
         )
 
 
