@@ -88,6 +88,11 @@ class Lookup:
         return [p for _, p in chosen[:count]]
 
     @property
+    def known(self) -> int:
+        """Peers the lookup remembers, in any state (bounded by `max_peers`)."""
+        return len(self._peers)
+
+    @property
     def in_flight(self) -> int:
         return sum(1 for s in self._peers.values() if s.state is PeerState.WAITING)
 
