@@ -156,6 +156,7 @@ class DHT:
         self._book: OrderedDict[bytes, tuple[str, ...]] = OrderedDict()
         self._outbound: dict[str, int] = {}
         self._identifying: set[str] = set()
+        self._identify_slots = trio.Semaphore(self.config.max_identifies)
         self._nursery: trio.Nursery | None = None
         self._bootstrap = trio.Event()
         self.lookups: deque[LookupStat] = deque(maxlen=100)
@@ -192,8 +193,9 @@ class DHT:
                 self._consider_soon(peer)
 
     def _consider_soon(self, peer: str) -> None:
-        if (self._nursery is None or peer in self._identifying
-                or len(self._identifying) >= self.config.max_identifies):
+        """One task per connected peer not being identified already (so at most one per
+        connection the Host allows); `max_identifies` of them talk at a time."""
+        if self._nursery is None or peer in self._identifying:
             return
         self._identifying.add(peer)
         self._nursery.start_soon(self._consider, peer)
@@ -201,7 +203,8 @@ class DHT:
     async def _consider(self, peer: str) -> None:
         """Identify a newly connected peer and admit it to the tables whose rules it meets."""
         try:
-            info = await self.host.identify(peer, timeout=self.config.rpc_timeout)
+            async with self._identify_slots:
+                info = await self.host.identify(peer, timeout=self.config.rpc_timeout)
         except BlockmeshError as exc:
             logger.debug("identify of %s failed: %s", peer, exc)
             return
