@@ -17,6 +17,7 @@ from blockmesh.data.cid import CID, Codec
 from blockmesh.data.dag.importer import ImportOptions
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import FetchStalled, Node
+from blockmesh.data.store.config import Config, RoutingConfig
 from blockmesh.data.store.repo import Repo
 
 LOOPBACK = NetConfig(listen_addrs=("/ip4/127.0.0.1/tcp/0",))
@@ -24,7 +25,9 @@ SMALL = ImportOptions(chunk_size=64 * 1024)
 
 
 def _node(tmp_path: Path, name: str) -> Node:
-    return Node(Repo.init(tmp_path / name), net_config=LOOPBACK)
+    """A node whose only routing is the one a test gives it (no DHT of its own)."""
+    repo = Repo.init(tmp_path / name, Config(routing=RoutingConfig(type="none")))
+    return Node(repo, net_config=LOOPBACK)
 
 
 def _route(node: Node, directory: Directory) -> DictRouting:

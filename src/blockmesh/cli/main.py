@@ -27,6 +27,7 @@ COMMANDS = {
     "bitswap": "blockmesh.cli.p2p:bitswap", "network": "blockmesh.cli.p2p:network",
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
     "demo": "blockmesh.cli.demo:demo",
+    "routing": "blockmesh.cli.routing:routing", "stats": "blockmesh.cli.routing:stats",
 }
 
 

@@ -27,6 +27,7 @@ from blockmesh.data.node.discovery import ProviderConnector
 from blockmesh.data.node.exchange import Exchange
 from blockmesh.data.node.providing import Providing
 from blockmesh.data.routing.api import ContentRouting
+from blockmesh.data.routing.kad.dht import DHT, DHTConfig
 from blockmesh.data.routing.reprovider import Reprovider
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
@@ -55,9 +56,13 @@ class Node:
         self.host = Host(self.identity, net_config or NetConfig())
         self.bitswap = Bitswap(repo.blocks, bitswap_config)
         self.exchange = Exchange(self.host, self.bitswap)
-        #: Content routing (the DHT, or whatever implements the interface); None: fetches ask
-        #: connected peers only and nothing is announced. Set it before `run`.
-        self.routing: ContentRouting | None = None
+        routing_type = repo.config.routing.type
+        self.dht: DHT | None = (None if routing_type == "none" else
+                                DHT(self.host, DHTConfig(mode=routing_type)))
+        #: What fetches and announcements use: the DHT unless something else implementing
+        #: the interface is set before `run`; None: fetches ask connected peers only and
+        #: nothing is announced.
+        self.routing: ContentRouting | None = self.dht
         self.providing: Providing | None = None
         self.provider_search: ProviderConnector | None = None
 
@@ -70,6 +75,8 @@ class Node:
         """Listen and serve Bitswap until the block exits."""
         async with self.host.run(), trio.open_nursery() as nursery:
             await nursery.start(self.exchange.run)
+            if self.dht is not None:
+                await nursery.start(self.dht.run)
             await self._start_routing(nursery)
             try:
                 yield self

@@ -39,6 +39,13 @@ class AddressesConfig:
 
 
 @dataclass
+class RoutingConfig:
+    # kubo's Routing.Type: auto (DHT server where the node's listen addresses say it is
+    # reachable, client elsewhere), dhtclient, dhtserver, none (no DHT)
+    type: str = "auto"
+
+
+@dataclass
 class ReproviderConfig:
     # kubo's Reprovider.Strategy: all (every block), pinned (every block of pinned DAGs),
     # roots (pinned roots only); checked by data/routing/reprovider.py
@@ -53,11 +60,13 @@ class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     reprovider: ReproviderConfig = field(default_factory=ReproviderConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
+                              "routing": asdict(self.routing),
                               "reprovider": asdict(self.reprovider)})
 
     @classmethod
@@ -70,6 +79,7 @@ class Config:
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
+            routing=_section(RoutingConfig, raw.get("routing", {}), "routing"),
             reprovider=_section(ReproviderConfig, raw.get("reprovider", {}), "reprovider"),
         )
 
