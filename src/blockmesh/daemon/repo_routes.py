@@ -40,10 +40,12 @@ Progress = Callable[[int], None]
 
 class RepoApi(Routes):
     def __init__(self, repo: Repo, *, announce: Announce | None = None,
-                 progress: Progress | None = None) -> None:
+                 provide: Announce | None = None, progress: Progress | None = None) -> None:
         super().__init__()
         self.repo = repo
         self.announce = announce or (lambda cids: None)
+        #: Roots that `add` and `pin add` create, for the content routing (daemon only).
+        self.provide = provide or (lambda cids: None)
         self.progress = progress
         self.routes.update({
             "add": self.add, "cat": self.cat, "get": self.get, "ls": self.ls,
@@ -69,6 +71,7 @@ class RepoApi(Routes):
             hidden=fields.flag(body, "hidden"))
         recursive, pin = fields.flag(body, "recursive"), fields.flag(body, "pin", True)
         results: list[Added] = []
+        roots: list[CID] = []
         if fields.flag(body, "only_hash"):
             for path in paths:
                 results.extend(import_path(path, opts, None, self.progress, recursive))
@@ -81,7 +84,9 @@ class RepoApi(Routes):
                     if pin:
                         self.repo.pins.add(added[-1].cid)
                     results.extend(added)
+                    roots.append(added[-1].cid)
             self.announce(sink.cids)
+            self.provide(roots)
         return JsonReply([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results])
 
     async def cat(self, body: dict[str, Any]) -> Reply:
@@ -236,6 +241,7 @@ class RepoApi(Routes):
         with self.repo.gc_lock():
             for cid in cids:
                 self.repo.pin(cid, recursive)
+        self.provide(cids)
         return JsonReply({"Pins": [str(c) for c in cids]})
 
     async def pin_rm(self, body: dict[str, Any]) -> Reply:

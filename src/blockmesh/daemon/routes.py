@@ -57,7 +57,8 @@ class Api(Routes):
         self.node = node
         self.default_stall_timeout = default_stall_timeout
         self._fetches = 0  # running fetches, whose blocks are not pinned yet
-        self._repo_api = RepoApi(node.repo, announce=node.announce)
+        self._repo_api = RepoApi(node.repo, announce=node.announce,
+                                 provide=node.provide_roots)
         self.routes.update(self._repo_api.routes)
         self.routes.update({
             "id": self.id,

@@ -44,9 +44,9 @@ class RoutingApi(Routes):
         })
 
     def _dht(self) -> DHT:
-        if self.node.routing is None:
+        if self.node.dht is None:
             raise UnsupportedError("routing is off ([routing] type = \"none\" in the config)")
-        return self.node.routing
+        return self.node.dht
 
     async def findprovs(self, body: dict[str, Any]) -> Reply:
         cid = fields.cid(body)

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from blockmesh.data.cid import CID
-from blockmesh.errors import BlockmeshError
+from blockmesh.data.routing.errors import RoutingError
 
-
-class RoutingError(BlockmeshError):
-    """A routing operation failed (no peers to ask, a lookup that could not complete, ...)."""
+__all__ = ["ContentRouting", "Provider", "RoutingError"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,16 +46,28 @@ class RoutingConfig:
 
 
 @dataclass
+class ReproviderConfig:
+    # kubo's Reprovider.Strategy: all (every block), pinned (every block of pinned DAGs),
+    # roots (pinned roots only); checked by data/routing/reprovider.py
+    strategy: str = "all"
+    # seconds between announcement rounds (kubo: 22 h); 0 turns rounds off, while add and pin
+    # still announce their new roots
+    interval: int = 22 * 3600
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    reprovider: ReproviderConfig = field(default_factory=ReproviderConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
-                              "routing": asdict(self.routing)})
+                              "routing": asdict(self.routing),
+                              "reprovider": asdict(self.reprovider)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -68,6 +80,7 @@ class Config:
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
             routing=_section(RoutingConfig, raw.get("routing", {}), "routing"),
+            reprovider=_section(ReproviderConfig, raw.get("reprovider", {}), "reprovider"),
         )
 
 
