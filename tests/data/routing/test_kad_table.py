@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from blockmesh.data.routing.kad.dht import server_modes
 from blockmesh.data.routing.kad.providers import ProviderStore
 from blockmesh.data.routing.kad.table import (
     LAN,
@@ -17,6 +20,7 @@ from blockmesh.data.routing.kad.table import (
     is_public_addr,
     key_of,
 )
+from blockmesh.errors import UnsupportedError
 
 
 def _ids(n: int) -> list[bytes]:
@@ -101,3 +105,14 @@ def test_provider_records_expire_renew_and_are_bounded():
     assert store.get(b"k1", 160.5) == [(b"c", ())]  # a expired at 160, c lives to 161
     assert store.gc(161.0) == 2 and len(store) == 1 and store.keys() == 1
     assert store.add(b"k3", b"a", (), 161.0)
+
+
+def test_modes_follow_kubos_routing_type_and_the_listen_addresses():
+    assert server_modes("auto", ["/ip4/127.0.0.1/tcp/0"]) == (True, False)
+    assert server_modes("auto", ["/ip4/0.0.0.0/tcp/4001"]) == (True, False)
+    assert server_modes("auto", ["/ip4/8.8.8.8/tcp/4001"]) == (False, True)
+    assert server_modes("auto", ["/ip4/10.0.0.2/tcp/1", "/ip6/2001:db9::1/tcp/1"]) == (True, True)
+    assert server_modes("dhtserver", ["/ip4/127.0.0.1/tcp/0"]) == (True, True)
+    assert server_modes("dhtclient", ["/ip4/8.8.8.8/tcp/4001"]) == (False, False)
+    with pytest.raises(UnsupportedError):
+        server_modes("fullrt", [])
