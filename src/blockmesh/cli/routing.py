@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 from typing import BinaryIO
 
 import click
@@ -72,11 +73,12 @@ def provide(cid: str, timeout: float, as_json: bool) -> None:
 @routing.command("get")
 @click.argument("key")
 @_TIMEOUT
-def get(key: str, timeout: float) -> None:
+def get_value(key: str, timeout: float) -> None:
     """Write the best valid value stored under KEY (/pk/<peer id> or /ipns/<peer id>) to
     stdout, as raw bytes."""
     reply = require_daemon("routing get").call("routing/get", key=key, timeout=timeout)
-    click.get_binary_stream("stdout").write(base64.b64decode(reply["Value"]))
+    sys.stdout.buffer.write(base64.b64decode(reply["Value"]))
+    sys.stdout.buffer.flush()
 
 
 @routing.command("put")
@@ -84,7 +86,7 @@ def get(key: str, timeout: float) -> None:
 @click.argument("value_file", type=click.File("rb"))
 @_TIMEOUT
 @json_option
-def put(key: str, value_file: BinaryIO, timeout: float, as_json: bool) -> None:
+def put_value(key: str, value_file: BinaryIO, timeout: float, as_json: bool) -> None:
     """Store the record in VALUE_FILE under KEY (/pk/<peer id> or /ipns/<peer id>); it must
     validate (a public key matching the id, a signed IPNS record of that name)."""
     value = value_file.read(MAX_VALUE_SIZE + 1)
