@@ -20,8 +20,9 @@ from test_daemon_cli import Daemon, as_json, run, start_daemon
 from blockmesh.data.net import load_identity
 from blockmesh.data.routing import ipns
 
-# The issue asks for 20; starting 20 Python daemons on this 2-core machine alone takes over a
-# minute, so the default is 8 (set BLOCKMESH_DHT_DAEMONS=20 for the full run).
+# The issue asks for 20. On the shared 2-core machine 20 daemons took 243 s in one run and ran
+# past the suite's 300 s timeout in another (load 22); 8 took 34 s and 124 s: the default is 8, and
+# BLOCKMESH_DHT_DAEMONS=20 runs the full size.
 N_DAEMONS = int(os.environ.get("BLOCKMESH_DHT_DAEMONS", "8"))
 
 
