@@ -1,18 +1,12 @@
-"""Routing commands with kubo's names: `routing findprovs|findpeer|provide|get|put` and
-`stats dht`.
+"""Routing commands with kubo's names: `routing findprovs|findpeer|provide` and `stats dht`.
 All need the daemon, whose DHT does the work (see daemon/routing_routes.py)."""
 
 from __future__ import annotations
-
-import base64
-import sys
-from typing import BinaryIO
 
 import click
 
 from blockmesh.cli.output import emit_json, json_option
 from blockmesh.cli.remote import require_daemon
-from blockmesh.data.routing.records import MAX_VALUE_SIZE
 
 _TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0.1, max=50), default=30.0,
                         show_default=True, help="Seconds the search may take.")
@@ -66,40 +60,6 @@ def provide(cid: str, timeout: float, as_json: bool) -> None:
         emit_json(reply)
         return
     click.echo(f"provided {reply['CID']} to {reply['Peers']} peers")
-
-
-@routing.command("get")
-@click.argument("key")
-@_TIMEOUT
-@json_option
-def get_value(key: str, timeout: float, as_json: bool) -> None:
-    """Write the best valid value stored under KEY (/ipns/<peer id> or /pk/<peer id>) to
-    stdout: a signed IPNS record or a public key, as raw bytes."""
-    reply = require_daemon("routing get").call("routing/get", key=key, timeout=timeout)
-    if as_json:
-        emit_json(reply)
-        return
-    sys.stdout.buffer.write(base64.b64decode(reply["Value"]))
-    sys.stdout.buffer.flush()
-
-
-@routing.command("put")
-@click.argument("key")
-@click.argument("file", type=click.File("rb"))
-@_TIMEOUT
-@json_option
-def put_value(key: str, file: BinaryIO, timeout: float, as_json: bool) -> None:
-    """Store the record in FILE ("-" for stdin) under KEY in the DHT. Only values that
-    validate under KEY (a signed IPNS record of that name, or that peer's public key) go."""
-    value = file.read(MAX_VALUE_SIZE + 1)
-    if len(value) > MAX_VALUE_SIZE:
-        raise click.ClickException(f"a record is at most {MAX_VALUE_SIZE} bytes")
-    reply = require_daemon("routing put").call(
-        "routing/put", key=key, value=base64.b64encode(value).decode(), timeout=timeout)
-    if as_json:
-        emit_json(reply)
-        return
-    click.echo(f"stored {reply['Key']} on {reply['Peers']} peers")
 
 
 @click.group()

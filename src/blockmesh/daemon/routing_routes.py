@@ -1,6 +1,5 @@
 """The routing routes, in kubo's shape: `routing/findprovs`, `routing/findpeer`,
-`routing/provide`, `routing/get`, `routing/put` and `stats/dht`, answered by the node's DHT
-(values are checked by `data/routing/records.py` on the way in and out).
+`routing/provide` and `stats/dht`, answered by the node's DHT.
 
 A search is bounded by `timeout` seconds (kubo bounds its commands by the request's context);
 what was found by then is the answer, and finding nothing is a 404.
@@ -8,7 +7,6 @@ what was found by then is the answer, and finding nothing is a 404.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import trio
@@ -18,7 +16,6 @@ from blockmesh.daemon.dispatch import Routes
 from blockmesh.daemon.http import HttpError, JsonReply, Reply
 from blockmesh.data.net import parse_peer_id
 from blockmesh.data.node import Node
-from blockmesh.data.routing import records
 from blockmesh.data.routing.kad.dht import DHT, DHTError
 from blockmesh.errors import NotFound, UnsupportedError
 
@@ -43,8 +40,6 @@ class RoutingApi(Routes):
             "routing/findprovs": self.findprovs,
             "routing/findpeer": self.findpeer,
             "routing/provide": self.provide,
-            "routing/get": self.get_value,
-            "routing/put": self.put_value,
             "stats/dht": self.stats_dht,
         })
 
@@ -90,37 +85,6 @@ class RoutingApi(Routes):
         if told is None:
             raise DHTError(f"providing {cid} took longer than {limit:g} s")
         return JsonReply({"CID": str(cid), "Peers": told})
-
-    async def get_value(self, body: dict[str, Any]) -> Reply:
-        """The best valid value for `key` (kubo's text form, /ipns/<id> or /pk/<id>), base64."""
-        key = records.parse_text_key(fields.required_text(body, "key"))
-        dht = self._dht()
-        limit = _timeout(body)
-        value = None
-        with trio.move_on_after(limit):
-            value = await dht.get_value(key)
-        if value is None:
-            raise DHTError(f"routing get took longer than {limit:g} s")
-        return JsonReply({"Key": body["key"], "Value": base64.b64encode(value).decode()})
-
-    async def put_value(self, body: dict[str, Any]) -> Reply:
-        """Validate and store `value` (base64) under `key`, and put it to the closest peers."""
-        key = records.parse_text_key(fields.required_text(body, "key"))
-        text = fields.required_text(body, "value")
-        if len(text) > 2 * records.MAX_VALUE_SIZE:
-            raise HttpError(400, f"value is over {records.MAX_VALUE_SIZE} bytes")
-        try:
-            value = base64.b64decode(text, validate=True)
-        except ValueError:
-            raise HttpError(400, "value must be base64") from None
-        dht = self._dht()
-        limit = _timeout(body)
-        told = None
-        with trio.move_on_after(limit):
-            told = await dht.put_value(key, value)
-        if told is None:
-            raise DHTError(f"routing put took longer than {limit:g} s")
-        return JsonReply({"Key": body["key"], "Peers": told})
 
     async def stats_dht(self, body: dict[str, Any]) -> Reply:
         return JsonReply(self._dht().stats())

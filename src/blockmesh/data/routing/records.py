@@ -8,12 +8,8 @@ id>" a signed IPNS record. Anything else is refused: an unvalidated value is an 
 
 from __future__ import annotations
 
-import base58
-
-from blockmesh.data.cid import CID, Codec
 from blockmesh.data.routing import ipns, pubkey
 from blockmesh.data.routing.errors import RecordError
-from blockmesh.errors import InvalidCID
 
 #: Larger keys are refused before any parsing (a namespace and a peer id need far less).
 MAX_KEY_SIZE = 1024
@@ -34,37 +30,6 @@ def split_key(key: bytes) -> tuple[str, bytes]:
         return namespace.decode("ascii"), rest
     except UnicodeDecodeError:
         raise RecordError("record namespace is not ASCII") from None
-
-
-NAMESPACES = ("pk", ipns.NAMESPACE)
-
-
-def check_key(key: bytes) -> None:
-    """RecordError unless `key` is well formed and in a namespace this node validates."""
-    namespace, rest = split_key(key)
-    if namespace not in NAMESPACES:
-        raise RecordError(f"no validator for record namespace {namespace!r}")
-    pubkey.check_peer_id(rest)
-
-
-def parse_text_key(text: str) -> bytes:
-    """The binary key for kubo's text form "/ipns/<peer id>" or "/pk/<peer id>", the id in
-    base58 (12D3Koo…, Qm…) or as a CIDv1 libp2p-key (k51…), as `routing get/put` take it."""
-    namespace, slash, name = text.removeprefix("/").partition("/")
-    if text[:1] != "/" or not slash or namespace not in ("ipns", "pk"):
-        raise RecordError(f"key {text!r} is not /ipns/<peer id> or /pk/<peer id>")
-    try:
-        if name[:1] in ("1", "Q"):
-            raw = base58.b58decode(name)
-        else:
-            cid = CID.parse(name)
-            if cid.version != 1 or cid.codec != Codec.LIBP2P_KEY:
-                raise RecordError(f"{name!r} is a CID but not a libp2p-key CIDv1")
-            raw = cid.multihash
-    except (ValueError, InvalidCID):
-        raise RecordError(f"{name!r} is not a peer id") from None
-    pubkey.check_peer_id(raw)
-    return f"/{namespace}/".encode() + raw
 
 
 def validate(key: bytes, value: bytes, now: float) -> None:

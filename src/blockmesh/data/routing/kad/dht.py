@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -34,9 +33,7 @@ import trio
 
 from blockmesh.data.cid import CID
 from blockmesh.data.net import Host, NotConnected, Stream, parse_peer_id
-from blockmesh.data.routing import records
 from blockmesh.data.routing.api import Provider, RoutingError
-from blockmesh.data.routing.errors import RecordError
 from blockmesh.data.routing.kad.lookup import Lookup
 from blockmesh.data.routing.kad.messages import (
     FrameReader,
@@ -44,7 +41,6 @@ from blockmesh.data.routing.kad.messages import (
     Message,
     MessageType,
     PeerInfo,
-    Record,
     frame,
 )
 from blockmesh.data.routing.kad.providers import ProviderStore
@@ -59,8 +55,7 @@ from blockmesh.data.routing.kad.table import (
     is_public_addr,
     key_of,
 )
-from blockmesh.data.routing.valuestore import ValueStore
-from blockmesh.errors import BlockmeshError, NotFound, UnsupportedError
+from blockmesh.errors import BlockmeshError, NotImplementedYet, UnsupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +147,6 @@ class DHT:
             raise UnsupportedError("routing type 'none' runs no DHT")
         self.self_id = peer_bytes(host.peer_id)
         self.providers = ProviderStore()
-        self.values = ValueStore()
         lan_server, wan_server = server_modes(self.config.mode, host.config.listen_addrs)
         self.networks = [
             Network("lan", LAN, RoutingTable(self.self_id), lan_server),
@@ -504,59 +498,13 @@ class DHT:
                 return tuple(dict.fromkeys(hit))
         return None
 
-    # -- values (PUT_VALUE / GET_VALUE; records.py says what is valid) ---------------------------
     async def get_value(self, key: bytes) -> bytes:
-        """The best valid value for `key` among this node's and those the peers closest to
-        it return (a GET_VALUE lookup in each DHT); NotFound when nobody has a valid one."""
-        records.check_key(key)  # a key no validator knows is refused before any traffic
-        found: list[bytes] = []
-        own = self.values.get(key, now=self._now(), wall=time.time())
-        if own is not None:
-            found.append(own)
-        for net in self._active():
-            def on_reply(_from: bytes, reply: Message, _lookup: Lookup) -> None:
-                record = reply.record
-                if record is None or record.key != key or record.value in found:
-                    return
-                try:
-                    records.validate(key, record.value, time.time())
-                except RecordError as exc:
-                    logger.debug("invalid value for %r from %s: %s", key, peer_text(_from), exc)
-                    return
-                found.append(record.value)
+        raise NotImplementedYet("routing get: DHT record validation (/pk/, /ipns/) is not "
+                                "built yet")
 
-            await self._lookup(net, key, Message(MessageType.GET_VALUE, key=key), "get_value",
-                               on_reply)
-        if not found:
-            raise NotFound(f"no valid value for {key!r} in the DHT")
-        return found[records.select(key, found)]
-
-    async def put_value(self, key: bytes, value: bytes) -> int:
-        """Store `value` here and PUT_VALUE it to the k closest peers of each DHT; how many
-        accepted it. RecordError for a value no validator accepts (nothing is sent)."""
-        self.values.put(key, value, now=self._now(), wall=time.time())
-        active = self._active()
-        if not active:
-            raise DHTError("cannot put: no DHT peers known yet (connect to a DHT server)")
-        told = 0
-        msg = Message(MessageType.PUT_VALUE, key=key, record=Record(key, value))
-        for net in active:
-            closest = await self._closest_peers(net, key, kind="put_value")
-
-            async def tell(peer: bytes, net: Network = net) -> None:
-                nonlocal told
-                try:
-                    await self._send(net, peer, msg)
-                    told += 1
-                except BlockmeshError as exc:
-                    logger.debug("PUT_VALUE to %s failed: %s", peer_text(peer), exc)
-
-            async with trio.open_nursery() as nursery:
-                for peer in closest:
-                    nursery.start_soon(tell, peer)
-        if not told:
-            raise DHTError(f"no DHT peer accepted the value for {key!r}")
-        return told
+    async def put_value(self, key: bytes, value: bytes) -> None:
+        raise NotImplementedYet("routing put: DHT record validation (/pk/, /ipns/) is not "
+                                "built yet")
 
     # -- server ----------------------------------------------------------------------------------
     async def _serve(self, stream: Stream) -> None:
@@ -591,11 +539,7 @@ class DHT:
         if msg.type is MessageType.PING:
             return Message(MessageType.PING)
         if msg.type is MessageType.PUT_VALUE:
-            # go echoes an accepted PUT_VALUE; a refused one (RecordError) drops the stream.
-            if msg.record is None or msg.record.key != msg.key:
-                raise KadDecodeError("PUT_VALUE without a record for its key")
-            self.values.put(msg.key, msg.record.value, now=now, wall=time.time())
-            return Message(MessageType.PUT_VALUE, key=msg.key, record=msg.record)
+            raise NotImplementedYet("PUT_VALUE: DHT record validation is not built yet")
         if (msg.type in (MessageType.GET_PROVIDERS, MessageType.ADD_PROVIDER)
                 and not 0 < len(msg.key) <= MAX_PROVIDER_KEY):
             raise KadDecodeError(f"provider key of {len(msg.key)} bytes")
@@ -611,12 +555,7 @@ class DHT:
                          if (p := self._peer_info(peer, net)) is not None]
             return Message(MessageType.GET_PROVIDERS, key=msg.key, closer_peers=closer,
                            provider_peers=tuple(providers[:K]))
-        if msg.type is MessageType.GET_VALUE:
-            value = self.values.get(msg.key, now=now, wall=time.time())
-            record = None if value is None else Record(msg.key, value)
-            return Message(MessageType.GET_VALUE, key=msg.key, record=record,
-                           closer_peers=closer)
-        return Message(msg.type, key=msg.key, closer_peers=closer)  # FIND_NODE
+        return Message(msg.type, key=msg.key, closer_peers=closer)  # FIND_NODE, GET_VALUE
 
     def _closer(self, net: Network, key: bytes, requester: bytes) -> tuple[PeerInfo, ...]:
         if key == self.self_id:
@@ -643,7 +582,6 @@ class DHT:
                 "table": sorted(peer_text(p) for p in net.table.peers()),
             }
         out["providers"] = {"records": len(self.providers), "keys": self.providers.keys()}
-        out["values"] = {"records": len(self.values)}
         out["lookups"] = [stat.__dict__ for stat in self.lookups]
         return out
 
