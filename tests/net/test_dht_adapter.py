@@ -1,15 +1,18 @@
 """The DHT adapter over real Hosts in one process on 127.0.0.1: admission by identify, the
-server's answers, and a peer sending garbage or unbuilt requests that changes nothing."""
+server's answers, values, and a peer sending garbage or invalid records that changes nothing."""
 
 from __future__ import annotations
+
+import time
 
 import trio
 
 from blockmesh.data import varint
 from blockmesh.data.cid import CID, Codec, digest
 from blockmesh.data.net import Host, Identity, NetConfig, StreamError
+from blockmesh.data.routing import ipns
 from blockmesh.data.routing.kad.dht import DHT, DHTConfig, peer_bytes
-from blockmesh.data.routing.kad.messages import Message, MessageType, frame
+from blockmesh.data.routing.kad.messages import Message, MessageType, Record, frame
 from blockmesh.data.routing.kad.table import LAN_PROTOCOL
 
 LOOPBACK = NetConfig(listen_addrs=("/ip4/127.0.0.1/tcp/0",))
@@ -43,9 +46,20 @@ async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
         assert [p.peer_id for p in found] == [hosts[1].peer_id]
         assert found[0].addrs == tuple(x.split("/p2p/")[0] for x in hosts[1].addrs())
 
-        # Garbage, an oversized frame and an unbuilt request: each stream is reset.
+        # A signed IPNS record put by one server is stored by the other, found by the client.
+        key = ipns.routing_key(b.self_id)
+        record = ipns.create(hosts[1].identity, b"/ipfs/" + str(cid).encode(), sequence=1,
+                             eol_ns=ipns.lifetime_eol(time.time()))
+        assert await b.put_value(key, record) == 1
+        assert len(a.values) == 1 and len(c.values) == 0
+        assert await c.get_value(key) == record
+
+        # Garbage, an oversized frame, a forged record: each stream is reset, nothing stored.
+        forged = ipns.create(hosts[2].identity, b"/ipfs/x", sequence=2,
+                             eol_ns=ipns.lifetime_eol(time.time()))
         for payload in (b"\x07garbage", varint.encode(5 << 20),
-                        frame(Message(MessageType.PUT_VALUE, key=b"/pk/x"))):
+                        frame(Message(MessageType.PUT_VALUE, key=key,
+                                      record=Record(key, forged)))):
             stream = await hosts[2].new_stream(hosts[0].peer_id, [LAN_PROTOCOL])
             await stream.write(payload)
             try:
@@ -54,6 +68,7 @@ async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
             except StreamError:
                 pass
         assert hosts[0].is_connected(hosts[2].peer_id)
+        assert await c.get_value(key) == record
         reply = await c._send(c.networks[0], a.self_id,
                               Message(MessageType.FIND_NODE, key=peer_bytes(hosts[1].peer_id)))
         assert reply is not None and [p.id for p in reply.closer_peers] == [b.self_id]

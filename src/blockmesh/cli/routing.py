@@ -1,12 +1,19 @@
-"""Routing commands with kubo's names: `routing findprovs|findpeer|provide` and `stats dht`.
-All need the daemon, whose DHT does the work (see daemon/routing_routes.py)."""
+"""Routing commands with kubo's names: `routing findprovs|findpeer|provide|get|put` and
+`stats dht`. All need the daemon, whose DHT does the work (see daemon/routing_routes.py)."""
 
 from __future__ import annotations
+
+import base64
+from typing import BinaryIO
 
 import click
 
 from blockmesh.cli.output import emit_json, json_option
 from blockmesh.cli.remote import require_daemon
+
+# routing.records.MAX_VALUE_SIZE (an IPNS record's cap), not imported: it would load the
+# record validators into every short CLI process.
+MAX_VALUE_SIZE = 10 * 1024
 
 _TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0.1, max=50), default=30.0,
                         show_default=True, help="Seconds the search may take.")
@@ -60,6 +67,35 @@ def provide(cid: str, timeout: float, as_json: bool) -> None:
         emit_json(reply)
         return
     click.echo(f"provided {reply['CID']} to {reply['Peers']} peers")
+
+
+@routing.command("get")
+@click.argument("key")
+@_TIMEOUT
+def get(key: str, timeout: float) -> None:
+    """Write the best valid value stored under KEY (/pk/<peer id> or /ipns/<peer id>) to
+    stdout, as raw bytes."""
+    reply = require_daemon("routing get").call("routing/get", key=key, timeout=timeout)
+    click.get_binary_stream("stdout").write(base64.b64decode(reply["Value"]))
+
+
+@routing.command("put")
+@click.argument("key")
+@click.argument("value_file", type=click.File("rb"))
+@_TIMEOUT
+@json_option
+def put(key: str, value_file: BinaryIO, timeout: float, as_json: bool) -> None:
+    """Store the record in VALUE_FILE under KEY (/pk/<peer id> or /ipns/<peer id>); it must
+    validate (a public key matching the id, a signed IPNS record of that name)."""
+    value = value_file.read(MAX_VALUE_SIZE + 1)
+    if len(value) > MAX_VALUE_SIZE:
+        raise click.BadParameter(f"the value is over {MAX_VALUE_SIZE} bytes")
+    reply = require_daemon("routing put").call(
+        "routing/put", key=key, value=base64.b64encode(value).decode(), timeout=timeout)
+    if as_json:
+        emit_json(reply)
+        return
+    click.echo(f"stored {reply['Key']} at {reply['Peers']} peers")
 
 
 @click.group()

@@ -7,6 +7,8 @@ what was found by then is the answer, and finding nothing is a 404.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import trio
@@ -16,7 +18,9 @@ from blockmesh.daemon.dispatch import Routes
 from blockmesh.daemon.http import HttpError, JsonReply, Reply
 from blockmesh.data.net import parse_peer_id
 from blockmesh.data.node import Node
-from blockmesh.data.routing.kad.dht import DHT, DHTError
+from blockmesh.data.routing import records
+from blockmesh.data.routing.errors import RecordError
+from blockmesh.data.routing.kad.dht import DHT, DHTError, peer_bytes
 from blockmesh.errors import NotFound, UnsupportedError
 
 DEFAULT_TIMEOUT = 60.0
@@ -40,6 +44,8 @@ class RoutingApi(Routes):
             "routing/findprovs": self.findprovs,
             "routing/findpeer": self.findpeer,
             "routing/provide": self.provide,
+            "routing/get": self.get,
+            "routing/put": self.put,
             "stats/dht": self.stats_dht,
         })
 
@@ -86,5 +92,44 @@ class RoutingApi(Routes):
             raise DHTError(f"providing {cid} took longer than {limit:g} s")
         return JsonReply({"CID": str(cid), "Peers": told})
 
+    async def get(self, body: dict[str, Any]) -> Reply:
+        key = _record_key(fields.required_text(body, "key"))
+        dht = self._dht()
+        value = None
+        with trio.move_on_after(_timeout(body)):
+            value = await dht.get_value(key)
+        if value is None:
+            raise DHTError(f"no value for {body['key']} within the timeout")
+        return JsonReply({"Key": body["key"], "Value": base64.b64encode(value).decode()})
+
+    async def put(self, body: dict[str, Any]) -> Reply:
+        key = _record_key(fields.required_text(body, "key"))
+        text = body.get("value")
+        if not isinstance(text, str) or not 0 < len(text) <= 2 * records.MAX_VALUE_SIZE:
+            raise HttpError(400, f"value must be base64 of 1 to {records.MAX_VALUE_SIZE} bytes")
+        try:
+            value = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            raise HttpError(400, "value must be base64") from None
+        dht = self._dht()
+        told = None
+        try:
+            with trio.move_on_after(_timeout(body)):
+                told = await dht.put_value(key, value)
+        except RecordError as exc:
+            raise HttpError(400, str(exc)) from None
+        if told is None:
+            raise DHTError(f"putting {body['key']} took longer than the timeout")
+        return JsonReply({"Key": body["key"], "Peers": told})
+
     async def stats_dht(self, body: dict[str, Any]) -> Reply:
         return JsonReply(self._dht().stats())
+
+
+def _record_key(text: str) -> bytes:
+    """kubo's key form: "/pk/<peer id>" or "/ipns/<peer id>" with a base58 peer id, which
+    becomes the binary id on the wire."""
+    parts = text.split("/")
+    if len(parts) != 3 or parts[0] or parts[1] not in ("pk", "ipns"):
+        raise HttpError(400, "key must be /pk/<peer id> or /ipns/<peer id>")
+    return f"/{parts[1]}/".encode() + peer_bytes(parts[2])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ import trio
 
 from blockmesh.data.cid import CID
 from blockmesh.data.net import Host, NotConnected, Stream, parse_peer_id
+from blockmesh.data.routing import records
 from blockmesh.data.routing.api import Provider, RoutingError
+from blockmesh.data.routing.errors import RecordError
 from blockmesh.data.routing.kad.lookup import Lookup
 from blockmesh.data.routing.kad.messages import (
     FrameReader,
@@ -41,6 +44,7 @@ from blockmesh.data.routing.kad.messages import (
     Message,
     MessageType,
     PeerInfo,
+    Record,
     frame,
 )
 from blockmesh.data.routing.kad.providers import ProviderStore
@@ -55,7 +59,8 @@ from blockmesh.data.routing.kad.table import (
     is_public_addr,
     key_of,
 )
-from blockmesh.errors import BlockmeshError, NotImplementedYet, UnsupportedError
+from blockmesh.data.routing.kad.values import ValueStore
+from blockmesh.errors import BlockmeshError, NotFound, UnsupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,7 @@ MODES = ("auto", "dhtclient", "dhtserver", "none")
 MAX_PROVIDER_KEY = 80  # go-libp2p-kad-dht refuses longer GET_PROVIDERS / ADD_PROVIDER keys
 MAX_ADDRS_KEPT = 8
 DEFAULT_FIND_PROVIDERS = 20  # kubo `routing findprovs --num-providers`
+GET_VALUE_QUORUM = 16  # go-libp2p-kad-dht: valid answers a GET_VALUE lookup waits for
 
 
 class DHTError(RoutingError):
@@ -147,6 +153,7 @@ class DHT:
             raise UnsupportedError("routing type 'none' runs no DHT")
         self.self_id = peer_bytes(host.peer_id)
         self.providers = ProviderStore()
+        self.values = ValueStore()
         lan_server, wan_server = server_modes(self.config.mode, host.config.listen_addrs)
         self.networks = [
             Network("lan", LAN, RoutingTable(self.self_id), lan_server),
@@ -156,6 +163,7 @@ class DHT:
         self._book: OrderedDict[bytes, tuple[str, ...]] = OrderedDict()
         self._outbound: dict[str, int] = {}
         self._identifying: set[str] = set()
+        self._identify_slots = trio.Semaphore(self.config.max_identifies)
         self._nursery: trio.Nursery | None = None
         self._bootstrap = trio.Event()
         self.lookups: deque[LookupStat] = deque(maxlen=100)
@@ -192,8 +200,9 @@ class DHT:
                 self._consider_soon(peer)
 
     def _consider_soon(self, peer: str) -> None:
-        if (self._nursery is None or peer in self._identifying
-                or len(self._identifying) >= self.config.max_identifies):
+        """One task per connected peer not being identified already (so at most one per
+        connection the Host allows); `max_identifies` of them talk at a time."""
+        if self._nursery is None or peer in self._identifying:
             return
         self._identifying.add(peer)
         self._nursery.start_soon(self._consider, peer)
@@ -201,7 +210,8 @@ class DHT:
     async def _consider(self, peer: str) -> None:
         """Identify a newly connected peer and admit it to the tables whose rules it meets."""
         try:
-            info = await self.host.identify(peer, timeout=self.config.rpc_timeout)
+            async with self._identify_slots:
+                info = await self.host.identify(peer, timeout=self.config.rpc_timeout)
         except BlockmeshError as exc:
             logger.debug("identify of %s failed: %s", peer, exc)
             return
@@ -243,6 +253,7 @@ class DHT:
                     net.table.refreshed(cpl, self._now())
             if now - last_gc >= self.config.provider_gc_interval:
                 self.providers.gc(now)
+                self.values.gc(now)
                 last_gc = now
 
     # -- addresses -------------------------------------------------------------------------------
@@ -498,13 +509,63 @@ class DHT:
                 return tuple(dict.fromkeys(hit))
         return None
 
-    async def get_value(self, key: bytes) -> bytes:
-        raise NotImplementedYet("routing get: DHT record validation (/pk/, /ipns/) is not "
-                                "built yet")
+    async def put_value(self, key: bytes, value: bytes) -> int:
+        """Validate and keep `value` under `key`, then PUT_VALUE it to the k closest peers of
+        each DHT; returns how many stored it (each echoes the record back, as go does)."""
+        self.values.put(key, value, now=self._now(), unix_now=time.time())
+        active = self._active()
+        if not active:
+            raise DHTError("cannot put a value: no DHT peers known yet")
+        told = 0
+        msg = Message(MessageType.PUT_VALUE, key=key, record=Record(key, value))
+        for net in active:
+            closest = await self._closest_peers(net, key, kind="put_value")
 
-    async def put_value(self, key: bytes, value: bytes) -> None:
-        raise NotImplementedYet("routing put: DHT record validation (/pk/, /ipns/) is not "
-                                "built yet")
+            async def tell(peer: bytes, net: Network = net) -> None:
+                nonlocal told
+                try:
+                    reply = await self._send(net, peer, msg)
+                except BlockmeshError as exc:
+                    logger.debug("PUT_VALUE to %s failed: %s", peer_text(peer), exc)
+                    return
+                if reply is not None and reply.record is not None and reply.record.value == value:
+                    told += 1
+
+            async with trio.open_nursery() as nursery:
+                for peer in closest:
+                    nursery.start_soon(tell, peer)
+        if not told:
+            raise DHTError("no DHT peer stored the value")
+        return told
+
+    async def get_value(self, key: bytes) -> bytes:
+        """The best valid value for `key` (`records.select`) among this node's own and those
+        a GET_VALUE lookup in each DHT returns, up to 16 valid answers."""
+        records.split_key(key)
+        found: list[bytes] = []
+        local = self.values.get(key, now=self._now(), unix_now=time.time())
+        if local is not None:
+            found.append(local)
+
+        def on_reply(peer: bytes, reply: Message, lookup: Lookup) -> None:
+            record = reply.record
+            if record is None or record.key not in (key, b""):
+                return
+            try:
+                records.validate(key, record.value, time.time())
+            except RecordError as exc:
+                logger.info("invalid value for %r from %s: %s", key, peer_text(peer), exc)
+                return
+            found.append(record.value)
+            if len(found) >= GET_VALUE_QUORUM:
+                lookup.stop()
+
+        for net in self._active():
+            await self._lookup(net, key, Message(MessageType.GET_VALUE, key=key), "get_value",
+                               on_reply)
+        if not found:
+            raise NotFound(f"no value for {key!r} in the DHT")
+        return found[records.select(key, found)]
 
     # -- server ----------------------------------------------------------------------------------
     async def _serve(self, stream: Stream) -> None:
@@ -539,7 +600,11 @@ class DHT:
         if msg.type is MessageType.PING:
             return Message(MessageType.PING)
         if msg.type is MessageType.PUT_VALUE:
-            raise NotImplementedYet("PUT_VALUE: DHT record validation is not built yet")
+            record = msg.record
+            if record is None or record.key != msg.key:
+                raise KadDecodeError("PUT_VALUE without a record for its key")
+            self.values.put(msg.key, record.value, now=now, unix_now=time.time())
+            return Message(MessageType.PUT_VALUE, key=msg.key, record=record)
         if (msg.type in (MessageType.GET_PROVIDERS, MessageType.ADD_PROVIDER)
                 and not 0 < len(msg.key) <= MAX_PROVIDER_KEY):
             raise KadDecodeError(f"provider key of {len(msg.key)} bytes")
@@ -555,7 +620,11 @@ class DHT:
                          if (p := self._peer_info(peer, net)) is not None]
             return Message(MessageType.GET_PROVIDERS, key=msg.key, closer_peers=closer,
                            provider_peers=tuple(providers[:K]))
-        return Message(msg.type, key=msg.key, closer_peers=closer)  # FIND_NODE, GET_VALUE
+        if msg.type is MessageType.GET_VALUE:
+            value = self.values.get(msg.key, now=now, unix_now=time.time())
+            return Message(MessageType.GET_VALUE, key=msg.key, closer_peers=closer,
+                           record=None if value is None else Record(msg.key, value))
+        return Message(msg.type, key=msg.key, closer_peers=closer)  # FIND_NODE
 
     def _closer(self, net: Network, key: bytes, requester: bytes) -> tuple[PeerInfo, ...]:
         if key == self.self_id:
@@ -582,6 +651,7 @@ class DHT:
                 "table": sorted(peer_text(p) for p in net.table.peers()),
             }
         out["providers"] = {"records": len(self.providers), "keys": self.providers.keys()}
+        out["values"] = len(self.values)
         out["lookups"] = [stat.__dict__ for stat in self.lookups]
         return out
 
