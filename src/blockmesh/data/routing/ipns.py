@@ -12,15 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blockmesh.data import pbwire
 from blockmesh.data.dag import dagcbor
-from blockmesh.data.net.identity import Identity
 from blockmesh.data.routing import pubkey
 from blockmesh.data.routing.errors import RecordError
+
+if TYPE_CHECKING:  # the CLI reads records without loading py-libp2p
+    from blockmesh.data.net.identity import Identity
 
 NAMESPACE = "ipns"
 #: The spec's cap: larger records are refused unread.
