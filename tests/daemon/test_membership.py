@@ -32,6 +32,7 @@ def test_each_member_binds_its_own_host(tmp_path: Path) -> None:
         assert node.swarm == f"/ip4/{HOSTS[k]}/tcp/{7200 + k}"
         with Repo.open(tmp_path / "c" / node.id) as repo:
             assert repo.config.addresses.swarm == [node.swarm]
+            assert repo.config.gateway.listen == f"/ip4/127.0.0.1/tcp/{7300 + k}"
         membership = load_membership(tmp_path / "c" / node.id)
         assert membership is not None and membership[0].node_id == node.id
 

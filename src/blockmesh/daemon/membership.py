@@ -9,14 +9,16 @@ other for PBFT and for Bitswap alike. Every port derives from the base port P:
 
     P + k          replica k's PBFT transport (gRPC or TCP)
     P + 100 + k    replica k's Prometheus /metrics
-    P + 200 + k    member k's libp2p swarm (Bitswap)
+    P + 200 + k    member k's libp2p swarm (Bitswap, DHT)
+    P + 300 + k    member k's HTTP gateway (loopback-bound like the API: `[gateway] listen`)
 
 All members bind one host (`--host 127.0.0.1`, the default: every member on this machine), or
 each member its own IPv4 address (`--host H0 --host H1 ...`, one per member in node order:
 members on separate machines or network namespaces). Member k's replica and swarm then listen
 on Hk, and cluster.toml lists its metrics at Hk too (the daemon serves /metrics on loopback,
 as `cluster start` does without --metrics-host). The ports stay P + k, P + 100 + k and
-P + 200 + k on each member's own address.
+P + 200 + k on each member's own address; every member's gateway binds 127.0.0.1, since
+serving content over HTTP beyond the machine is the operator's choice, as for a single node.
 
 The daemon's control API takes a free port and writes it to the repo's `api` file, as always.
 """
@@ -43,12 +45,13 @@ from blockmesh.control.cluster.config import (
 from blockmesh.control.cluster.identity import ClientIdentity, write_secret
 from blockmesh.control.pinset.config import PinsetConfig
 from blockmesh.data.net import load_or_create_identity
-from blockmesh.data.store.config import AddressesConfig, Config
+from blockmesh.data.store.config import AddressesConfig, Config, GatewayConfig
 from blockmesh.data.store.repo import Repo
 
 MEMBER_FILE = "cluster-member.toml"
 MEMBER_KEY = "member.key"
 SWARM_PORT_OFFSET = 200
+GATEWAY_PORT_OFFSET = 300
 
 
 def member_swarm(host: str, base_port: int, index: int) -> str:
@@ -78,7 +81,9 @@ def init_members(out: Path, nodes: int, host: str | Sequence[str], base_port: in
     for k, info in enumerate(config.nodes):
         repo_dir = out / info.id
         swarm = member_swarm(hosts[k], base_port, k)
-        Repo.init(repo_dir, Config(addresses=AddressesConfig(swarm=[swarm]))).close()
+        gateway = f"/ip4/127.0.0.1/tcp/{base_port + GATEWAY_PORT_OFFSET + k}"
+        Repo.init(repo_dir, Config(addresses=AddressesConfig(swarm=[swarm]),
+                                   gateway=GatewayConfig(listen=gateway))).close()
         peer_id = load_or_create_identity(repo_dir).peer_id
         node_file = out / f"{info.id}.toml"
         raw = tomllib.loads(node_file.read_text())
