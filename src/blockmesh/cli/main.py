@@ -26,7 +26,7 @@ COMMANDS = {
     "id": "blockmesh.cli.p2p:id_", "swarm": "blockmesh.cli.p2p:swarm",
     "bitswap": "blockmesh.cli.p2p:bitswap", "network": "blockmesh.cli.p2p:network",
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
-    "demo": "blockmesh.cli.demo:demo",
+    "demo": "blockmesh.cli.demo:demo", "stats": "blockmesh.cli.stats:stats",
 }
 
 

@@ -32,6 +32,7 @@ from blockmesh.daemon.member import Member
 from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
 from blockmesh.data.net import NetConfig
+from blockmesh.data.net.bandwidth import limits_from_config
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
 from blockmesh.data.store.repo import REPO_MODE, Repo
@@ -69,7 +70,8 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
     """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published."""
     warn_if_repo_is_open(repo.path)
     membership = load_membership(repo.path)
-    node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
+    node = Node(repo, net_config=NetConfig(
+        listen_addrs=listen_addrs, bandwidth=limits_from_config(repo.config.bandwidth)))
     api = Api(node, default_stall_timeout=stall_timeout)
     member = None
     if membership is not None:

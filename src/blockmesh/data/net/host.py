@@ -89,6 +89,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from blockmesh.data.net.addrs import parse_multiaddr, parse_peer_addr, to_libp2p_id
+from blockmesh.data.net.bandwidth import Bandwidth
 from blockmesh.data.net.config import DEFAULT_NET_CONFIG, NetConfig
 from blockmesh.data.net.errors import (
     DialError,
@@ -244,6 +245,8 @@ class Host:
         self.identity = identity
         self.config = config
         self.peer_id = identity.peer_id
+        # Counts (and, where configured, limits) the bytes of every Stream made here.
+        self.bandwidth = Bandwidth(config.bandwidth)
         self._handlers: dict[str, StreamHandler] = {}
         self._libp2p: IHost | None = None
         self._nursery: trio.Nursery | None = None
@@ -499,6 +502,7 @@ class Host:
                 protocol=str(raw.get_protocol()),
                 direction="inbound",
                 max_read_size=self.config.max_read_size,
+                bandwidth=self.bandwidth,
             )
             try:
                 await handler(stream)
@@ -548,6 +552,7 @@ class Host:
             protocol=str(raw.get_protocol()),
             direction="outbound",
             max_read_size=self.config.max_read_size,
+            bandwidth=self.bandwidth,
         )
 
     # --- built-in protocols -----------------------------------------------------------------

@@ -10,6 +10,10 @@ EOF; `read` looks at the muxed stream's own reset flag so a reset is not mistake
 A py-libp2p Yamux write that finds the peer's receive window shut for 5 s gives up and marks the
 stream reset *locally only*; the peer never hears of it. `write` therefore resets the stream on
 the wire whenever a write fails, so both ends agree the stream is dead.
+
+Every byte read or written is counted by the host's `Bandwidth`, which also says how long to
+wait so the configured rates hold: a write waits before it goes out, a read after its bytes
+came in (which leaves the muxer's window to hold the sender back).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import contextlib
 from typing import Literal
 
+import trio
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.stream.exceptions import StreamReset as Libp2pStreamReset
 
+from blockmesh.data.net.bandwidth import Bandwidth
 from blockmesh.data.net.errors import StreamError, StreamReset
 
 Direction = Literal["inbound", "outbound"]
@@ -42,6 +48,7 @@ class Stream:
         protocol: str,
         direction: Direction,
         max_read_size: int,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
         self._raw = raw
         self.peer_id = peer_id
@@ -49,6 +56,7 @@ class Stream:
         self.direction: Direction = direction
         self._max_read_size = max_read_size
         self._eof = False
+        self._bandwidth = bandwidth
 
     def __repr__(self) -> str:
         return f"<Stream {self.direction} {self.protocol} {self.peer_id}>"
@@ -74,7 +82,16 @@ class Stream:
             raise StreamError(f"read on {self.protocol} from {self.peer_id} failed: {exc}") from exc
         if not data:
             self._eof = True
+        else:
+            await self._account("in", len(data))
         return data
+
+    async def _account(self, direction: Literal["in", "out"], amount: int) -> None:
+        if self._bandwidth is not None:
+            wait = self._bandwidth.charge(direction, self.peer_id, self.protocol, amount,
+                                          trio.current_time())
+            if wait > 0:
+                await trio.sleep(wait)
 
     async def read_exactly(self, n: int) -> bytes:
         """Exactly `n` bytes; StreamError if the stream ends first."""
@@ -91,6 +108,7 @@ class Stream:
         return b"".join(parts)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await self._account("out", len(data))
         try:
             await self._raw.write(bytes(data))
         except Exception as exc:

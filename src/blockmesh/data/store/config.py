@@ -39,14 +39,40 @@ class AddressesConfig:
 
 
 @dataclass
+class DiscoveryConfig:
+    # mDNS on the local network (docs/mdns-and-bandwidth.md). Off: with it off the node opens
+    # no multicast socket and sends nothing beyond the addresses it is told to dial.
+    mdns: bool = False
+    # seconds between mDNS queries (kubo's Discovery.MDNS.Interval)
+    interval: int = 10
+    # interfaces to announce and query on; empty: those holding the swarm listen addresses
+    interfaces: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BandwidthConfig:
+    # bytes per second, 0 = unlimited: rate_* for all peers together, peer_rate_* for each peer
+    rate_in: int = 0
+    rate_out: int = 0
+    peer_rate_in: int = 0
+    peer_rate_out: int = 0
+    # per-peer overrides: [bandwidth.peers.<peer id>] rate_in = N, rate_out = N (0 exempts)
+    peers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
-                              "addresses": asdict(self.addresses)})
+                              "addresses": asdict(self.addresses),
+                              "discovery": asdict(self.discovery),
+                              "bandwidth": asdict(self.bandwidth)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -58,6 +84,8 @@ class Config:
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
+            discovery=_section(DiscoveryConfig, raw.get("discovery", {}), "discovery"),
+            bandwidth=_section(BandwidthConfig, raw.get("bandwidth", {}), "bandwidth"),
         )
 
 
