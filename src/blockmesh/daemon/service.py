@@ -31,6 +31,7 @@ from blockmesh.daemon.http import HttpServer
 from blockmesh.daemon.member import Member
 from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
+from blockmesh.data.mdns.service import MdnsService
 from blockmesh.data.net import NetConfig
 from blockmesh.data.net.bandwidth import limits_from_config
 from blockmesh.data.node import Node
@@ -81,6 +82,10 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
         async with node.run(), trio.open_nursery() as nursery:
             if member is not None:  # both planes: the replica and the pin tracker
                 await nursery.start(member.run)
+            discovery = repo.config.discovery
+            if discovery.mdns:  # off by default: then no multicast socket is ever opened
+                await nursery.start(MdnsService(node.host, interval=discovery.interval,
+                                                interfaces=discovery.interfaces).run)
             probe = ApiAddress.fresh(API_HOST, 0)
             server = HttpServer(api.handle, probe.token)
             port = await nursery.start(server.serve, API_HOST, api_port)
