@@ -35,6 +35,8 @@ from blockmesh.data.mdns.engine import (
     random_peer_name,
 )
 from blockmesh.data.mdns.interfaces import Interface, MdnsError, choose
+from blockmesh.data.net.bandwidth import UNLIMITED, limits_from_config
+from blockmesh.data.store.config import Config, ConfigError, DiscoveryConfig
 
 US = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 THEM = "QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"
@@ -251,3 +253,14 @@ def test_interfaces_follow_the_listen_addresses_or_the_config():
         choose(available, ["wlan0"], listen)
     with pytest.raises(MdnsError, match="cannot multicast"):
         choose(available, ["lo"], listen)
+
+
+def test_a_new_config_has_mdns_off_and_no_bandwidth_limit(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(Config().to_toml())
+    loaded = Config.load(path)
+    assert loaded.discovery == DiscoveryConfig(mdns=False, interval=10, interfaces=[])
+    assert limits_from_config(loaded.bandwidth) == UNLIMITED
+    path.write_text('[discovery]\nmdns = "yes"\n')
+    with pytest.raises(ConfigError, match=r"discovery\.mdns"):
+        Config.load(path)
