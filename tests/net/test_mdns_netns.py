@@ -137,3 +137,57 @@ def test_mdns_finds_peers_on_the_link_and_is_silent_when_off(lab, tmp_path):
     finally:
         for proc in daemons:
             stop(proc)
+
+
+def iptables(lab: NetnsLab, k: int, *rule: str) -> None:
+    subprocess.run([*lab.exec_prefix(k), "iptables", *rule], check=True, timeout=15)
+
+
+@pytest.mark.kubo
+def test_kubo_and_blockmesh_find_each_other_over_mdns_both_ways(lab, tmp_path):
+    """Each direction alone: first our dials to kubo are refused, so only kubo can have
+    connected, having understood our answer; then kubo's dials to us are refused, so only we
+    can have connected, having understood kubo's."""
+    from blockmesh.reference.kubo import KuboNode, kubo_unavailable_reason
+
+    reason = kubo_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"kubo: {reason}")
+    ours, theirs = 0, 1
+    kubo_ip = lab.address(theirs)
+    to_kubo = ["OUTPUT", "-p", "tcp", "-d", kubo_ip, "--dport", "4001", "--syn", "-j", "REJECT"]
+    from_kubo = ["INPUT", "-p", "tcp", "-s", kubo_ip, "--dport", "4001", "--syn", "-j", "REJECT"]
+    repo = tmp_path / "bm"
+    cli(lab, ours, repo, "init")
+    our_id = json.loads(cli(lab, ours, repo, "id", "--json"))["ID"]
+    config = tomllib.loads((repo / "config.toml").read_text())
+    config["discovery"].update(mdns=True, interval=2)
+    (repo / "config.toml").write_text(tomli_w.dumps(config))
+    iptables(lab, ours, "-A", *to_kubo)
+
+    kubo = KuboNode(tmp_path / "kubo", port=4001, host=kubo_ip, mdns=True,
+                    prefix=lab.exec_prefix(theirs))
+    daemon = None
+    try:
+        daemon = start(lab, ours, repo)
+        deadline = time.monotonic() + FIND_TIMEOUT
+        while not any(p.endswith(f"/p2p/{our_id}") for p in kubo.peers()):
+            assert time.monotonic() < deadline, "kubo never connected to us over mDNS"
+            time.sleep(0.5)
+
+        cli(lab, ours, repo, "swarm", "disconnect", kubo.peer_id)
+        iptables(lab, ours, "-D", *to_kubo)
+        iptables(lab, ours, "-A", *from_kubo)
+        deadline = time.monotonic() + FIND_TIMEOUT
+        while kubo.peer_id not in peers(lab, ours, repo):
+            assert time.monotonic() < deadline, "we never connected to kubo over mDNS"
+            time.sleep(0.5)
+
+        data = os.urandom(200_000)
+        (tmp_path / "k.bin").write_bytes(data)
+        cid = kubo.add(tmp_path / "k.bin")
+        assert cli(lab, ours, repo, "cat", cid) == data
+    finally:
+        if daemon is not None:
+            stop(daemon)
+        kubo.close()
