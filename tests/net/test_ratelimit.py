@@ -129,3 +129,11 @@ def test_limits_from_the_repo_config():
 def test_bad_bandwidth_config_is_a_config_error(section):
     with pytest.raises(ConfigError):
         limits_from_config(section)
+
+
+def test_limited_says_whether_any_rate_applies():
+    bw = Bandwidth(BandwidthLimits(peer_rate_out=10, per_peer={PEER_B: PeerRates(rate_in=5)}))
+    assert bw.limited("out", PEER_A) and not bw.limited("in", PEER_A)
+    assert bw.limited("in", PEER_B) and not bw.limited("out", PEER_B)  # its override exempts
+    assert Bandwidth(BandwidthLimits(rate_in=1)).limited("in", PEER_A)
+    assert not Bandwidth().limited("out", PEER_A)

@@ -176,6 +176,12 @@ class Bandwidth:
             wait = max(wait, peer_bucket.charge(amount, now))
         return wait
 
+    def limited(self, direction: Direction, peer: str) -> bool:
+        """Whether any rate applies to bytes moving `direction` with `peer`."""
+        rates = self.limits.for_peer(peer)
+        peer_rate = rates.rate_in if direction == "in" else rates.rate_out
+        return self._global[direction] is not None or peer_rate > 0
+
     def _peer_bucket(self, direction: Direction, peer: str, now: float) -> TokenBucket | None:
         rates = self.limits.for_peer(peer)
         rate = rates.rate_in if direction == "in" else rates.rate_out

@@ -13,7 +13,7 @@ the wire whenever a write fails, so both ends agree the stream is dead.
 
 Every byte read or written is counted by the host's `Bandwidth`, which also says how long to
 wait so the configured rates hold: a write waits before it goes out, a read after its bytes
-came in (which leaves the muxer's window to hold the sender back).
+came in, before the next read (which leaves the muxer's window to hold the sender back).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from blockmesh.data.net.bandwidth import Bandwidth
 from blockmesh.data.net.errors import StreamError, StreamReset
 
 Direction = Literal["inbound", "outbound"]
+
+#: Under a bandwidth limit, writes go out in pieces this large (one Yamux frame's worth).
+LIMITED_WRITE_PIECE = 64 << 10
 
 
 class Stream:
@@ -57,6 +60,7 @@ class Stream:
         self._max_read_size = max_read_size
         self._eof = False
         self._bandwidth = bandwidth
+        self._read_again_at = 0.0  # when the bandwidth limit lets the next read go
 
     def __repr__(self) -> str:
         return f"<Stream {self.direction} {self.protocol} {self.peer_id}>"
@@ -69,6 +73,8 @@ class Stream:
             raise ValueError("max_bytes must be at least 1")
         if self._eof:
             return b""
+        if self._read_again_at > trio.current_time():
+            await trio.sleep_until(self._read_again_at)
         try:
             data = await self._raw.read(limit)
         except StreamEOF as exc:
@@ -82,16 +88,13 @@ class Stream:
             raise StreamError(f"read on {self.protocol} from {self.peer_id} failed: {exc}") from exc
         if not data:
             self._eof = True
-        else:
-            await self._account("in", len(data))
+        elif self._bandwidth is not None:
+            # The bytes are charged now and the wait falls on the next read, so a read that
+            # is cancelled while waiting never loses bytes already taken from the stream.
+            now = trio.current_time()
+            wait = self._bandwidth.charge("in", self.peer_id, self.protocol, len(data), now)
+            self._read_again_at = now + wait
         return data
-
-    async def _account(self, direction: Literal["in", "out"], amount: int) -> None:
-        if self._bandwidth is not None:
-            wait = self._bandwidth.charge(direction, self.peer_id, self.protocol, amount,
-                                          trio.current_time())
-            if wait > 0:
-                await trio.sleep(wait)
 
     async def read_exactly(self, n: int) -> bytes:
         """Exactly `n` bytes; StreamError if the stream ends first."""
@@ -108,7 +111,25 @@ class Stream:
         return b"".join(parts)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        await self._account("out", len(data))
+        if self._bandwidth is None:
+            await self._write(data)
+        elif not self._bandwidth.limited("out", self.peer_id):
+            self._bandwidth.charge("out", self.peer_id, self.protocol, len(data),
+                                   trio.current_time())
+            await self._write(data)
+        else:
+            # Under a limit, a large write goes out a piece at a time as the bucket allows,
+            # a steady flow rather than a long pause and then all of it at once.
+            view = memoryview(bytes(data))
+            for start in range(0, len(view), LIMITED_WRITE_PIECE):
+                piece = view[start:start + LIMITED_WRITE_PIECE]
+                wait = self._bandwidth.charge("out", self.peer_id, self.protocol, len(piece),
+                                              trio.current_time())
+                if wait > 0:
+                    await trio.sleep(wait)
+                await self._write(piece)
+
+    async def _write(self, data: bytes | bytearray | memoryview) -> None:
         try:
             await self._raw.write(bytes(data))
         except Exception as exc:
