@@ -27,6 +27,7 @@ COMMANDS = {
     "bitswap": "blockmesh.cli.p2p:bitswap", "network": "blockmesh.cli.p2p:network",
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
     "demo": "blockmesh.cli.demo:demo", "stats": "blockmesh.cli.stats:stats",
+    "dashboard": "blockmesh.cli.observe:dashboard", "top": "blockmesh.cli.observe:top",
 }
 
 

@@ -39,6 +39,15 @@ class AddressesConfig:
 
 
 @dataclass
+class GatewayConfig:
+    # the HTTP gateway's address (kubo's default; loopback: exposing it is the operator's
+    # choice); "" turns the gateway off. `blockmesh daemon --gateway` overrides it.
+    listen: str = "/ip4/127.0.0.1/tcp/8080"
+    # seconds a gateway request waits for one block over Bitswap before answering 504
+    timeout: float = 30.0
+
+
+@dataclass
 class DiscoveryConfig:
     # mDNS on the local network (docs/mdns-and-bandwidth.md). Off: with it off the node opens
     # no multicast socket and sends nothing beyond the addresses it is told to dial.
@@ -65,12 +74,14 @@ class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
+                              "gateway": asdict(self.gateway),
                               "discovery": asdict(self.discovery),
                               "bandwidth": asdict(self.bandwidth)})
 
@@ -84,6 +95,7 @@ class Config:
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
+            gateway=_section(GatewayConfig, raw.get("gateway", {}), "gateway"),
             discovery=_section(DiscoveryConfig, raw.get("discovery", {}), "discovery"),
             bandwidth=_section(BandwidthConfig, raw.get("bandwidth", {}), "bandwidth"),
         )
