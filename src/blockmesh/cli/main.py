@@ -28,6 +28,7 @@ COMMANDS = {
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
     "demo": "blockmesh.cli.demo:demo", "stats": "blockmesh.cli.stats:stats",
     "dashboard": "blockmesh.cli.observe:dashboard", "top": "blockmesh.cli.observe:top",
+    "routing": "blockmesh.cli.routing:routing",
 }
 
 

@@ -8,11 +8,15 @@ import click
 
 from blockmesh.cli.output import emit_json, json_option
 from blockmesh.cli.remote import require_daemon
+from blockmesh.cli.routing import stats_dht
 
 
 @click.group()
 def stats() -> None:
     """Counters of the running node (needs the daemon)."""
+
+
+stats.add_command(stats_dht)
 
 
 @stats.command("bw")

@@ -52,13 +52,16 @@ async def off_loop(job: Callable[[], T]) -> T:
 
 class RepoApi(Routes):
     def __init__(self, repo: Repo, *, announce: Announce | None = None,
-                 progress: Progress | None = None, gc_waits: bool = True) -> None:
+                 provide: Announce | None = None, progress: Progress | None = None,
+                 gc_waits: bool = True) -> None:
         """`gc_waits=False` (the daemon) makes `repo/gc` refuse while an import or pin holds
         the GC lock: it runs on the event loop, which must never block on that lock."""
         super().__init__()
         self.repo = repo
         self.gc_waits = gc_waits
         self.announce = announce or (lambda cids: None)
+        #: Roots that `add` and `pin add` create, for the content routing (daemon only).
+        self.provide = provide or (lambda cids: None)
         self.progress = progress
         self.routes.update({
             "add": self.add, "cat": self.cat, "get": self.get, "ls": self.ls,
@@ -96,8 +99,8 @@ class RepoApi(Routes):
             hidden=fields.flag(body, "hidden"))
         recursive, pin = fields.flag(body, "recursive"), fields.flag(body, "pin", True)
         only_hash, progress = fields.flag(body, "only_hash"), self._ticker()
-
         sink = BatchedPut(self.repo.blocks)
+        roots: list[CID] = []
 
         def run() -> list[Added]:
             results: list[Added] = []
@@ -112,10 +115,12 @@ class RepoApi(Routes):
                     if pin:
                         self.repo.pins.add(added[-1].cid)
                     results.extend(added)
+                    roots.append(added[-1].cid)
             return results
 
         results = await off_loop(run)
         self.announce(sink.cids)
+        self.provide(roots)
         return JsonReply([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results])
 
     async def cat(self, body: dict[str, Any]) -> Reply:
@@ -272,13 +277,13 @@ class RepoApi(Routes):
     # -- pins ------------------------------------------------------------------------------------
     async def pin_add(self, body: dict[str, Any]) -> Reply:
         cids, recursive = fields.cids(body), fields.flag(body, "recursive", True)
-
         def run() -> None:  # a recursive pin walks the whole DAG first
             with self.repo.gc_lock():
                 for cid in cids:
                     self.repo.pin(cid, recursive)
 
         await off_loop(run)
+        self.provide(cids)
         return JsonReply({"Pins": [str(c) for c in cids]})
 
     async def pin_rm(self, body: dict[str, Any]) -> Reply:

@@ -59,7 +59,8 @@ class Api(Routes):
         self.default_stall_timeout = default_stall_timeout
         self.gateway: str | None = None  # the HTTP gateway's multiaddr once it listens
         self._fetches = 0  # running fetches, whose blocks are not pinned yet
-        self._repo_api = RepoApi(node.repo, announce=node.announce, gc_waits=False)
+        self._repo_api = RepoApi(node.repo, announce=node.announce,
+                                 provide=node.provide_roots, gc_waits=False)
         self.routes.update(self._repo_api.routes)
         self.routes.update(BandwidthApi(node.host).routes)
         self.routes.update({

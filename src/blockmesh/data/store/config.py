@@ -70,6 +70,23 @@ class BandwidthConfig:
 
 
 @dataclass
+class RoutingConfig:
+    # kubo's Routing.Type: auto (DHT server where the node's listen addresses say it is
+    # reachable, client elsewhere), dhtclient, dhtserver, none (no DHT)
+    type: str = "auto"
+
+
+@dataclass
+class ReproviderConfig:
+    # kubo's Reprovider.Strategy: all (every block), pinned (every block of pinned DAGs),
+    # roots (pinned roots only); checked by data/routing/reprovider.py
+    strategy: str = "all"
+    # seconds between announcement rounds (kubo: 22 h); 0 turns rounds off, while add and pin
+    # still announce their new roots
+    interval: int = 22 * 3600
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
@@ -77,13 +94,17 @@ class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    reprovider: ReproviderConfig = field(default_factory=ReproviderConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
                               "gateway": asdict(self.gateway),
                               "discovery": asdict(self.discovery),
-                              "bandwidth": asdict(self.bandwidth)})
+                              "bandwidth": asdict(self.bandwidth),
+                              "routing": asdict(self.routing),
+                              "reprovider": asdict(self.reprovider)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -98,6 +119,8 @@ class Config:
             gateway=_section(GatewayConfig, raw.get("gateway", {}), "gateway"),
             discovery=_section(DiscoveryConfig, raw.get("discovery", {}), "discovery"),
             bandwidth=_section(BandwidthConfig, raw.get("bandwidth", {}), "bandwidth"),
+            routing=_section(RoutingConfig, raw.get("routing", {}), "routing"),
+            reprovider=_section(ReproviderConfig, raw.get("reprovider", {}), "reprovider"),
         )
 
 
@@ -108,6 +131,8 @@ def _section(kind: type, raw: dict[str, Any], name: str) -> Any:
         if key not in known:
             raise ConfigError(f"unknown config key {name}.{key}")
         default = getattr(kind(), key)
+        if type(default) is float and type(value) is int:
+            value = float(value)  # `timeout = 5` means 5.0, as TOML readers expect
         if type(value) is not type(default):
             raise ConfigError(f"config {name}.{key} must be {type(default).__name__}")
         values[key] = value
