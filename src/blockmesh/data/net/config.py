@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from blockmesh.data.net.bandwidth import UNLIMITED, BandwidthLimits
+
 #: The demo's listen address; tests use port 0 on 127.0.0.1.
 DEFAULT_LISTEN_ADDR = "/ip4/127.0.0.1/tcp/4001"
 
@@ -47,6 +49,9 @@ class NetConfig:
     max_connections_per_peer: int = 2
     # Queued connection events per subscriber before it is dropped as too slow.
     event_buffer: int = 1024
+    # Byte rates every stream is held to (bandwidth.py); unlimited unless the repo's config
+    # sets [bandwidth].
+    bandwidth: BandwidthLimits = UNLIMITED
 
     def __post_init__(self) -> None:
         if not self.listen_addrs:

@@ -75,6 +75,7 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 
 from blockmesh.data.net.addrs import parse_multiaddr, parse_peer_addr, to_libp2p_id
+from blockmesh.data.net.bandwidth import Bandwidth
 from blockmesh.data.net.config import DEFAULT_NET_CONFIG, NetConfig
 from blockmesh.data.net.errors import (
     DialError,
@@ -158,6 +159,8 @@ class Host:
         self.identity = identity
         self.config = config
         self.peer_id = identity.peer_id
+        # Counts (and, where configured, limits) the bytes of every Stream made here.
+        self.bandwidth = Bandwidth(config.bandwidth)
         self._handlers: dict[str, StreamHandler] = {}
         self._libp2p: IHost | None = None
         self._nursery: trio.Nursery | None = None
@@ -430,6 +433,7 @@ class Host:
                 protocol=str(raw.get_protocol()),
                 direction="inbound",
                 max_read_size=self.config.max_read_size,
+                bandwidth=self.bandwidth,
             )
             try:
                 await handler(stream)
@@ -479,6 +483,7 @@ class Host:
             protocol=str(raw.get_protocol()),
             direction="outbound",
             max_read_size=self.config.max_read_size,
+            bandwidth=self.bandwidth,
         )
 
     # --- built-in protocols -----------------------------------------------------------------

@@ -10,6 +10,10 @@ EOF; `read` looks at the muxed stream's own reset flag so a reset is not mistake
 A py-libp2p Yamux write that finds the peer's receive window shut for 5 s gives up and marks the
 stream reset *locally only*; the peer never hears of it. `write` therefore resets the stream on
 the wire whenever a write fails, so both ends agree the stream is dead.
+
+Every byte read or written is counted by the host's `Bandwidth`, which also says how long to
+wait so the configured rates hold: a write waits before it goes out, a read after its bytes
+came in, before the next read (which leaves the muxer's window to hold the sender back).
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ from __future__ import annotations
 import contextlib
 from typing import Literal
 
+import trio
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.stream.exceptions import StreamReset as Libp2pStreamReset
 
+from blockmesh.data.net.bandwidth import Bandwidth
 from blockmesh.data.net.errors import StreamError, StreamReset
 
 Direction = Literal["inbound", "outbound"]
+
+#: Under a bandwidth limit, writes go out in pieces this large (one Yamux frame's worth).
+LIMITED_WRITE_PIECE = 64 << 10
 
 
 class Stream:
@@ -42,6 +51,7 @@ class Stream:
         protocol: str,
         direction: Direction,
         max_read_size: int,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
         self._raw = raw
         self.peer_id = peer_id
@@ -49,6 +59,8 @@ class Stream:
         self.direction: Direction = direction
         self._max_read_size = max_read_size
         self._eof = False
+        self._bandwidth = bandwidth
+        self._read_again_at = 0.0  # when the bandwidth limit lets the next read go
 
     def __repr__(self) -> str:
         return f"<Stream {self.direction} {self.protocol} {self.peer_id}>"
@@ -61,6 +73,8 @@ class Stream:
             raise ValueError("max_bytes must be at least 1")
         if self._eof:
             return b""
+        if self._read_again_at > trio.current_time():
+            await trio.sleep_until(self._read_again_at)
         try:
             data = await self._raw.read(limit)
         except StreamEOF as exc:
@@ -74,6 +88,12 @@ class Stream:
             raise StreamError(f"read on {self.protocol} from {self.peer_id} failed: {exc}") from exc
         if not data:
             self._eof = True
+        elif self._bandwidth is not None:
+            # The bytes are charged now and the wait falls on the next read, so a read that
+            # is cancelled while waiting never loses bytes already taken from the stream.
+            now = trio.current_time()
+            wait = self._bandwidth.charge("in", self.peer_id, self.protocol, len(data), now)
+            self._read_again_at = now + wait
         return data
 
     async def read_exactly(self, n: int) -> bytes:
@@ -91,6 +111,25 @@ class Stream:
         return b"".join(parts)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._bandwidth is None:
+            await self._write(data)
+        elif not self._bandwidth.limited("out", self.peer_id):
+            self._bandwidth.charge("out", self.peer_id, self.protocol, len(data),
+                                   trio.current_time())
+            await self._write(data)
+        else:
+            # Under a limit, a large write goes out a piece at a time as the bucket allows,
+            # a steady flow rather than a long pause and then all of it at once.
+            view = memoryview(bytes(data))
+            for start in range(0, len(view), LIMITED_WRITE_PIECE):
+                piece = view[start:start + LIMITED_WRITE_PIECE]
+                wait = self._bandwidth.charge("out", self.peer_id, self.protocol, len(piece),
+                                              trio.current_time())
+                if wait > 0:
+                    await trio.sleep(wait)
+                await self._write(piece)
+
+    async def _write(self, data: bytes | bytearray | memoryview) -> None:
         try:
             await self._raw.write(bytes(data))
         except Exception as exc:

@@ -48,6 +48,28 @@ class GatewayConfig:
 
 
 @dataclass
+class DiscoveryConfig:
+    # mDNS on the local network (docs/mdns-and-bandwidth.md). Off: with it off the node opens
+    # no multicast socket and sends nothing beyond the addresses it is told to dial.
+    mdns: bool = False
+    # seconds between mDNS queries (kubo's Discovery.MDNS.Interval)
+    interval: int = 10
+    # interfaces to announce and query on; empty: those holding the swarm listen addresses
+    interfaces: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BandwidthConfig:
+    # bytes per second, 0 = unlimited: rate_* for all peers together, peer_rate_* for each peer
+    rate_in: int = 0
+    rate_out: int = 0
+    peer_rate_in: int = 0
+    peer_rate_out: int = 0
+    # per-peer overrides: [bandwidth.peers.<peer id>] rate_in = N, rate_out = N (0 exempts)
+    peers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RoutingConfig:
     # kubo's Routing.Type: auto (DHT server where the node's listen addresses say it is
     # reachable, client elsewhere), dhtclient, dhtserver, none (no DHT)
@@ -70,6 +92,8 @@ class Config:
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     reprovider: ReproviderConfig = field(default_factory=ReproviderConfig)
 
@@ -77,6 +101,8 @@ class Config:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
                               "gateway": asdict(self.gateway),
+                              "discovery": asdict(self.discovery),
+                              "bandwidth": asdict(self.bandwidth),
                               "routing": asdict(self.routing),
                               "reprovider": asdict(self.reprovider)})
 
@@ -91,6 +117,8 @@ class Config:
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
             gateway=_section(GatewayConfig, raw.get("gateway", {}), "gateway"),
+            discovery=_section(DiscoveryConfig, raw.get("discovery", {}), "discovery"),
+            bandwidth=_section(BandwidthConfig, raw.get("bandwidth", {}), "bandwidth"),
             routing=_section(RoutingConfig, raw.get("routing", {}), "routing"),
             reprovider=_section(ReproviderConfig, raw.get("reprovider", {}), "reprovider"),
         )
