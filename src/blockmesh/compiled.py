@@ -16,6 +16,8 @@ import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
+from blockmesh.errors import BlockmeshError
+
 #: Modules compiled, by their path under src/ (protobuf classes and libsodium stay Python
 #: objects to them). params.py is not: other modules read its dataclass defaults off the class,
 #: which a compiled dataclass does not offer, and it is no hot path.
@@ -36,7 +38,7 @@ MODULES = (
 SRC = Path(__file__).resolve().parent.parent
 
 
-class CompiledBuildError(RuntimeError):
+class CompiledBuildError(BlockmeshError):
     """mypyc failed: the modules stay uncompiled (and importable)."""
 
 
@@ -45,16 +47,16 @@ def _extensions(source: Path) -> list[Path]:
             if (p := source.with_name(source.stem + suffix)).exists()]
 
 
-def compiled() -> list[str]:
+def compiled(root: Path = SRC) -> list[str]:
     """The modules that have an extension beside their source."""
-    return [m for m in MODULES if _extensions(SRC / m)]
+    return [m for m in MODULES if _extensions(root / m)]
 
 
-def stale() -> list[str]:
+def stale(root: Path = SRC) -> list[str]:
     """Compiled modules whose source changed after their extension was built."""
     out = []
     for m in MODULES:
-        source = SRC / m
+        source = root / m
         if any(ext.stat().st_mtime < source.stat().st_mtime for ext in _extensions(source)):
             out.append(m)
     return out
