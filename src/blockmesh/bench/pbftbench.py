@@ -43,6 +43,8 @@ from blockmesh.control.cluster.config import (
 )
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import encode_set
+from blockmesh.daemon.local_cluster import LocalMembers
+from blockmesh.daemon.membership import init_members
 from blockmesh.errors import BlockmeshError
 from blockmesh.gc_tuning import settled
 
@@ -200,6 +202,39 @@ class LocalCluster:
                               re.MULTILINE)
             totals.append(float(found.group(1)) if found else 0.0)
         return totals[0], totals[1]
+
+
+class MemberCluster(LocalCluster):
+    """Four `blockmesh daemon` member repos (daemon/local_cluster.py) whose replicas the load
+    generator drives exactly as it drives `cluster start` processes: goal 2 of issue 15, the
+    replica hosted beside the data plane. The members' application is the pinset, which
+    answers the load generator's KV operations BAD_REQUEST after ordering them: consensus,
+    storage and replies cost what they cost stand-alone, execution next to nothing on both."""
+
+    def __init__(self, root: Path, kind: str, pbft: dict[str, float | int], clients: int,
+                 profile_dir: Path | None = None, sign_requests: bool = False) -> None:
+        if set(pbft) - set(BATCHING[True]) or profile_dir is not None:
+            raise BenchError("member daemons take the default PBFT parameters and no profiler")
+        self.root = root
+        self.kind = kind
+        self.sign_requests = sign_requests
+        self.config = init_members(root, NODES, "127.0.0.1", free_base_port(NODES),
+                                   transport=kind, checkpoint_interval=100, clients=clients)
+        self.members = LocalMembers(root, self.config, log_level="warning")
+        self.procs = self.members.procs
+        self._profile_dir = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalCluster]:
+        try:
+            self.members.start_all()
+            self._wait_meshed()
+            yield self
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self.members.stop_all()
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -369,6 +404,8 @@ class Plan:
     #: Sign every request (True) or authenticate it by MACs only, as BFT-SMaRt's benchmark
     #: does by default.
     sign_requests: bool = False
+    #: Replicas as `cluster start` processes ("standalone") or hosted by member daemons.
+    hosted: str = "standalone"
 
 
 def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = None) -> BenchResult:
@@ -379,8 +416,8 @@ def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = No
         for batching in plan.batching:
             pbft = {**BATCHING[batching], **dict(plan.extra_pbft)}
             root = workdir / f"{kind}-{'batch' if batching else 'nobatch'}"
-            cluster = LocalCluster(root, kind, pbft, identities, profile_dir,
-                                   plan.sign_requests)
+            host = MemberCluster if plan.hosted == "daemon" else LocalCluster
+            cluster = host(root, kind, pbft, identities, profile_dir, plan.sign_requests)
             log(f"{kind}, batching {'on' if batching else 'off'}: starting 4 replicas")
             with cluster.running():
                 for size in plan.sizes:
