@@ -483,9 +483,9 @@ class PBFTReplica:
         if not self._authentic(req, signature=signature):
             raise InvalidMessage("bad_client_signature")
 
-    def _authentic(self, req: pb.Request, *, signature: bool) -> bool:
-        """`_check_request` as a verdict: raises only for what no authenticator can mend
-        (size, unknown or unauthorized client, a signature the cluster requires but lacks)."""
+    def _admissible(self, req: pb.Request) -> None:
+        """What no authenticator can mend: size, an unknown or unauthorized client, a
+        signature the cluster requires but the request lacks."""
         p = self.params
         if not self._checker.knows_client(req.client_id):
             raise InvalidMessage("unknown_client")
@@ -493,9 +493,13 @@ class PBFTReplica:
             raise InvalidMessage("too_large")
         if self._authorize is not None and not self._authorize(req):
             raise InvalidMessage("forbidden")
+        if not req.client_signature and p.client_signatures_required:
+            raise InvalidMessage("unsigned_request")
+
+    def _authentic(self, req: pb.Request, *, signature: bool) -> bool:
+        """`_check_request` as a verdict: raises only where `_admissible` does."""
+        self._admissible(req)
         if not req.client_signature:
-            if p.client_signatures_required:
-                raise InvalidMessage("unsigned_request")
             signature = False
         data = request_signing_bytes(req)
         if (not signature and self._pair_keys is not None
@@ -540,7 +544,10 @@ class PBFTReplica:
                 # A request the client also sent us directly was authenticated on arrival.
                 known = pending.get((req.client_id, req.timestamp))
                 if known is None or known.request != req:
-                    vouched = self._authentic(req, signature=False) and vouched
+                    if vouched:
+                        vouched = self._authentic(req, signature=False)
+                    else:  # the batch is held anyway: spare the signature checks
+                        self._admissible(req)
             keys.append((req.client_id, req.timestamp))
             size += len(req.operation)
         if size > self.params.max_batch_bytes or len(set(keys)) != len(keys):
