@@ -40,6 +40,7 @@ from blockmesh.data.cid import CID
 from blockmesh.data.net import NetError
 from blockmesh.data.node import Node
 from blockmesh.errors import BlockmeshError, NotFound
+from blockmesh.gc_tuning import settle_after_startup
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ class Member:
         """The control-plane thread's life: the replica serving until it is cancelled."""
         self.replica = Replica(self.config, self.cluster, app=self.pinset, read_only=is_query,
                                on_commit=lambda: self.control.to_trio(self._on_commit))
+        # As `cluster start` does: the daemon's larger start-up heap is frozen and the young
+        # generation collected every 50,000 allocations (gc_tuning.py); with CPython's defaults
+        # the collector kept walking it while the replica worked (issue 15, goal 2).
+        settle_after_startup()
         try:
             await self.replica.run()
         finally:
