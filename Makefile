@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint sim bench proto clean
 
-install: $(STAMP)
+# The PBFT hot path, compiled by mypyc from its own typed modules (src/blockmesh/compiled.py
+# lists them); rebuilt whenever one of them changes. The .py files stay importable without it.
+COMPILED := $(VENV)/.compiled
+install: $(STAMP) $(COMPILED)
 
 # py-libp2p builds fastecdsa from source, which needs gcc and the GMP headers. The tests also
 # run the JS UnixFS importer (tools/js-importer) and the JS dag-cbor codec (tools/dag-cbor) as
@@ -27,6 +30,11 @@ $(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json \
 	cd tools/dag-cbor && npm ci --no-audit --no-fund --loglevel=error
 	cd tools/helia-peer && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
+
+$(COMPILED): $(STAMP) src/blockmesh/compiled.py $(wildcard src/blockmesh/control/consensus/*.py) \
+             src/blockmesh/control/transport/framing.py
+	$(BIN)/python -m blockmesh.compiled build
+	@touch $(COMPILED)
 
 demo: install
 	$(BIN)/blockmesh demo
@@ -55,4 +63,5 @@ proto: install
 	$(BIN)/python -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src src/blockmesh/control/proto/pbft.proto
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	-test -x $(BIN)/python && $(BIN)/python -m blockmesh.compiled clean
+	rm -rf $(VENV) build src/build src/*.egg-info

@@ -43,6 +43,8 @@ from blockmesh.control.cluster.config import (
 )
 from blockmesh.control.cluster.loadgen import run_load
 from blockmesh.control.consensus.app import encode_set
+from blockmesh.daemon.local_cluster import LocalMembers
+from blockmesh.daemon.membership import init_members
 from blockmesh.errors import BlockmeshError
 from blockmesh.gc_tuning import settled
 
@@ -113,9 +115,11 @@ class LocalCluster:
     """Four `cluster start` processes in `root`; stopped by PID when the context exits."""
 
     def __init__(self, root: Path, kind: str, pbft: dict[str, float | int], clients: int,
-                 profile_dir: Path | None = None) -> None:
+                 profile_dir: Path | None = None, sign_requests: bool = False) -> None:
         self.root = root
         self.kind = kind
+        #: Whether the load generator signs its requests or sends them MAC-only.
+        self.sign_requests = sign_requests
         init_cluster(root, NODES, "127.0.0.1", free_base_port(NODES), 100, clients=clients,
                      transport=kind, pbft=pbft)
         self.config = ClusterConfig.load(root / "cluster.toml")
@@ -200,6 +204,39 @@ class LocalCluster:
         return totals[0], totals[1]
 
 
+class MemberCluster(LocalCluster):
+    """Four `blockmesh daemon` member repos (daemon/local_cluster.py) whose replicas the load
+    generator drives exactly as it drives `cluster start` processes: goal 2 of issue 15, the
+    replica hosted beside the data plane. The members' application is the pinset, which
+    answers the load generator's KV operations BAD_REQUEST after ordering them: consensus,
+    storage and replies cost what they cost stand-alone, execution next to nothing on both."""
+
+    def __init__(self, root: Path, kind: str, pbft: dict[str, float | int], clients: int,
+                 profile_dir: Path | None = None, sign_requests: bool = False) -> None:
+        if set(pbft) - set(BATCHING[True]) or profile_dir is not None:
+            raise BenchError("member daemons take the default PBFT parameters and no profiler")
+        self.root = root
+        self.kind = kind
+        self.sign_requests = sign_requests
+        self.config = init_members(root, NODES, "127.0.0.1", free_base_port(NODES),
+                                   transport=kind, checkpoint_interval=100, clients=clients)
+        self.members = LocalMembers(root, self.config, log_level="warning")
+        self.procs = self.members.procs
+        self._profile_dir = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalCluster]:
+        try:
+            self.members.start_all()
+            self._wait_meshed()
+            yield self
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self.members.stop_all()
+
+
 def _percentile(ordered: list[float], q: float) -> float:
     if not ordered:
         return 0.0
@@ -207,13 +244,13 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 
 async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds: float,
-                    size: int, identities: int, warmup: float) -> tuple[int, int, int, float,
-                                                                        list[float], int]:
+                    size: int, identities: int, warmup: float,
+                    sign_requests: bool = False) -> tuple[int, int, int, float, list[float], int]:
     """Issue requests at `rate`/s for `seconds` after `warmup` seconds at the same rate.
 
     Returns (committed, failed, missed, measured seconds, latencies of measured requests,
     requests committed in all, warm-up included)."""
-    async with ClusterClient(config, transport) as cc:
+    async with ClusterClient(config, transport, sign_requests=sign_requests) as cc:
         idle: list[ClientSession] = [cc.session(i) for i in range(identities)]
         value = os.urandom(size)
         latencies: list[float] = []
@@ -289,7 +326,7 @@ def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, c
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
     result = event_loop.run(run_load(cluster.config, count, size, clients, cluster.kind,
-                                     warmup, REQUEST_TIMEOUT))
+                                     warmup, REQUEST_TIMEOUT, cluster.sign_requests))
     cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), result.committed + warmup)
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(result.latencies)
@@ -305,7 +342,8 @@ def run_open(cluster: LocalCluster, batching: bool, size: int, rate: float, seco
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
     committed, failed, missed, elapsed, latencies, everything = event_loop.run(open_loop(
-        cluster.config, cluster.kind, rate, seconds, size, identities, warmup))
+        cluster.config, cluster.kind, rate, seconds, size, identities, warmup,
+        cluster.sign_requests))
     cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), everything)
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(latencies)
@@ -363,6 +401,11 @@ class Plan:
     open_identities: int = 256
     view_change: bool = True
     extra_pbft: tuple[tuple[str, float | int], ...] = ()
+    #: Sign every request (True) or authenticate it by MACs only, as BFT-SMaRt's benchmark
+    #: does by default.
+    sign_requests: bool = False
+    #: Replicas as `cluster start` processes ("standalone") or hosted by member daemons.
+    hosted: str = "standalone"
 
 
 def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = None) -> BenchResult:
@@ -373,7 +416,8 @@ def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = No
         for batching in plan.batching:
             pbft = {**BATCHING[batching], **dict(plan.extra_pbft)}
             root = workdir / f"{kind}-{'batch' if batching else 'nobatch'}"
-            cluster = LocalCluster(root, kind, pbft, identities, profile_dir)
+            host = MemberCluster if plan.hosted == "daemon" else LocalCluster
+            cluster = host(root, kind, pbft, identities, profile_dir, plan.sign_requests)
             log(f"{kind}, batching {'on' if batching else 'off'}: starting 4 replicas")
             with cluster.running():
                 for size in plan.sizes:

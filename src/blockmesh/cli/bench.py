@@ -140,6 +140,13 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
 @click.option("--skip-view-change", is_flag=True, help="Do not time a primary crash.")
 @click.option("--pbft", "pbft", multiple=True, metavar="NAME=VALUE",
               help="Override a PBFTParams field for every cell, e.g. max_inflight_batches=8.")
+@click.option("--client-auth", type=click.Choice(("mac", "signature")), default="mac",
+              show_default=True,
+              help="Load generator's requests: MAC authenticators only (BFT-SMaRt's default) "
+                   "or Ed25519-signed as well.")
+@click.option("--hosted", type=click.Choice(("standalone", "daemon")), default="standalone",
+              show_default=True,
+              help="Replicas as `cluster start` processes or inside `blockmesh daemon` members.")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
               help="Run every replica under cProfile and write DIR/<transport>-nodeK.prof.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
@@ -148,7 +155,8 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
 def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: str, mode: str,
                clients: int, count: int, warmup: int, rate: float, seconds: float,
                identities: int, skip_view_change: bool, pbft: tuple[str, ...],
-               profile_dir: str | None, workdir: str | None, as_json: bool) -> None:
+               client_auth: str, hosted: str, profile_dir: str | None, workdir: str | None,
+               as_json: bool) -> None:
     """PBFT cluster: committed requests/s and p50/p99 latency, 4 replica processes on loopback."""
     # Imported here: every `blockmesh` command, replicas included, loads this module.
     from blockmesh.bench.pbftbench import SIZES, TRANSPORTS, Plan, run_bench
@@ -159,7 +167,7 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         modes={"closed": ("closed",), "open": ("open",), "both": ("closed", "open")}[mode],
         clients=clients, count=count, warmup=warmup, rate=rate, seconds=seconds,
         open_identities=identities, view_change=not skip_view_change,
-        extra_pbft=_pbft_overrides(pbft))
+        extra_pbft=_pbft_overrides(pbft), sign_requests=client_auth == "signature", hosted=hosted)
     console = Console(stderr=True)
     profile = None
     if profile_dir is not None:

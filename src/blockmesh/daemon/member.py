@@ -42,6 +42,7 @@ from blockmesh.data.net import NetError
 from blockmesh.data.node import Node
 from blockmesh.data.store.repo import RepoBusy
 from blockmesh.errors import BlockmeshError, NotFound
+from blockmesh.gc_tuning import settle_after_startup
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,10 @@ class Member:
         self.replica = Replica(self.config, self.cluster, app=self.pinset, read_only=is_query,
                                registry=self.registry,
                                on_commit=lambda: self.control.to_trio(self._on_commit))
+        # As `cluster start` does: the daemon's larger start-up heap is frozen and the young
+        # generation collected every 50,000 allocations (gc_tuning.py); with CPython's defaults
+        # the collector kept walking it while the replica worked (issue 15, goal 2).
+        settle_after_startup()
         try:
             await self.replica.run()
         finally:

@@ -135,6 +135,7 @@ class Simulation:
         drop: float = 0.1,
         ed25519: bool = False,
         sloppy_client: bool = False,
+        mac_only: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -148,6 +149,9 @@ class Simulation:
         #: c0 garbles MAC entries of its requests and now and then sends one whose MACs are
         #: right but whose signature is not (FORGED_KEY), which must never execute.
         self.sloppy = "c0" if sloppy_client else None
+        #: Clients send unsigned requests, authenticated by their MAC entries alone; the sloppy
+        #: one often sends every replica a copy whose entries are right for a random subset.
+        self.mac_only = mac_only
         self.now = 0.0
         self._events: list[_Event] = []
         self._order = 0
@@ -172,7 +176,8 @@ class Simulation:
         self.fetches: dict[str, int] = dict.fromkeys(self.nodes, 0)
 
         self.clients = {c: PBFTClient(self.client_signers[c], self.nodes, self.replica_keys,
-                                      retry_interval=0.7, pair_keys=self.client_macs[c])
+                                      retry_interval=0.7, pair_keys=self.client_macs[c],
+                                      sign=not mac_only)
                         for c in self.client_ids}
         self.workload = {c: self._workload(c, requests_per_client) for c in self.client_ids}
         self.accepted: dict[str, list[tuple[bytes, bytes]]] = {c: [] for c in self.client_ids}
@@ -363,7 +368,8 @@ class Simulation:
             forged = pb.Request(client_id=client, timestamp=2_000_000 + self.rng.randrange(10**6),
                                 operation=encode_set(FORGED_KEY, b"x"))
             data = request_signing_bytes(forged)
-            forged.client_signature = self.signers[r].sign(data)
+            if not self.mac_only:
+                forged.client_signature = self.signers[r].sign(data)
             own = self.replica_macs[r].mac(client, data) or b""
             forged.authenticator.extend([own] * len(self.nodes))
             requests = [forged, *requests][: self.params.max_batch_size]
@@ -466,6 +472,18 @@ class Simulation:
             self._at(deadline, lambda: self._client_tick(c, deadline))
 
     def _client_send(self, c: str, env: pb.PBFTMessage) -> None:
+        if c == self.sloppy and self.mac_only and self.rng.random() < 0.5:
+            # One copy for every replica, its entries right for a random subset of them only
+            # (perhaps the primary's alone): no replica can tell it from an honest request.
+            req = pb.Request.FromString(env.payload)
+            good = self.rng.sample(range(len(self.nodes)), self.rng.randint(1, len(self.nodes)))
+            for i in range(len(self.nodes)):
+                if i not in good:
+                    req.authenticator[i] = self.rng.randbytes(16)
+            split = request_envelope(req)
+            for r in self.nodes:
+                self.send(c, r, split)
+            return
         for r in self.nodes:
             if c == self.sloppy and self.rng.random() < 0.5:
                 req = pb.Request.FromString(env.payload)
@@ -549,6 +567,8 @@ def run_seed(seed: int, **overrides) -> Simulation:
                           max_inflight_batches=rng.choice([1, 4, 4])),
     }
     kwargs["sloppy_client"] = rng.random() < 0.3
+    # Its own generator, so that every seed keeps the scenario it had before MAC-only clients.
+    kwargs["mac_only"] = random.Random(seed * 31 + 7).random() < 0.5
     if scenario < 0.55:
         kwargs["byzantine"] = rng.choice(BYZANTINE_KINDS)
     elif scenario < 0.8:

@@ -3,7 +3,9 @@ primary by the signature, and neither a garbled entry nor a forged signature get
 
 from __future__ import annotations
 
-from pbft_cluster import Cluster
+from dataclasses import replace
+
+from pbft_cluster import UNIT_PARAMS, Cluster
 
 from blockmesh.control.consensus.app import encode_get, encode_set, is_read_only
 from blockmesh.control.consensus.authenticators import (
@@ -12,6 +14,7 @@ from blockmesh.control.consensus.authenticators import (
     authenticate,
     verify_entry,
 )
+from blockmesh.control.consensus.client import PBFTClient
 from blockmesh.control.consensus.messages import (
     request_envelope,
     request_signing_bytes,
@@ -157,7 +160,8 @@ def test_a_byzantine_primary_cannot_forge_a_client_request():
     made_up.client_signature = c.signers["r0"].sign(data)
     made_up.authenticator.extend([c.replica_macs["r0"].mac("c0", data)] * len(c.nodes))
     _propose(c, [made_up])
-    assert all(c.replicas[r].drops["bad_client_signature"] == 1 for r in ("r1", "r2", "r3"))
+    assert all(c.replicas[r].drops["unauthenticated_request"] == 1 for r in ("r1", "r2", "r3"))
+    assert not any(m.type == pb.PREPARE for _, m in c.sent)
 
     c = Cluster()
     genuine = sign_request(c.client_signers["c0"], 1, encode_set(b"k", b"v"))
@@ -166,5 +170,80 @@ def test_a_byzantine_primary_cannot_forge_a_client_request():
     altered.CopyFrom(genuine)
     altered.operation = encode_set(b"forged", b"x")
     _propose(c, [altered])
-    assert all(c.replicas[r].drops["bad_client_signature"] == 1 for r in ("r1", "r2", "r3"))
+    assert all(c.replicas[r].drops["unauthenticated_request"] == 1 for r in ("r1", "r2", "r3"))
+    assert not any(m.type == pb.PREPARE for _, m in c.sent)
+    assert all(c.replicas[r].height == 0 for r in c.nodes)
+
+
+def _mac_only_cluster() -> tuple[Cluster, _CountingKeys]:
+    c, counting = _counting_cluster()
+    for name in list(c.clients):
+        c.clients[name] = PBFTClient(c.client_signers[name], c.nodes, c.keys,
+                                     pair_keys=c.client_macs[name], sign=False)
+    return c, counting
+
+
+def _mac_only(c: Cluster, client: str, timestamp: int, operation: bytes,
+              good: set[str]) -> pb.Request:
+    """An unsigned request whose authenticator entries are right only for `good`."""
+    req = pb.Request(client_id=client, timestamp=timestamp, operation=operation)
+    authenticate(req, c.client_macs[client], c.nodes, request_signing_bytes(req))
+    for i, r in enumerate(c.nodes):
+        if r not in good:
+            req.authenticator[i] = bytes(MAC_SIZE)
+    return req
+
+
+def test_mac_only_requests_commit_without_any_ed25519_check():
+    c, counting = _mac_only_cluster()
+    for i in range(3):
+        c.request("c0", encode_set(f"k{i}".encode(), b"v"))
+        c.deliver()
+    assert len(c.results["c0"]) == 3
+    assert counting.checks == 0
+    assert all(c.replicas[r].height == 3 for r in c.nodes)
+
+
+def test_mac_only_entries_garbled_for_two_backups_still_commit_in_the_same_view():
+    """Right for the primary and r1 only: r1 prepares, and r2, r3 vote once f = 1 backup other
+    than themselves did (with the PRE_PREPARE, f + 1 replicas vouch for the request)."""
+    c, counting = _mac_only_cluster()
+    req = _mac_only(c, "c0", 1, encode_set(b"k", b"v"), {"r0", "r1"})
+    for r in c.nodes:
+        c.queue.append(("c0", r, request_envelope(req)))
+    c.deliver()
+    assert all(c.replicas[r].height == 1 and c.replicas[r].view == 0 for r in c.nodes)
+    assert c.replicas["r2"].drops["unauthenticated_request"] == 1
+    assert counting.checks == 0
+
+
+def test_mac_only_entry_right_for_the_primary_alone_costs_one_view_change():
+    """The liveness price of MAC-only requests (docs/benchmarks.md): no backup can vouch for
+    the batch, so it never prepares and the requests behind it wait for a view change; the
+    stuck batch is dropped by the new view and everything else commits."""
+    c, _ = _mac_only_cluster()
+    req = _mac_only(c, "c0", 1, encode_set(b"k", b"bad"), {"r0"})
+    for r in c.nodes:
+        c.queue.append(("c0", r, request_envelope(req)))
+    c.deliver()
+    assert not any(m.type == pb.PREPARE for _, m in c.sent)
+    c.run_for(0.01)
+    c.request("c1", encode_set(b"k", b"good"))
+    c.deliver()
+    assert not c.results["c1"]
+    c.run_for(c.params.view_change_timeout * 4)
+    assert len(c.results["c1"]) == 1
+    # r0 still holds c0's request, which no later primary can authenticate: like a backup a
+    # client reached alone, it suspects view 1 by itself, which takes f + 1 to act on.
+    assert all(c.replicas[r].view == 1 for r in ("r1", "r2", "r3"))
+    assert all(c.replicas[r].height == 2 for r in c.nodes)
+
+
+def test_a_cluster_may_require_signatures():
+    c = Cluster(params=replace(UNIT_PARAMS, client_signatures_required=True))
+    c.clients["c0"] = PBFTClient(c.client_signers["c0"], c.nodes, c.keys,
+                                 pair_keys=c.client_macs["c0"], sign=False)
+    c.request("c0", encode_set(b"k", b"v"))
+    c.deliver()
+    assert all(c.replicas[r].drops["unsigned_request"] == 1 for r in c.nodes)
     assert all(c.replicas[r].height == 0 for r in c.nodes)

@@ -62,7 +62,8 @@ def test_a_primary_forging_client_requests_is_refused_and_replaced(ed25519):
         sim.honest.remove("r0")
         sim.run(until=sim.chaos_until + 600, done=sim.settled)
         sim.check_final()
-        refused = sum(sim.replicas[r].drops["bad_client_signature"] for r in sim.honest)
+        refused = sum(sim.replicas[r].drops["bad_client_signature"]
+                      + sim.replicas[r].drops["unauthenticated_request"] for r in sim.honest)
         assert refused > 0, f"seed {seed}: the forged requests never reached a replica"
         assert all(sim.replicas[r].view > 0 for r in sim.honest)
 
@@ -89,3 +90,25 @@ def test_a_long_partition_forces_state_transfer():
     sim.check_final()
     assert sim.fetches[victim] > 0
     assert sim.replicas[victim].stable_checkpoint is not None
+
+
+def test_mac_only_clients_with_a_client_that_splits_its_authenticators():
+    """Unsigned requests; c0 garbles entries and sends requests whose entries are right for a
+    random subset of replicas, beside a Byzantine replica or a crash. Safe and live."""
+    for seed in range(70_000, 70_030):
+        sim = run_seed(seed, mac_only=True, sloppy_client=True)
+        assert sim.mac_only and sim.sloppy == "c0"
+
+
+def test_a_primary_forging_mac_only_requests_is_refused_and_replaced():
+    """As above with unsigned made-up requests: honest backups cannot authenticate them, hold
+    their vote, and no f + 1 replicas ever vouch for the batch."""
+    for seed in range(60_100, 60_110):
+        sim = Simulation(seed, drop=0.05, mac_only=True)
+        sim.byzantine["r0"] = "forge_request"
+        sim.honest.remove("r0")
+        sim.run(until=sim.chaos_until + 600, done=sim.settled)
+        sim.check_final()
+        held = sum(sim.replicas[r].drops["unauthenticated_request"] for r in sim.honest)
+        assert held > 0, f"seed {seed}: the forged requests never reached a replica"
+        assert all(sim.replicas[r].view > 0 for r in sim.honest)

@@ -39,7 +39,7 @@ CLIENT_TRANSPORT = TransportConfig(dial_timeout=10.0, rpc_timeout=10.0, request_
 RETRY_DELAY = 1.0
 #: Refusals that another attempt cannot change.
 _PERMANENT = {"stale_request", "bad_client_signature", "unknown_client", "unknown_sender",
-              "malformed", "too_large", "forbidden"}
+              "malformed", "too_large", "forbidden", "unsigned_request"}
 
 
 class RequestFailed(BlockmeshError):
@@ -68,10 +68,12 @@ class ClusterClient:
 
     def __init__(self, cluster: ClusterConfig, transport: str | None = None,
                  config: TransportConfig = CLIENT_TRANSPORT,
-                 identity: ClientIdentity | None = None) -> None:
+                 identity: ClientIdentity | None = None, sign_requests: bool = True) -> None:
         """`identity` is whose TLS certificate the connections present (replicas serve
         listed identities only); by default the cluster's first writer. Sessions may sign
-        requests as other identities over the same connections."""
+        requests as other identities over the same connections. `sign_requests` False makes
+        sessions send MAC-only requests (PBFTClient's `sign`)."""
+        self.sign_requests = sign_requests
         self.cluster = cluster
         self.transport = transport or cluster.transport
         self.identity = identity or cluster.writer_identity(0)
@@ -144,7 +146,8 @@ class ClientSession:
         self.client_id = signer.node_id
         keys = PairKeys(signer.node_id, signer.private, cluster.public_keys(), client_side=True)
         self._client = PBFTClient(signer, [n.id for n in cluster.nodes], owner.verifier,
-                                  first_timestamp=first_timestamp(), pair_keys=keys)
+                                  first_timestamp=first_timestamp(), pair_keys=keys,
+                                  sign=owner.sign_requests)
 
     async def execute(self, operation: bytes, timeout: float = 60.0) -> bytes:
         """The operation's result once f+1 replicas agree on it."""

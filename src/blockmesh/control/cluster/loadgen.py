@@ -50,9 +50,10 @@ class LoadResult:
 
 async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
                    transport: str | None = None, warmup: int = 0,
-                   timeout: float = 60.0) -> LoadResult:
+                   timeout: float = 60.0, sign_requests: bool = True) -> LoadResult:
     """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel,
-    signing as the cluster's first `clients` writers (their key files under its directory).
+    signing as the cluster's first `clients` writers (their key files under its directory;
+    `sign_requests` False: authenticated by MACs only).
     Raises ClusterUnreachable as soon as too few replicas can be dialled for any to commit."""
     if clients < 1 or count < 1:
         raise ClusterConfigError("need at least one client and one request")
@@ -62,7 +63,7 @@ async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
             f"{clients} clients asked, the cluster file lists {writers} writer identities "
             "(cluster init --clients)")
     identities = [cluster.writer_identity(i) for i in range(clients)]
-    async with ClusterClient(cluster, transport) as cc:
+    async with ClusterClient(cluster, transport, sign_requests=sign_requests) as cc:
         result = LoadResult(cc.transport, clients, size)
         sessions = [cc.session(identity) for identity in identities]
         values = [os.urandom(size) for _ in range(clients)]

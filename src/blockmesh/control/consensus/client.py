@@ -46,14 +46,21 @@ class PBFTClient:
         retry_interval: float = 2.0,
         first_timestamp: int = 1,
         pair_keys: MacKeys | None = None,
+        sign: bool = True,
     ) -> None:
         """`pair_keys` (this client's MAC keys with each replica) adds an authenticator to
-        every request, so replicas can skip the Ed25519 check; the request is signed anyway.
+        every request, so replicas can skip the Ed25519 check. With `sign` False (which needs
+        `pair_keys`) requests carry the authenticator only, as BFT-SMaRt's default does: no
+        Ed25519 operation per request on either side, at the price of the liveness caveat in
+        docs/benchmarks.md ("MAC-only client requests") that a Byzantine client can exploit.
         Pass a shared ReplyVerifier as `replica_keys` when many clients live in one process."""
+        if not sign and pair_keys is None:
+            raise ValueError("an unsigned request needs MAC keys to be authenticated at all")
         self.client_id = signer.node_id
         self.committee = Committee(tuple(nodes))
         self._signer = signer
         self._pair_keys = pair_keys
+        self._sign = sign
         self._replies = (replica_keys if isinstance(replica_keys, ReplyVerifier)
                          else ReplyVerifier(replica_keys))
         self._retry = retry_interval
@@ -66,10 +73,14 @@ class PBFTClient:
         return self._current is not None
 
     def request(self, operation: bytes, now: float) -> pb.PBFTMessage:
-        """The signed REQUEST envelope to send to every replica."""
+        """The REQUEST envelope (signed unless MAC-only) to send to every replica."""
         if self._current is not None:
             raise RuntimeError("a PBFT client has one request in flight at a time")
-        req = sign_request(self._signer, self._next_timestamp, operation)
+        if self._sign:
+            req = sign_request(self._signer, self._next_timestamp, operation)
+        else:
+            req = pb.Request(client_id=self.client_id, timestamp=self._next_timestamp,
+                             operation=operation)
         if self._pair_keys is not None:
             authenticate(req, self._pair_keys, self.committee.nodes, request_signing_bytes(req))
         env = request_envelope(req)

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 from blockmesh.control.consensus.app import Application
 from blockmesh.control.consensus.authenticators import MacKeys, verify_entry
@@ -83,13 +82,17 @@ from blockmesh.control.proto import pbft_pb2 as pb
 MAX_VIEW_CHANGES = 4
 #: Room for the client id, timestamp and signature around an operation in a REQUEST payload.
 REQUEST_OVERHEAD = 128
+#: The message types replicas send each other (REQUEST comes from clients).
+_REPLICA_KINDS = frozenset((pb.PRE_PREPARE, pb.PREPARE, pb.COMMIT, pb.CHECKPOINT,
+                            pb.VIEW_CHANGE, pb.NEW_VIEW))
 
 
 @dataclass
 class _Pending:
     request: pb.Request
     arrival: float
-    #: Its Ed25519 signature has been checked here (not only this replica's MAC).
+    #: Nothing is left to check: its Ed25519 signature was checked here, or it carries none
+    #: (a MAC-only request, which its MAC entry alone authenticates).
     signed: bool
 
 
@@ -135,6 +138,8 @@ class PBFTReplica:
         self._index = self.committee.nodes.index(self.node_id)
         #: Some pending request may be unsigned (taken by MAC): `_vet_pending` has work.
         self._unvetted = False
+        #: Pending MAC-only requests that were pending at this replica's last view change.
+        self._carried: set[ClientKey] = set()
         self._app = app
         self.drops: Counter[str] = Counter()
 
@@ -368,8 +373,7 @@ class PBFTReplica:
         if kind == pb.REQUEST:
             self._on_request(msg, out, now)
             return
-        handler = self._handlers.get(kind)
-        if handler is None:
+        if kind not in _REPLICA_KINDS:
             raise InvalidMessage("unknown_type")
         if not self._checker.knows_replica(msg.node_id):
             raise InvalidMessage("unknown_sender")
@@ -382,7 +386,19 @@ class PBFTReplica:
             if joined is not None:  # view_sync.py: the view f+1 replicas vote in
                 out.metrics.append(Metric("view_sync", joined))
                 self._start_view_change(joined, out, now)
-        handler(self, msg, out, now)
+        # A plain chain rather than a table of methods: compiled (mypyc), each is a direct call.
+        if kind == pb.PREPARE:
+            self._on_prepare(msg, out, now)
+        elif kind == pb.COMMIT:
+            self._on_commit(msg, out, now)
+        elif kind == pb.PRE_PREPARE:
+            self._on_pre_prepare(msg, out, now)
+        elif kind == pb.CHECKPOINT:
+            self._on_checkpoint(msg, out, now)
+        elif kind == pb.VIEW_CHANGE:
+            self._on_view_change(msg, out, now)
+        else:
+            self._on_new_view(msg, out, now)
 
     def _drop(self, out: Output, reason: str) -> None:
         self.drops[reason] += 1
@@ -447,7 +463,7 @@ class PBFTReplica:
         # The request's own authentication covers every field of the envelope that matters
         # (the envelope digest is checked against the payload above). A backup takes its MAC
         # entry; the primary checks the signature, since it vouches for what it proposes.
-        signed = self.is_primary and not self.view_changing
+        signed = (self.is_primary and not self.view_changing) or not req.client_signature
         self._check_request(req, signature=signed)
         mine = self._client_pending.setdefault(client, set())
         if len(mine) >= p.max_pending_per_client:
@@ -462,7 +478,14 @@ class PBFTReplica:
 
     def _check_request(self, req: pb.Request, *, signature: bool) -> None:
         """Size, known client and authenticity: this replica's MAC entry unless `signature`
-        demands the Ed25519 check (which is also the fallback for a missing or bad entry)."""
+        demands the Ed25519 check (which is also the fallback for a missing or bad entry). A
+        request without a signature (MAC-only) is authenticated by its MAC entry alone."""
+        if not self._authentic(req, signature=signature):
+            raise InvalidMessage("bad_client_signature")
+
+    def _admissible(self, req: pb.Request) -> None:
+        """What no authenticator can mend: size, an unknown or unauthorized client, a
+        signature the cluster requires but the request lacks."""
         p = self.params
         if not self._checker.knows_client(req.client_id):
             raise InvalidMessage("unknown_client")
@@ -470,12 +493,19 @@ class PBFTReplica:
             raise InvalidMessage("too_large")
         if self._authorize is not None and not self._authorize(req):
             raise InvalidMessage("forbidden")
+        if not req.client_signature and p.client_signatures_required:
+            raise InvalidMessage("unsigned_request")
+
+    def _authentic(self, req: pb.Request, *, signature: bool) -> bool:
+        """`_check_request` as a verdict: raises only where `_admissible` does."""
+        self._admissible(req)
+        if not req.client_signature:
+            signature = False
         data = request_signing_bytes(req)
         if (not signature and self._pair_keys is not None
                 and verify_entry(req, self._pair_keys, self._index, data)):
-            return
-        if not self._checker.request(req, data):
-            raise InvalidMessage("bad_client_signature")
+            return True
+        return bool(req.client_signature) and self._checker.request(req, data)
 
     def _forget_pending(self, client: str, timestamp: int) -> None:
         mine = self._client_pending.get(client)
@@ -493,11 +523,13 @@ class PBFTReplica:
         return self._sign(pb.REPLY, self.view, seq, reply_digest(client, timestamp, result),
                           body.SerializeToString(deterministic=True))
 
-    def _parse_batch(self, payload: bytes, digest: bytes, *, authenticate: bool = True) -> Batch:
-        """The batch a PRE_PREPARE proposes. `authenticate` is False for a batch that a
-        prepared certificate (2f+1 replicas, so f+1 correct ones that checked every request)
-        or this replica's own store vouches for: a backup may be unable to authenticate a
-        request another backup took by its own MAC entry, and must still adopt the batch."""
+    def _parse_batch(self, payload: bytes, digest: bytes, *,
+                     authenticate: bool = True) -> tuple[Batch, bool]:
+        """The batch a PRE_PREPARE proposes, and whether this replica authenticated every one
+        of its requests itself. `authenticate` is False for a batch that a prepared
+        certificate (2f+1 replicas, so f+1 correct ones that vouched for every request) or
+        this replica's own store vouches for: a backup may be unable to authenticate a request
+        another backup took by its own MAC entry, and must still adopt the batch."""
         if sha256(payload) != digest:
             raise InvalidMessage("malformed", "batch digest mismatch")
         body = parse_payload(pb.PrePrepare, payload)
@@ -506,17 +538,21 @@ class PBFTReplica:
         keys: list[ClientKey] = []
         size = 0
         pending = self._pending
+        vouched = True
         for req in body.requests:
             if authenticate:
                 # A request the client also sent us directly was authenticated on arrival.
                 known = pending.get((req.client_id, req.timestamp))
                 if known is None or known.request != req:
-                    self._check_request(req, signature=False)
+                    if vouched:
+                        vouched = self._authentic(req, signature=False)
+                    else:  # the batch is held anyway: spare the signature checks
+                        self._admissible(req)
             keys.append((req.client_id, req.timestamp))
             size += len(req.operation)
         if size > self.params.max_batch_bytes or len(set(keys)) != len(keys):
             raise InvalidMessage("malformed", "batch too large or with a repeated request")
-        return Batch(digest, body.view, list(body.requests), keys)
+        return Batch(digest, body.view, list(body.requests), keys), vouched
 
     # ----------------------------------------------------------------- normal case
 
@@ -575,13 +611,30 @@ class PBFTReplica:
                 pending.signed = True
             else:
                 self._drop(out, "bad_client_signature")
-                self._queue.pop(key, None)
-                self._pending.pop(key, None)
-                mine = self._client_pending.get(key[0])
-                if mine is not None:
-                    mine.discard(key[1])
-                    if not mine:
-                        del self._client_pending[key[0]]
+                self._discard_pending(key)
+
+    def _discard_pending(self, key: ClientKey) -> None:
+        self._queue.pop(key, None)
+        self._pending.pop(key, None)
+        mine = self._client_pending.get(key[0])
+        if mine is not None:
+            mine.discard(key[1])
+            if not mine:
+                del self._client_pending[key[0]]
+
+    def _forget_mac_only(self) -> None:
+        """When this replica suspects its primary, drop the pending MAC-only requests that were
+        already pending at its previous view change; clients retransmit what they still wait
+        for. A Byzantine client can make a request's entries right for this replica alone, so
+        that no primary could ever get it prepared: kept, it would make this replica suspect
+        every primary in turn. So each request rides through one view change (an honest one
+        caught by a primary crash is ordered by the next primary without a retransmission)
+        and a forged-looking one costs at most two (docs/benchmarks.md)."""
+        unsigned = [k for k, p in self._pending.items() if not p.request.client_signature]
+        for key in unsigned:
+            if key in self._carried:
+                self._discard_pending(key)
+        self._carried = {k for k in unsigned if k in self._pending}
 
     def _accept_pre_prepare(self, seq: int, slot: Slot, msg: pb.PBFTMessage, batch: Batch,
                             out: Output) -> None:
@@ -612,8 +665,9 @@ class PBFTReplica:
             raise InvalidMessage("late")
         conflicting = False
         if slot is not None:
-            if voting and view in slot.accepted:
-                if slot.accepted[view].digest == digest:
+            chosen = slot.accepted[view].digest if view in slot.accepted else slot.held.get(view)
+            if voting and chosen is not None:
+                if chosen == digest:
                     raise InvalidMessage("duplicate")
                 # An equivocating primary: never vote twice, but keep the batch, which may be
                 # the one the others committed (we learn that from their COMMITs).
@@ -623,14 +677,20 @@ class PBFTReplica:
             if not voting and len(slot.batches) >= MAX_FOREIGN_BATCHES:
                 raise InvalidMessage("spam")
         self._verify(msg)
-        batch = self._parse_batch(msg.payload, digest)
+        batch, vouched = self._parse_batch(msg.payload, digest)
         if voting and batch.view != view:
             raise InvalidMessage("malformed", "fresh batch names another view")
         slot = self._slot(seq)
         slot.batches.setdefault(digest, batch)
         slot.pre_prepares.setdefault(digest, msg)
         if voting and not conflicting:
-            self._accept_pre_prepare(seq, slot, msg, batch, out)
+            if vouched:
+                self._accept_pre_prepare(seq, slot, msg, batch, out)
+            else:
+                # A request whose MAC entry for us is wrong (a MAC-only client may garble some
+                # entries): vote once f other backups did, see `_check_slot`.
+                slot.held[view] = digest
+                self._drop(out, "unauthenticated_request")  # our vote is held, not the batch
         self._check_slot(seq, slot, out, now)
         if conflicting:
             raise InvalidMessage("conflicting")
@@ -691,6 +751,8 @@ class PBFTReplica:
 
     def _check_slot(self, seq: int, slot: Slot, out: Output, now: float) -> None:
         view = self.view
+        if slot.held and not self.view_changing and view in slot.held:
+            self._release_held(seq, slot, out)
         if not self.view_changing and slot.prepared_view < view and view in slot.accepted:
             pre_prepare = slot.accepted[view]
             votes = slot.prepares.get((view, pre_prepare.digest), {})
@@ -703,6 +765,21 @@ class PBFTReplica:
                     break
         if slot.committed is not None and seq == self._last_executed + 1:
             self._execute_ready(out, now)
+
+    def _release_held(self, seq: int, slot: Slot, out: Output) -> None:
+        """Vote for a held PRE_PREPARE once f backups other than this one prepared it. With the
+        primary that is f+1 replicas, so at least one correct replica vouches for every request
+        in the batch: by its own MAC entry, or (by induction) by f+1 vouchers of its own. A
+        forged request therefore never prepares, while a request whose entries are right for
+        the primary and for f correct backups cannot stall a correct primary's batch."""
+        view = self.view
+        digest = slot.held[view]
+        if view in slot.accepted:
+            return
+        if len(slot.prepares.get((view, digest), {})) < self.f:
+            return
+        del slot.held[view]
+        self._accept_pre_prepare(seq, slot, slot.pre_prepares[digest], slot.batches[digest], out)
 
     def _commit_proof(self, slot: Slot) -> list[pb.PBFTMessage]:
         """The 2f+1 matching COMMITs that made the slot committed: relayed, they let a replica
@@ -758,6 +835,7 @@ class PBFTReplica:
             self._clients[client] = _ClientRecord(ts, result, seq)
             self._forget_pending(client, ts)
             results.append(result)
+        replies: Sequence[tuple[pb.PBFTMessage, pb.Reply | None]]
         if len(answered) == 1:
             client, ts, result = answered[0]
             replies = [(self._sign_reply(client, ts, result, seq), None)]
@@ -921,6 +999,7 @@ class PBFTReplica:
         self.view = target
         self.view_changing = True
         self._vc_timeout.view_changed()
+        self._forget_mac_only()
         self._request_deadline = None
         self._new_view_deadline = None
         self._max_accepted = 0
@@ -933,7 +1012,8 @@ class PBFTReplica:
         body = pb.ViewChange(
             stable_sequence=self._low,
             checkpoint_proof=proof,
-            prepared=[self._log[seq].prepared_cert for seq in prepared],
+            prepared=[cert for seq in prepared
+                      if (cert := self._log[seq].prepared_cert) is not None],
         )
         msg = self._sign(pb.VIEW_CHANGE, target, self._low, digest,
                          body.SerializeToString(deterministic=True))
@@ -1027,7 +1107,7 @@ class PBFTReplica:
         slot = self._log.get(seq)
         if slot is not None and digest in slot.batches:
             return slot.batches[digest]
-        return self._parse_batch(payload, digest, authenticate=False)
+        return self._parse_batch(payload, digest, authenticate=False)[0]
 
     def _on_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
         view = msg.view
@@ -1241,7 +1321,7 @@ class PBFTReplica:
             slot = self._slot(seq)
             pp = cert.pre_prepare
             slot.batches.setdefault(pp.digest, self._parse_batch(pp.payload, pp.digest,
-                                                                 authenticate=False))
+                                                                 authenticate=False)[0])
             slot.pre_prepares.setdefault(pp.digest, pp)
             if pp.view > slot.prepared_view:
                 slot.prepared_view = pp.view
@@ -1257,7 +1337,7 @@ class PBFTReplica:
         if kind == pb.PRE_PREPARE:
             slot = self._slot(seq)
             slot.batches.setdefault(msg.digest, self._parse_batch(msg.payload, msg.digest,
-                                                                  authenticate=False))
+                                                                  authenticate=False)[0])
             slot.pre_prepares.setdefault(msg.digest, msg)
             slot.accepted[view] = msg
         elif kind == pb.PREPARE:
@@ -1276,12 +1356,3 @@ class PBFTReplica:
         elif kind == pb.NEW_VIEW and view <= self.view and (
                 self._new_view_msg is None or view > self._new_view_msg.view):
             self._new_view_msg = msg
-
-    _handlers: ClassVar[dict[int, Callable[..., None]]] = {
-        pb.PRE_PREPARE: _on_pre_prepare,
-        pb.PREPARE: _on_prepare,
-        pb.COMMIT: _on_commit,
-        pb.CHECKPOINT: _on_checkpoint,
-        pb.VIEW_CHANGE: _on_view_change,
-        pb.NEW_VIEW: _on_new_view,
-    }

@@ -38,6 +38,9 @@ class Slot:
     pre_prepares: dict[bytes, pb.PBFTMessage] = field(default_factory=dict)
     #: view -> the PRE_PREPARE this replica accepted (and voted on) in that view.
     accepted: dict[int, pb.PBFTMessage] = field(default_factory=dict)
+    #: view -> digest of a PRE_PREPARE this replica would vote for but could not authenticate
+    #: every request of itself; it votes once f other backups prepared it.
+    held: dict[int, bytes] = field(default_factory=dict)
     #: (view, digest) -> sender -> PREPARE, and (view, sender) -> digest to catch equivocation.
     prepares: dict[tuple[int, bytes], dict[str, pb.PBFTMessage]] = field(default_factory=dict)
     prepare_votes: dict[tuple[int, str], bytes] = field(default_factory=dict)

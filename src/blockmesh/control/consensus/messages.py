@@ -54,7 +54,7 @@ def sign_envelope(
     payload: bytes = b"",
 ) -> pb.PBFTMessage:
     msg = pb.PBFTMessage(
-        type=msg_type,
+        type=msg_type,  # type: ignore[arg-type]  # the enum's values are plain ints
         view=view,
         sequence=sequence,
         digest=digest,

@@ -52,6 +52,10 @@ class PBFTParams:
     max_client_id_size: int = 256
     #: Bytes of an envelope payload (a VIEW_CHANGE carries prepared batches, hence the room).
     max_payload_size: int = 60 * 1024 * 1024
+    #: Refuse client requests without an Ed25519 signature. Off, a client may send MAC-only
+    #: requests (authenticators.py); on, no client can make a batch fail to prepare by
+    #: garbling MAC entries (docs/benchmarks.md, "MAC-only client requests").
+    client_signatures_required: bool = False
     #: Signature checks remembered so a message embedded in a VIEW_CHANGE or NEW_VIEW that was
     #: already received on its own is not verified again.
     verified_cache_size: int = 65_536
