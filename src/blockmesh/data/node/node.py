@@ -18,6 +18,11 @@ import trio
 
 from blockmesh.data.bitswap import DEFAULT_CONFIG, Bitswap, BitswapConfig
 from blockmesh.data.cid import CID
+from blockmesh.data.connectivity.service import (
+    Connectivity,
+    ConnectivitySettings,
+    routing_table_size,
+)
 from blockmesh.data.dag import exporter
 from blockmesh.data.dag.importer import Added, ImportOptions, import_bytes, import_path
 from blockmesh.data.dag.links import links, walk
@@ -48,6 +53,9 @@ class Node:
         self.host = Host(self.identity, net_config or NetConfig())
         self.bitswap = Bitswap(repo.blocks, bitswap_config)
         self.exchange = Exchange(self.host, self.bitswap)
+        self.connectivity = Connectivity(
+            self.host, self.bitswap, ConnectivitySettings.from_config(repo.config),
+            routing_size=lambda: routing_table_size(getattr(self, "routing", None)))
 
     @property
     def peer_id(self) -> str:
@@ -58,6 +66,7 @@ class Node:
         """Listen and serve Bitswap until the block exits."""
         async with self.host.run(), trio.open_nursery() as nursery:
             await nursery.start(self.exchange.run)
+            await nursery.start(self.connectivity.run)
             try:
                 yield self
             finally:
@@ -224,6 +233,11 @@ class Node:
             "connected_peers": [{"id": p.id, "address": p.address, "connected": True}
                                 for p in self.peers()],
         }
+
+    def health(self) -> dict[str, object]:
+        """The last periodic health check as plain data (status, peers, DHT table size,
+        reachability, and why a node without peers has none): `blockmesh status`, metrics."""
+        return self.connectivity.health()
 
     def wantlist(self, peer: str | None = None) -> list[str]:
         if peer is None:
