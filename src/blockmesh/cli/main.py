@@ -27,6 +27,8 @@ COMMANDS = {
     "bitswap": "blockmesh.cli.p2p:bitswap", "network": "blockmesh.cli.p2p:network",
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
     "demo": "blockmesh.cli.demo:demo",
+    "bootstrap": "blockmesh.cli.connectivity:bootstrap",
+    "status": "blockmesh.cli.connectivity:status",
 }
 
 

@@ -31,6 +31,7 @@ from blockmesh.daemon.http import HttpServer
 from blockmesh.daemon.member import Member
 from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
+from blockmesh.daemon.swarm_routes import ConnectivityApi
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
@@ -71,6 +72,7 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
     membership = load_membership(repo.path)
     node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
     api = Api(node, default_stall_timeout=stall_timeout)
+    api.routes.update(ConnectivityApi(node).routes)
     member = None
     if membership is not None:
         member = Member(node, *membership)

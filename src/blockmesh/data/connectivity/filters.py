@@ -14,13 +14,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from blockmesh.errors import BlockmeshError
+from blockmesh.errors import DecodeError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_RULES = 4096
 
 
-class FilterError(BlockmeshError):
+class FilterError(DecodeError):
     """A filter rule that is not `/ip4|ip6/ADDR[/ipcidr/N]` or `/p2p/<peer id>`."""
 
 

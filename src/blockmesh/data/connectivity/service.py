@@ -24,7 +24,7 @@ from blockmesh.data.connectivity.connmgr import ConnManager, ConnMgrPolicy
 from blockmesh.data.connectivity.filters import Filters
 from blockmesh.data.connectivity.health import DialGroup, HealthFacts, assess
 from blockmesh.data.connectivity.redial import Redialer, below_threshold
-from blockmesh.data.net import Host, NetError, PeerEvent, parse_peer_addr
+from blockmesh.data.net import Host, NetError, PeerEvent, parse_peer_addr, parse_peer_id
 from blockmesh.data.store.config import Config, ConfigError
 from blockmesh.errors import BlockmeshError
 
@@ -83,6 +83,9 @@ class Connectivity:
         self.connmgr = ConnManager(settings.connmgr)
         host.filters = Filters.from_lists(list(settings.filters_deny),
                                           list(settings.filters_allow))
+        for rule in host.filters.deny + host.filters.allow:
+            if rule.peer is not None:
+                parse_peer_id(rule.peer)  # a typo in a peer rule is an error, not a no-op
         self.groups: dict[str, Redialer] = {}
         self._conditional = {"bootstrap"}  # groups dialled only below min_peers
         self._wake = trio.Event()

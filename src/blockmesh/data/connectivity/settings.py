@@ -23,7 +23,7 @@ import tomli_w
 from blockmesh.data.connectivity.filters import Filters
 from blockmesh.data.store.config import Config, ConfigError
 from blockmesh.data.store.repo import CONFIG_FILE
-from blockmesh.errors import BlockmeshError
+from blockmesh.errors import DecodeError, NotFound
 
 #: kubo's default bootstrap peers (its config/bootstrap_peers.go): written only by
 #: `bootstrap add --default`, never used by any default, test or demo of this project.
@@ -39,7 +39,7 @@ MAX_LIST = 1024
 _LOCK_FILE = "config.lock"
 
 
-class PeerAddrError(BlockmeshError):
+class PeerAddrError(DecodeError):
     """A bootstrap or peering entry that is not a multiaddr ending in /p2p/<peer id>."""
 
 
@@ -129,7 +129,7 @@ def bootstrap_rm(repo: Path, addrs: list[str], *, all_: bool = False) -> list[st
     wanted = [check_peer_addr(a) for a in addrs]
     missing = [a for a in wanted if a not in before]
     if missing:
-        raise ConfigError(f"not in the bootstrap list: {', '.join(missing)}")
+        raise NotFound(f"not in the bootstrap list: {', '.join(missing)}")
     edit(repo, _list_editor("bootstrap", "peers", [], wanted, False))
     return wanted
 
@@ -148,7 +148,7 @@ def peering_rm(repo: Path, peers: list[str]) -> list[str]:
     removed = [a for a in before if peer_of(a) in ids]
     unknown = ids - {peer_of(a) for a in removed}
     if unknown:
-        raise ConfigError(f"not a peering peer: {', '.join(sorted(unknown))}")
+        raise NotFound(f"not a peering peer: {', '.join(sorted(unknown))}")
     edit(repo, _list_editor("peering", "peers", [], removed, False))
     return removed
 
@@ -161,3 +161,8 @@ def filters_save(repo: Path, filters: Filters) -> None:
         raw["filters"] = {**raw.get("filters", {}), "deny": deny, "allow": allow}
 
     edit(repo, change)
+
+
+def load(repo: Path) -> Config:
+    """The repo's config as it is on disk now (edited by the CLI or another request)."""
+    return Config.load(repo / CONFIG_FILE)
