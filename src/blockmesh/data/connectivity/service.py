@@ -89,7 +89,6 @@ class Connectivity:
         self.groups: dict[str, Redialer] = {}
         self._conditional = {"bootstrap"}  # groups dialled only below min_peers
         self._wake = trio.Event()
-        self._health: dict[str, object] = {}
         self._ledgers: dict[str, tuple[int, int]] = {}
         self._nursery: trio.Nursery | None = None
         self._pending_bootstrap = [parse_peer_addr(a) for a in settings.bootstrap]
@@ -155,8 +154,8 @@ class Connectivity:
 
     # -- health ----------------------------------------------------------------------------------
     def health(self) -> dict[str, object]:
-        """The last periodic check (computed now if none ran yet): plain data."""
-        return self._health or self._check_health()
+        """The node's health now, as plain data (cheap: counts and the engines' state)."""
+        return self._check_health()
 
     def _check_health(self) -> dict[str, object]:
         routing = None
@@ -175,9 +174,8 @@ class Connectivity:
                             routing_table_size=routing, filtered=self.host.filtered,
                             last_filtered=self.host.last_filtered,
                             low_water=self.settings.connmgr.low_water)
-        self._health = {**assess(facts), "connmgr": self.connmgr.info(),
-                        "min_peers": self.settings.min_peers}
-        return self._health
+        return {**assess(facts), "connmgr": self.connmgr.info(),
+                "min_peers": self.settings.min_peers}
 
     # -- the loop --------------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -289,8 +287,18 @@ class Connectivity:
         self._wake.set()
 
     async def _health_loop(self) -> None:
+        """The periodic check: logs each change of status with its reasons, so a node that
+        loses its last peer says so (and why) in its log without anyone asking."""
+        last = None
         while True:
-            self._check_health()
+            report = self._check_health()
+            if report["status"] != last:
+                last = report["status"]
+                level = logging.INFO if last == "ok" else logging.WARNING
+                reasons = report["reasons"]
+                assert isinstance(reasons, list)
+                logger.log(level, "health: %s (%s peers)%s", last, report["peers"],
+                           "".join(f"; {r}" for r in reasons))
             await trio.sleep(HEALTH_INTERVAL)
 
 
