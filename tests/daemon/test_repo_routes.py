@@ -54,3 +54,27 @@ async def test_stored_blocks_are_announced(tmp_path: Path) -> None:
                               ("pin/rm", {"cids": [added[-1]["Hash"]]}), ("repo/gc", {})):
             await call(command, **body)
         assert announced == []
+
+
+async def test_add_and_pin_hand_their_roots_to_the_content_routing(tmp_path: Path) -> None:
+    provided: list[CID] = []
+    with Repo.init(tmp_path / "repo") as repo:
+        api = RepoApi(repo, provide=provided.extend)
+
+        async def call(command: str, **body: object) -> object:
+            reply = await api.handle(PREFIX + command, body)
+            assert isinstance(reply, JsonReply) and reply.status == 200, reply
+            return reply.value
+
+        (tmp_path / "a").write_bytes(b"x" * 600_000)
+        (tmp_path / "b").write_bytes(b"small")
+        added = await call("add", paths=[str(tmp_path / "a"), str(tmp_path / "b")],
+                           chunker="size-262144")
+        assert [str(c) for c in provided] == [added[0]["Hash"], added[1]["Hash"]]  # roots only
+        provided.clear()
+        await call("add", paths=[str(tmp_path / "a")], only_hash=True)
+        (tmp_path / "block").write_bytes(b"a block")
+        stored = await call("block/put", path=str(tmp_path / "block"))
+        assert provided == []  # nothing stored, or no root a user named
+        await call("pin/add", cids=[stored["Key"]])
+        assert [str(c) for c in provided] == [stored["Key"]]

@@ -64,12 +64,15 @@ class Daemon:
                 self.proc.stdout.close()
 
 
-def start_daemon(repo: Path) -> Daemon:
+def start_daemon(repo: Path, banner: list[str] | None = None) -> Daemon:
+    """A daemon on `repo` (made first if needed), its gateway on a free port; `banner`
+    collects the lines it printed up to "Daemon is ready"."""
     if not (repo / "config.toml").exists():
         run(repo, "init")
     env = dict(os.environ, BLOCKMESH_PATH=str(repo))
     # Unbuffered, so that readline never pulls a later line out of the selector's sight.
-    proc = subprocess.Popen([*BIN, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0"], env=env,
+    proc = subprocess.Popen([*BIN, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0",
+                             "--gateway", "/ip4/127.0.0.1/tcp/0"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
     daemon = Daemon(repo, proc)
     try:
@@ -82,6 +85,8 @@ def start_daemon(repo: Path) -> Daemon:
                 line = proc.stdout.readline()
                 if not line:
                     raise RuntimeError(f"daemon {proc.pid} exited with {proc.wait()}")
+                if banner is not None:
+                    banner.append(line.decode().strip())
                 if line.strip() == b"Daemon is ready":
                     return daemon
         raise RuntimeError("daemon never said it was ready")

@@ -2,7 +2,7 @@
 
 Helia's Yamux sends DATA frames as large as the window it has been granted, where kubo's
 stay at 64 KiB; 100 MiB from Helia is what exposed py-libp2p's over-credited window (see
-blockmesh.data.net.yamux_window), so the fetch is repeated five times on one Helia node.
+blockmesh.data.net.yamux.window), so the fetch is repeated five times on one Helia node.
 """
 
 import hashlib
@@ -14,8 +14,8 @@ import trio
 from blockmesh.data.cid import CID
 from blockmesh.data.dag.importer import ImportOptions, import_bytes
 from blockmesh.data.net import NetConfig
-from blockmesh.data.net import host as host_module
-from blockmesh.data.net.yamux_window import MAX_WINDOW
+from blockmesh.data.net.yamux.session import Session
+from blockmesh.data.net.yamux.window import MAX_WINDOW
 from blockmesh.data.node import Node
 from blockmesh.data.store.repo import Repo
 from blockmesh.reference.helia import HeliaError, HeliaNode, helia_unavailable_reason
@@ -57,13 +57,14 @@ def largest_credit(monkeypatch):
     """The most window any Yamux stream granted its sender, watched on the real connections
     (the failure it caused needed js-yamux to have that much queued, which is timing)."""
     seen = [0]
-    send_update = host_module._PromptYamuxStream.send_window_update
+    read = Session.read
 
-    async def watched(stream, increment, *args, **kwargs):
-        seen[0] = max(seen[0], stream.recv_window)
-        return await send_update(stream, increment, *args, **kwargs)
+    def watched(session, stream, limit, *, now):
+        data = read(session, stream, limit, now=now)
+        seen[0] = max(seen[0], stream.credit + stream.buffered)
+        return data
 
-    monkeypatch.setattr(host_module._PromptYamuxStream, "send_window_update", watched)
+    monkeypatch.setattr(Session, "read", watched)
     return seen
 
 

@@ -11,7 +11,6 @@ from libp2p import new_host
 from libp2p.crypto.x25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.security.noise.transport import PROTOCOL_ID, Transport
-from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 
 from blockmesh.data.net import (
@@ -26,7 +25,7 @@ from blockmesh.data.net import (
     StreamReset,
     load_or_create_identity,
 )
-from blockmesh.data.net.host import PING_PROTOCOL, _PromptYamuxStream
+from blockmesh.data.net.host import PING_PROTOCOL
 
 ECHO = "/blockmesh/test/echo/1.0.0"
 UPPER = "/blockmesh/test/upper/1.0.0"
@@ -278,7 +277,7 @@ HOLD = "/blockmesh/test/hold/1.0.0"
 
 
 async def test_write_past_the_window_waits_for_the_reader_and_arrives_whole():
-    """A 3 MiB write, twelve times Yamux's first window, through `_PromptYamuxStream` to a
+    """A 3 MiB write, twelve times Yamux's first window, through our Yamux to a
     reader that starts late arrives whole and in order."""
     received = bytearray()
     release = trio.Event()
@@ -304,43 +303,3 @@ async def test_write_past_the_window_waits_for_the_reader_and_arrives_whole():
             await stream.close_write()
             await done.wait()
     assert bytes(received) == payload
-
-
-class _FrameSink:
-    """The connection side of one Yamux stream: collects the frames the stream writes."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.stream_buffers: dict[int, bytearray] = {}
-
-    async def _write_frame(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def rtt(self) -> float:
-        return 0.0
-
-
-async def test_shut_window_parks_the_writer_until_an_update_then_it_sends_only_the_credit():
-    conn = _FrameSink()
-    stream = _PromptYamuxStream(1, conn, True)  # type: ignore[arg-type]
-    stream.send_window = 0
-    payload = bytes(range(256)) * 400  # 102,400 bytes
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.write, payload)
-        await trio.sleep(0.05)
-        assert conn.frames == []  # parked, not polling frames out
-        async with stream.window_lock:  # what py-libp2p does for a WINDOW_UPDATE frame
-            stream.send_window += 40_000
-        await trio.sleep(0.05)
-        assert sum(len(f) - 12 for f in conn.frames) == 40_000
-        async with stream.window_lock:
-            stream.send_window += 1_000_000
-    assert b"".join(f[12:] for f in conn.frames) == payload
-
-
-async def test_window_never_reopened_fails_the_write_in_bounded_time(monkeypatch):
-    monkeypatch.setattr("blockmesh.data.net.host.YAMUX_WINDOW_WAIT", 0.2)
-    stream = _PromptYamuxStream(1, _FrameSink(), True)  # type: ignore[arg-type]
-    stream.send_window = 0
-    with trio.fail_after(WAIT), pytest.raises(MuxedStreamError):
-        await stream.write(b"x" * 1000)

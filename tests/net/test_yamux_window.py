@@ -1,10 +1,10 @@
-"""Yamux receive-window updates (blockmesh.data.net.yamux_window), without I/O."""
+"""Yamux receive-window updates (blockmesh.data.net.yamux.window), without I/O."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blockmesh.data.net.yamux_window import INITIAL_WINDOW, MAX_WINDOW, ReceiveWindow
+from blockmesh.data.net.yamux.window import INITIAL_WINDOW, MAX_WINDOW, ReceiveWindow
 
 KIB = 1024
 MIB = 1024 * KIB

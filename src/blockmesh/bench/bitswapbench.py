@@ -1,4 +1,5 @@
-"""Bitswap transfer beside kubo: every direction between blockmesh and kubo, two processes each.
+"""Bitswap transfer beside kubo and Helia: every direction between blockmesh and kubo, and the
+large file between blockmesh and Helia and Helia -> Helia, two processes each.
 
 blockmesh sides run in `bitswap_worker` child processes; kubo sides are `KuboNode` workers. The
 fetcher's time runs from its first want to the last block stored (blockmesh) or around the
@@ -20,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from blockmesh.bench.importbench import MiB, make_file
+from blockmesh.reference.helia import HeliaNode, helia_unavailable_reason
 from blockmesh.reference.kubo import KuboNode, kubo_unavailable_reason
 
 WORKER = [sys.executable, "-m", "blockmesh.bench.bitswap_worker"]
@@ -102,6 +104,43 @@ def _kubo_fetch(workdir: Path, name: str, addr: str, cid: str) -> tuple[float, i
         return time.perf_counter() - start, rss
 
 
+def _helia_fetch(workdir: Path, name: str, addr: str, cid: str) -> tuple[float, int]:
+    with HeliaNode() as helia:
+        helia.connect(addr)
+        start = time.perf_counter()
+        rss = _peak_rss(helia.pid, lambda: helia.fetch(cid, workdir / f"{name}.out", timeout=900))
+        return time.perf_counter() - start, rss
+
+
+def run_helia_transfers(path: Path, nbytes: int, workdir: Path,
+                        log: Callable[[str], None]) -> list[TransferRow]:
+    """The large file between Helia and blockmesh and Helia -> Helia (no rows when Helia is
+    not installed). Each side imports with its own defaults: Helia's DAG has 1 MiB raw leaves,
+    blockmesh's 256 KiB dag-pb leaves."""
+    if helia_unavailable_reason() is not None:
+        return []
+    rows: list[TransferRow] = []
+    payload = f"{nbytes // MiB} MiB file"
+    server = _Server(workdir, f"bm-serve-helia-{len(rows)}", path)
+    try:
+        log(f"blockmesh -> helia, {payload}")
+        seconds, rss = _helia_fetch(workdir, "helia-fetch-bm", server.addr, server.cid)
+        rows.append(TransferRow("bm->helia", payload, nbytes, None, seconds, rss))
+    finally:
+        server.close()
+    with HeliaNode() as source:
+        cid = source.add(path, timeout=600)
+        addr = source.addrs[0]
+        log(f"helia -> blockmesh, {payload}")
+        result = _bm_fetch(workdir, "bm-fetch-helia", addr, cid)
+        rows.append(TransferRow("helia->bm", payload, nbytes, int(result["blocks"]),
+                                result["seconds"], int(result["max_rss"])))
+        log(f"helia -> helia, {payload}")
+        seconds, rss = _helia_fetch(workdir, "helia-fetch-helia", addr, cid)
+        rows.append(TransferRow("helia->helia", payload, nbytes, None, seconds, rss))
+    return rows
+
+
 def make_small_files(root: Path, count: int, size: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -145,6 +184,7 @@ def run_transfers(size: int, small_blocks: int, workdir: Path,
             log(f"kubo -> kubo, {payload}")
             seconds, rss = _kubo_fetch(workdir, f"kubo-fetch-{len(rows)}", addr, cid)
             rows.append(TransferRow("kubo->kubo", payload, nbytes, None, seconds, rss))
+    rows.extend(run_helia_transfers(big, size, workdir, log))
     return rows, reason
 
 

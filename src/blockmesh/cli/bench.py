@@ -74,7 +74,7 @@ def bench_import(sizes: tuple[int, ...], repeat: int, workdir: str | None, skip_
 @json_option
 def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, workdir: str | None,
                   as_json: bool) -> None:
-    """Bitswap MB/s and blocks/s in every direction between blockmesh and kubo."""
+    """Bitswap MB/s and blocks/s in every direction between blockmesh, kubo and Helia."""
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
         rows, reason = run_transfers(size_mib * MiB, small_blocks, Path(tmp),
@@ -218,3 +218,41 @@ def bench_pinset(pins: int, clients: int, file_mib: int, workdir: str | None,
                f"{result.seconds_to_three_pinned:.2f} s")
     click.echo(f"member daemon RSS: {result.rss_rest_mib:.0f} MiB at rest, "
                f"{result.rss_peak_mib:.0f} MiB peak while pinning")
+
+
+@bench.command("gateway")
+@click.option("--size-mib", type=click.IntRange(1, 4096), default=100, show_default=True,
+              help="Size of each large file.")
+@click.option("--small-blocks", type=click.IntRange(10), default=2000, show_default=True,
+              help="1 KiB blocks per small-block row.")
+@click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Keep-alive HTTP connections for the small-block rows.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where the two repos go (default: a temporary directory).")
+@json_option
+def bench_gateway(size_mib: int, small_blocks: int, clients: int, workdir: str | None,
+                  as_json: bool) -> None:
+    """HTTP gateway MB/s and 1 KiB requests/s (p50/p99) beside Bitswap, two daemons."""
+    from blockmesh.bench.gatewaybench import run_bench
+
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
+        result = run_bench(Path(tmp), size_mib, small_blocks, clients,
+                           lambda m: console.log(m))
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    large = Table(title=f"{size_mib} MiB file, two daemons on 127.0.0.1")
+    for column in ("path", "MB/s", "seconds"):
+        large.add_column(column, justify="right")
+    for r in result.large:
+        large.add_row(r.path, f"{r.mbps:.1f}", f"{r.seconds:.2f}")
+    small = Table(title="1 KiB blocks")
+    for column in ("path", "clients", "requests/s", "p50 ms", "p99 ms"):
+        small.add_column(column, justify="right")
+    for s in result.small:
+        small.add_row(s.path, str(s.clients), f"{s.per_second:,.0f}", f"{s.p50_ms:.2f}",
+                      f"{s.p99_ms:.2f}")
+    out = Console()
+    out.print(large)
+    out.print(small)

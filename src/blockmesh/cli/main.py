@@ -29,6 +29,8 @@ COMMANDS = {
     "demo": "blockmesh.cli.demo:demo",
     "bootstrap": "blockmesh.cli.connectivity:bootstrap",
     "status": "blockmesh.cli.connectivity:status",
+    "dashboard": "blockmesh.cli.observe:dashboard", "top": "blockmesh.cli.observe:top",
+    "routing": "blockmesh.cli.routing:routing", "stats": "blockmesh.cli.routing:stats",
 }
 
 

@@ -32,7 +32,7 @@ def id_(as_json: bool) -> None:
 
         with Repo.open() as repo:
             identity = load_or_create_identity(repo.path)
-        info = {"ID": identity.peer_id, "Addresses": [], "Protocols": [],
+        info = {"ID": identity.peer_id, "Addresses": [], "Gateway": None, "Protocols": [],
                 "AgentVersion": f"blockmesh/{__version__}"}
     info["Online"] = client is not None
     if as_json:
@@ -42,6 +42,8 @@ def id_(as_json: bool) -> None:
     click.echo(f"Agent: {info['AgentVersion']} ({'online' if client else 'offline'})")
     for addr in info["Addresses"]:
         click.echo(f"  {addr}")
+    if info.get("Gateway"):
+        click.echo(f"Gateway: {info['Gateway']}")
 
 
 # -- swarm -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 from blockmesh.daemon.http import HttpError, Reply, error_reply
 from blockmesh.data.dag import exporter
+from blockmesh.data.store.repo import RepoBusy
 from blockmesh.errors import BlockmeshError, DecodeError, Forbidden, NotFound, UnsupportedError
 
 PREFIX = "/api/v0/"
@@ -27,7 +28,7 @@ def base_status(exc: BlockmeshError) -> int:
         return 404
     if isinstance(exc, Forbidden):
         return 403
-    if isinstance(exc, UnsupportedError | exporter.ExportError):
+    if isinstance(exc, UnsupportedError | exporter.ExportError | RepoBusy):
         return 409
     return 500
 

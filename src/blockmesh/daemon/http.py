@@ -3,10 +3,12 @@ byte stream out.
 
 It serves only the local control API, so it stays deliberately narrow: POST with a JSON object
 body, a bearer token, one request per connection (`Connection: close`), and bounds on header
-size, body size, the time to send a request and concurrent requests. Connections that have not
-shown the token yet are bounded apart from authenticated ones (HEAD_TIMEOUT), so a local process
-that opens many connections cannot lock the CLI out. Every failure is answered with a status
-code and `{"error": "<one line>"}`.
+size, body size, the time to send a request and concurrent requests. GET requests go to an
+optional `WebRoutes` (the dashboard, /events, /metrics), which decides in the head stage, from
+the request head alone, whether a request is authorised (docs/security.md). Connections that
+have not shown the token yet are bounded apart from authenticated ones (HEAD_TIMEOUT), so a
+local process that opens many connections cannot lock the CLI out. Every failure is answered
+with a status code and `{"error": "<one line>"}`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import h11
 import trio
@@ -56,10 +58,32 @@ class StreamReply:
 
     produce: Callable[[Send], Awaitable[None]]
     content_type: str = "application/octet-stream"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-Reply = JsonReply | StreamReply
+@dataclass(frozen=True)
+class BytesReply:
+    """A whole body with its content type and extra headers (pages, redirects, metrics)."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Reply = JsonReply | StreamReply | BytesReply
 Handler = Callable[[str, dict[str, Any]], Awaitable[Reply]]
+
+
+class WebRoutes(Protocol):
+    """What serves GET requests beside the POST API."""
+
+    def authorise(self, request: h11.Request, bearer_ok: bool) -> object:
+        """A grant for an authorised GET (handed back to `get`); raises HttpError if refused.
+        Called in the head stage, before the request takes a slot: it must not block."""
+        ...
+
+    async def get(self, target: str, grant: object) -> Reply: ...
 
 
 class HttpError(Exception):
@@ -83,8 +107,9 @@ class HttpServer:
 
     def __init__(self, handler: Handler, token: str, *, head_timeout: float = HEAD_TIMEOUT,
                  max_unauthenticated: int = MAX_UNAUTHENTICATED,
-                 max_requests: int = MAX_REQUESTS) -> None:
+                 max_requests: int = MAX_REQUESTS, web: WebRoutes | None = None) -> None:
         self._handler = handler
+        self._web = web
         self._authorization = f"Bearer {token}".encode()
         self._head_timeout = head_timeout
         self._max_unauthenticated = max_unauthenticated
@@ -104,16 +129,17 @@ class HttpServer:
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_SIZE)
         try:
-            request = await self._admit(stream, conn)
-            if request is None:
+            admitted = await self._admit(stream, conn)
+            if admitted is None:
                 return
+            request, grant = admitted
             try:
                 self._slots.acquire_nowait()
             except trio.WouldBlock:
-                await self._exchange(stream, conn, request, busy=True)
+                await self._exchange(stream, conn, request, grant, busy=True)
                 return
             try:
-                await self._exchange(stream, conn, request, busy=False)
+                await self._exchange(stream, conn, request, grant, busy=False)
             finally:
                 self._slots.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
@@ -123,9 +149,11 @@ class HttpServer:
         finally:
             await _quietly_close(stream)
 
-    async def _admit(self, stream: trio.SocketStream, conn: h11.Connection) -> h11.Request | None:
-        """The connection's authorised request head, read under the head deadline and liable
-        to be dropped for a newer connection; None once it was refused, timed out or dropped."""
+    async def _admit(self, stream: trio.SocketStream,
+                     conn: h11.Connection) -> tuple[h11.Request, object] | None:
+        """The connection's authorised request head and its grant, read under the head deadline
+        and liable to be dropped for a newer connection; None once it was refused, timed out
+        or dropped."""
         scope = trio.CancelScope(deadline=trio.current_time() + self._head_timeout)
         if len(self._waiting) >= self._max_unauthenticated:
             oldest = next(iter(self._waiting))
@@ -145,7 +173,8 @@ class HttpServer:
         finally:
             self._waiting.pop(scope, None)
 
-    async def _read_head(self, stream: trio.SocketStream, conn: h11.Connection) -> h11.Request:
+    async def _read_head(self, stream: trio.SocketStream,
+                         conn: h11.Connection) -> tuple[h11.Request, object]:
         while True:
             try:
                 event = conn.next_event()
@@ -158,25 +187,28 @@ class HttpServer:
                 conn.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
-                self._check_request(event)
-                return event
+                return event, self._check_request(event)
             raise trio.BrokenResourceError(f"unexpected {type(event).__name__} before a request")
 
-    def _check_request(self, request: h11.Request) -> None:
+    def _check_request(self, request: h11.Request) -> object:
         """The token first, in constant time, before anything else of the request is looked
-        at (its body has not been read at all yet)."""
+        at (its body has not been read at all yet). A GET is the web routes' to authorise."""
         headers = dict(request.headers)
         given = headers.get(b"authorization", b"")
-        if not secrets.compare_digest(given, self._authorization):
+        bearer_ok = secrets.compare_digest(given, self._authorization)
+        if request.method == b"GET" and self._web is not None:
+            return self._web.authorise(request, bearer_ok)
+        if not bearer_ok:
             raise HttpError(403, "missing or wrong API token (read it from <repo>/api)")
         length = headers.get(b"content-length")
         if length is not None and int(length) > MAX_BODY_SIZE:
             raise HttpError(413, f"request body over {MAX_BODY_SIZE} bytes")
         if request.method != b"POST":
             raise HttpError(405, "the control API takes POST requests only")
+        return None
 
     async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection,
-                        request: h11.Request, *, busy: bool) -> None:
+                        request: h11.Request, grant: object, *, busy: bool) -> None:
         """Read the body of an authorised request, then answer it (503 when `busy`: the body
         is read first even then, so the client sees the answer rather than a reset)."""
         try:
@@ -185,8 +217,11 @@ class HttpServer:
             if busy:
                 raise HttpError(503, f"the daemon is already serving {self._slots.total_tokens} "
                                      "API requests; try again")
-            path = request.target.decode("ascii", "replace").split("?", 1)[0]
-            reply = await self._handler(path, _parse_body(body))
+            target = request.target.decode("ascii", "replace")
+            if request.method == b"GET" and self._web is not None:
+                reply = await self._web.get(target, grant)
+            else:
+                reply = await self._handler(target.split("?", 1)[0], _parse_body(body))
         except HttpError as exc:
             reply = error_reply(exc.status, str(exc))
         await _send_reply(stream, conn, reply)
@@ -222,9 +257,14 @@ async def _send_reply(stream: trio.SocketStream, conn: h11.Connection, reply: Re
             ("content-type", "application/json"), ("content-length", str(len(payload))),
             ("connection", "close")]))
         await _send(stream, conn, h11.Data(data=payload))
+    elif isinstance(reply, BytesReply):
+        await _send(stream, conn, h11.Response(status_code=reply.status, headers=[
+            ("content-type", reply.content_type), ("content-length", str(len(reply.body))),
+            ("connection", "close"), *reply.headers]))
+        await _send(stream, conn, h11.Data(data=reply.body))
     else:
         await _send(stream, conn, h11.Response(status_code=200, headers=[
-            ("content-type", reply.content_type), ("connection", "close")]))
+            ("content-type", reply.content_type), ("connection", "close"), *reply.headers]))
 
         async def send(chunk: bytes) -> None:
             if chunk:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from blockmesh.control.cluster.client import ClientSession, ClusterClient
 from blockmesh.control.cluster.config import ClusterConfig, NodeConfig
@@ -40,6 +41,7 @@ from blockmesh.data.cid import CID
 from blockmesh.data.connectivity.backoff import BackoffPolicy
 from blockmesh.data.net import NetError
 from blockmesh.data.node import Node
+from blockmesh.data.store.repo import RepoBusy
 from blockmesh.errors import BlockmeshError, NotFound
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,9 @@ class Member:
         self.tracker = PinTracker(held=self._load_held())
         self.auditor = Auditor(self.id, cluster.pinset.audit_interval)
         self.control = ControlLoop(f"{self.id}-control")
+        #: The replica's metrics (its own /metrics port serves them too); the daemon's
+        #: /metrics forwards them (observe.metrics.ForwardedRegistry).
+        self.registry = CollectorRegistry()
         self.replica: Replica | None = None
         self._client: ClusterClient | None = None
         self._session: ClientSession | None = None
@@ -131,6 +136,7 @@ class Member:
     async def _replica_main(self) -> None:
         """The control-plane thread's life: the replica serving until it is cancelled."""
         self.replica = Replica(self.config, self.cluster, app=self.pinset, read_only=is_query,
+                               registry=self.registry,
                                on_commit=lambda: self.control.to_trio(self._on_commit))
         try:
             await self.replica.run()
@@ -237,8 +243,12 @@ class Member:
 
     def _maybe_gc(self, now: float) -> None:
         if self._gc_due is not None and now >= self._gc_due and not self._fetching:
+            try:
+                removed = self.node.repo.gc(wait=False).removed
+            except RepoBusy:  # an add or pin is writing; try again later
+                self._gc_due = now + GC_INTERVAL
+                return
             self._gc_due = None
-            removed = self.node.repo.gc().removed
             log.info("%s: garbage collection removed %d blocks", self.id, len(removed))
 
     async def _send_reports(self) -> None:

@@ -6,6 +6,10 @@ for it get it; the CLI runs the very same handlers in-process on the repo when n
 (`cli/invoke.py`), with no announce and a `progress` callback for its progress bar. Nothing here
 imports the network stack, so an offline command never loads py-libp2p.
 
+Long jobs (imports, exports to disk, DAG walks, verify and GC) run on a worker thread (`off_loop`),
+so a daemon keeps serving peers and other requests while a 1 GiB `add` runs; such a job stops at
+its next chunk when its request is cancelled (the client hung up, or the daemon is stopping).
+
 Byte inputs (block put, dag put, dag import) come as an absolute `path` the route opens and reads
 under the same bounds whatever the path is (a file, or the CLI's stdin: see `cli/invoke.py`).
 Writes hold the repo's GC lock shared (exclusive for `block/rm` and `repo/gc`), whichever
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+import trio
 
 from blockmesh.daemon import fields
 from blockmesh.daemon.dispatch import Routes
@@ -36,14 +42,26 @@ STREAM_CHUNK = 256 << 10
 
 Announce = Callable[[list[CID]], None]
 Progress = Callable[[int], None]
+T = TypeVar("T")
+
+
+async def off_loop(job: Callable[[], T]) -> T:
+    """Run a blocking repo job on a worker thread and wait for it (see the module docstring)."""
+    return await trio.to_thread.run_sync(job)
 
 
 class RepoApi(Routes):
     def __init__(self, repo: Repo, *, announce: Announce | None = None,
-                 progress: Progress | None = None) -> None:
+                 provide: Announce | None = None, progress: Progress | None = None,
+                 gc_waits: bool = True) -> None:
+        """`gc_waits=False` (the daemon) makes `repo/gc` refuse while an import or pin holds
+        the GC lock: it runs on the event loop, which must never block on that lock."""
         super().__init__()
         self.repo = repo
+        self.gc_waits = gc_waits
         self.announce = announce or (lambda cids: None)
+        #: Roots that `add` and `pin add` create, for the content routing (daemon only).
+        self.provide = provide or (lambda cids: None)
         self.progress = progress
         self.routes.update({
             "add": self.add, "cat": self.cat, "get": self.get, "ls": self.ls,
@@ -55,6 +73,18 @@ class RepoApi(Routes):
             "repo/stat": self.repo_stat, "repo/verify": self.repo_verify,
             "repo/gc": self.repo_gc,
         })
+
+    def _ticker(self) -> Progress:
+        """The progress callback of a job run by `off_loop`: it also ends the job (raising
+        trio.Cancelled in the worker) once the request that started it is cancelled."""
+        progress = self.progress
+
+        def tick(done: int) -> None:
+            trio.from_thread.check_cancelled()
+            if progress is not None:
+                progress(done)
+
+        return tick
 
     # -- files -----------------------------------------------------------------------------------
     async def add(self, body: dict[str, Any]) -> Reply:
@@ -68,20 +98,29 @@ class RepoApi(Routes):
             hash_name=fields.text(body, "hash", required=False),
             hidden=fields.flag(body, "hidden"))
         recursive, pin = fields.flag(body, "recursive"), fields.flag(body, "pin", True)
-        results: list[Added] = []
-        if fields.flag(body, "only_hash"):
-            for path in paths:
-                results.extend(import_path(path, opts, None, self.progress, recursive))
-        else:
-            sink = BatchedPut(self.repo.blocks)
+        only_hash, progress = fields.flag(body, "only_hash"), self._ticker()
+        sink = BatchedPut(self.repo.blocks)
+        roots: list[CID] = []
+
+        def run() -> list[Added]:
+            results: list[Added] = []
+            if only_hash:
+                for path in paths:
+                    results.extend(import_path(path, opts, None, progress, recursive))
+                return results
             with self.repo.gc_lock():
                 for path in paths:
-                    added = list(import_path(path, opts, sink, self.progress, recursive))
+                    added = list(import_path(path, opts, sink, progress, recursive))
                     sink.flush()
                     if pin:
                         self.repo.pins.add(added[-1].cid)
                     results.extend(added)
-            self.announce(sink.cids)
+                    roots.append(added[-1].cid)
+            return results
+
+        results = await off_loop(run)
+        self.announce(sink.cids)
+        self.provide(roots)
         return JsonReply([{"Name": a.path, "Hash": str(a.cid), "Size": a.size} for a in results])
 
     async def cat(self, body: dict[str, Any]) -> Reply:
@@ -98,8 +137,9 @@ class RepoApi(Routes):
 
     async def get(self, body: dict[str, Any]) -> Reply:
         """Write the tree at `cid` to `dest` under the exporter's safety rules."""
-        cid, dest = fields.cid(body), fields.absolute(body, "dest")
-        final = exporter.write_tree(self.repo.blocks.get, cid, dest, self.progress)
+        cid, dest, progress = fields.cid(body), fields.absolute(body, "dest"), self._ticker()
+        final = await off_loop(lambda: exporter.write_tree(self.repo.blocks.get, cid, dest,
+                                                           progress))
         return JsonReply({"Path": str(final)})
 
     async def ls(self, body: dict[str, Any]) -> Reply:
@@ -216,26 +256,34 @@ class RepoApi(Routes):
         """Import CAR files (v1 or v2), verifying every block; pin their roots if asked."""
         paths = fields.absolute_list(body, "paths")
         pin_roots = fields.flag(body, "pin_roots", True)
-        report = []
+        report: list[dict[str, Any]] = []
         sink = BatchedPut(self.repo.blocks)
-        with self.repo.gc_lock():
-            for path in paths:
-                with open(path, "rb") as source:
-                    roots, count = import_car(source, sink)
-                sink.flush()
-                for root in roots:
-                    if pin_roots:
-                        self.repo.pin(root)
-                    report.append({"Root": str(root), "Blocks": count, "Pinned": pin_roots})
+
+        def run() -> None:
+            with self.repo.gc_lock():
+                for path in paths:
+                    with open(path, "rb") as source:
+                        roots, count = import_car(source, sink)
+                    sink.flush()
+                    for root in roots:
+                        if pin_roots:
+                            self.repo.pin(root)
+                        report.append({"Root": str(root), "Blocks": count, "Pinned": pin_roots})
+
+        await off_loop(run)
         self.announce(sink.cids)
         return JsonReply(report)
 
     # -- pins ------------------------------------------------------------------------------------
     async def pin_add(self, body: dict[str, Any]) -> Reply:
         cids, recursive = fields.cids(body), fields.flag(body, "recursive", True)
-        with self.repo.gc_lock():
-            for cid in cids:
-                self.repo.pin(cid, recursive)
+        def run() -> None:  # a recursive pin walks the whole DAG first
+            with self.repo.gc_lock():
+                for cid in cids:
+                    self.repo.pin(cid, recursive)
+
+        await off_loop(run)
+        self.provide(cids)
         return JsonReply({"Pins": [str(c) for c in cids]})
 
     async def pin_rm(self, body: dict[str, Any]) -> Reply:
@@ -260,8 +308,9 @@ class RepoApi(Routes):
                           "RepoSize": stat.bytes, "Datastore": self.repo.config.datastore.engine})
 
     async def repo_verify(self, body: dict[str, Any]) -> Reply:
-        result = self.repo.verify()
+        result = await off_loop(self.repo.verify)
         return JsonReply({"Checked": result.checked, "Corrupt": [str(c) for c in result.corrupt]})
 
     async def repo_gc(self, body: dict[str, Any]) -> Reply:
-        return JsonReply({"Removed": [str(c) for c in self.repo.gc().removed]})
+        result = self.repo.gc(wait=self.gc_waits)
+        return JsonReply({"Removed": [str(c) for c in result.removed]})

@@ -56,8 +56,10 @@ class Api(Routes):
         super().__init__()
         self.node = node
         self.default_stall_timeout = default_stall_timeout
+        self.gateway: str | None = None  # the HTTP gateway's multiaddr once it listens
         self._fetches = 0  # running fetches, whose blocks are not pinned yet
-        self._repo_api = RepoApi(node.repo, announce=node.announce)
+        self._repo_api = RepoApi(node.repo, announce=node.announce,
+                                 provide=node.provide_roots, gc_waits=False)
         self.routes.update(self._repo_api.routes)
         self.routes.update({
             "id": self.id,
@@ -78,7 +80,7 @@ class Api(Routes):
     # -- identity and peers ----------------------------------------------------------------------
     async def id(self, body: dict[str, Any]) -> Reply:
         return JsonReply({"ID": self.node.peer_id, "Addresses": self.node.addrs(),
-                          "AgentVersion": f"blockmesh/{__version__}",
+                          "Gateway": self.gateway, "AgentVersion": f"blockmesh/{__version__}",
                           "Protocols": sorted(self.node.host.protocols())})
 
     async def swarm_connect(self, body: dict[str, Any]) -> Reply:

@@ -31,11 +31,16 @@ from blockmesh.daemon.http import HttpServer
 from blockmesh.daemon.member import Member
 from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
+from blockmesh.daemon.routing_routes import RoutingApi
 from blockmesh.daemon.swarm_routes import ConnectivityApi
+from blockmesh.data.gateway.service import start_gateway
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import Node
 from blockmesh.data.node.node import DEFAULT_STALL_TIMEOUT
 from blockmesh.data.store.repo import REPO_MODE, Repo
+from blockmesh.observe.metrics import daemon_registry
+from blockmesh.observe.observer import Observer
+from blockmesh.observe.web import WebApi
 
 logger = logging.getLogger(__name__)
 
@@ -66,29 +71,42 @@ def warn_if_repo_is_open(path: Path) -> None:
 
 async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int = 0,
                      stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-                     ready: Callable[[Node, ApiAddress], None] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published."""
+                     gateway_listen: str | None = None,
+                     ready: Callable[[Node, ApiAddress, str], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; `ready` is told once the API address is published,
+    with the gateway's banner line. `gateway_listen` overrides `[gateway] listen`."""
     warn_if_repo_is_open(repo.path)
     membership = load_membership(repo.path)
     node = Node(repo, net_config=NetConfig(listen_addrs=listen_addrs))
     api = Api(node, default_stall_timeout=stall_timeout)
     api.routes.update(ConnectivityApi(node).routes)
+    api.routes.update(RoutingApi(node).routes)
     member = None
     if membership is not None:
         member = Member(node, *membership)
         api.routes.update(ClusterApi(member).routes)
+    # One registry for /metrics; the gateway registers its own collectors in it.
+    observer = Observer(node, member)
+    registry = daemon_registry(observer, member.registry if member is not None else None)
+    web = WebApi(observer, registry)
+    api.routes.update(web.routes)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with node.run(), trio.open_nursery() as nursery:
             if member is not None:  # both planes: the replica and the pin tracker
                 await nursery.start(member.run)
+            await nursery.start(observer.run)
             probe = ApiAddress.fresh(API_HOST, 0)
-            server = HttpServer(api.handle, probe.token)
+            server = HttpServer(api.handle, probe.token, web=web)
             port = await nursery.start(server.serve, API_HOST, api_port)
+            api.gateway, gateway_line = await start_gateway(
+                nursery, repo, node, repo.config.gateway.listen if gateway_listen is None
+                else gateway_listen, registry)
+            web.listening_on(port)
             address = ApiAddress(API_HOST, port, probe.token)
             write_api_file(repo.path, address)
             try:
                 if ready is not None:
-                    ready(node, address)
+                    ready(node, address, gateway_line)
                 async for signum in signals:
                     logger.info("received %s, shutting down", signal.Signals(signum).name)
                     break

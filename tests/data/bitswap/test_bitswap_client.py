@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from blockmesh.data.bitswap import (
     BitswapConfig,
     Block,
@@ -14,6 +16,8 @@ from blockmesh.data.bitswap import (
     ProtocolVersion,
     WantType,
 )
+from blockmesh.data.bitswap.framing import encode_frames
+from blockmesh.data.bitswap.message import HashedBlock
 from blockmesh.data.cid import CID, HashCode
 
 V12, V11 = ProtocolVersion.V1_2_0, ProtocolVersion.V1_1_0
@@ -319,3 +323,20 @@ def test_a_session_that_keeps_nothing_gets_verified_blocks_that_are_not_stored()
     session.want([cid], 0.0)
     assert client.receive("a", Message(blocks=(Block(cid, data),)), 0.1) == []
     assert session.take() == [(cid, data)]
+
+
+def test_a_decoded_block_is_hashed_once_and_a_forged_plain_block_is_still_caught(monkeypatch):
+    """The decoder's HashedBlock skips the client's second hash; a Block built any other way
+    is verified, so bytes that do not match their CID cannot reach the store."""
+    (cid, data), (other_cid, _) = _blocks(2)
+    client = _client("a")
+    client.new_session().want([cid, other_cid], 0.0)
+    (wire_bytes,) = encode_frames(Message(blocks=(Block(cid, data),)), V12)
+    (decoded,) = MessageReader().feed(wire_bytes)
+    assert isinstance(decoded.blocks[0], HashedBlock)
+    monkeypatch.setattr(CID, "verify", lambda self, data: pytest.fail("hashed twice"))
+    assert client.receive("a", decoded, 0.1) == [(cid, data)]
+    monkeypatch.undo()
+    assert client.receive("a", Message(blocks=(Block(other_cid, data),)), 0.2) == []
+    with pytest.raises(TypeError):
+        HashedBlock(other_cid, data)

@@ -61,6 +61,12 @@ class BitswapConfig:
     round trip costs more, and 64 (with 32 per peer) halved throughput (docs/benchmarks.md)."""
     max_inflight_blocks_per_peer: int = 128
     """Want-blocks outstanding to one peer per session (blockmesh); more go to other peers."""
+    provider_search_delay: float = 1.0
+    """boxo's ProviderSearchDelay: a session that received nothing this long (seconds) asks
+    content routing for providers of its oldest unanswered want (at once if it has no peer to
+    ask, or every peer asked said DONT_HAVE)."""
+    provider_search_interval: float = 60.0
+    """boxo's periodic search delay: the same CID is looked up again at most this often."""
     max_strikes: int = 3
     """Unwanted blocks (or broken streams) a peer may send before it is flagged (blockmesh)."""
     max_remembered_bad_peers: int = 4096

@@ -36,56 +36,80 @@ def frame(body: bytes) -> bytes:
 
 
 class FrameDecoder:
-    """Feed stream bytes in, get complete frame bodies out. After an error the stream is dead."""
+    """Feed stream bytes in, get complete frame bodies out. After an error the stream is dead.
+
+    Each body is copied once: sliced straight out of the fed chunk when it lies within one,
+    else its pieces are joined when the last arrives (a 256 KiB block message comes in several
+    reads). Only the length prefix, at most ten bytes, is gathered byte by byte.
+    """
 
     def __init__(self, max_frame_size: int = DEFAULT_CONFIG.max_message_size) -> None:
         self._max = max_frame_size
-        self._buf = bytearray()
+        self._prefix = bytearray()  # the length prefix read so far
+        self._value = 0  # its value so far
         self._need: int | None = None  # body length once the prefix is read
+        self._parts: list[bytes] = []  # pieces of the body in progress
+        self._have = 0
         self._failed: BitswapError | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if self._failed is not None:
             raise self._failed
-        self._buf += data
         out: list[bytes] = []
+        view = memoryview(data)
+        pos, end = 0, len(view)
         try:
-            while True:
-                if self._need is None and not self._read_prefix():
-                    break
-                assert self._need is not None
-                if len(self._buf) < self._need:
-                    break
-                out.append(bytes(self._buf[: self._need]))
-                del self._buf[: self._need]
+            while pos < end or self._need == 0:
+                if self._need is None:
+                    pos = self._read_prefix(view, pos)
+                    continue
+                take = min(self._need - self._have, end - pos)
+                if not self._parts and take == self._need:
+                    out.append(bytes(view[pos:pos + take]))
+                else:
+                    self._parts.append(bytes(view[pos:pos + take]))
+                    self._have += take
+                    if self._have < self._need:
+                        return out
+                    out.append(b"".join(self._parts))
+                    self._parts.clear()
+                    self._have = 0
+                pos += take
                 self._need = None
         except BitswapError as exc:
             self._failed = exc
-            self._buf.clear()
+            self._parts.clear()
             raise
         return out
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._prefix) + self._have
 
-    def _read_prefix(self) -> bool:
+    def _read_prefix(self, view: memoryview, pos: int) -> int:
+        """Take prefix bytes from `view[pos:]`; sets `_need` once the prefix is whole."""
         # Bound the value from below while the prefix is still incomplete: a run of continuation
         # bytes already worth more than the limit is rejected without waiting for the rest.
-        value = 0
-        for i, byte in enumerate(self._buf[: varint.MAX_VARINT_BYTES]):
-            value |= (byte & 0x7F) << (7 * i)
-            if value > self._max or (byte >= 0x80 and 1 << (7 * (i + 1)) > self._max):
+        prefix = self._prefix
+        while pos < len(view):
+            byte = view[pos]
+            pos += 1
+            i = len(prefix)
+            prefix.append(byte)
+            if i >= varint.MAX_VARINT_BYTES:
+                raise FrameTooLarge(f"length prefix exceeds {self._max} bytes")
+            self._value = (0 if i == 0 else self._value) | (byte & 0x7F) << (7 * i)
+            if self._value > self._max or (byte >= 0x80 and 1 << (7 * (i + 1)) > self._max):
                 raise FrameTooLarge(f"length prefix exceeds {self._max} bytes")
             if byte < 0x80:
                 try:
-                    length, end = varint.decode(self._buf)
+                    length, _ = varint.decode(prefix)
                 except varint.VarintError as exc:
                     raise MalformedMessage(f"bad length prefix: {exc}") from None
-                del self._buf[:end]
+                prefix.clear()
                 self._need = length
-                return True
-        return False
+                return pos
+        return pos
 
 
 class MessageReader:

@@ -7,6 +7,7 @@ a block that leaves the decoder always hashes to the CID it carries.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -69,10 +70,37 @@ class Presence:
     type: PresenceType
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Block:
     cid: CID
     data: bytes
+
+    def __eq__(self, other: object) -> bool:  # a HashedBlock equals a Block of the same bytes
+        return isinstance(other, Block) and self.cid == other.cid and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((self.cid, self.data))
+
+
+_HASHED = object()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HashedBlock(Block):
+    """A received block whose CID this process computed from its bytes, so it needs no second
+    hash: a wanted CID with the same multihash is verified by the lookup itself. Only `hash_of`
+    (the decoder's path) makes one; constructing it directly with other CIDs raises."""
+
+    token: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.token is not _HASHED:
+            raise TypeError("a HashedBlock is made only by HashedBlock.hash_of")
+
+    @classmethod
+    def hash_of(cls, cid: CID, data: bytes) -> HashedBlock:
+        """`cid` must be the output of hashing `data` (cid_from_prefix or CID.of)."""
+        return cls(cid, data, _HASHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +271,7 @@ def _decode_payload(buf: memoryview, config: BitswapConfig) -> Block:
             data = bytes(view)
     if prefix is None:
         raise BadPrefix("payload block without a CID prefix")
-    return Block(cid_from_prefix(prefix, data), data)
+    return HashedBlock.hash_of(cid_from_prefix(prefix, data), data)
 
 
 class _Counter:
@@ -294,7 +322,7 @@ def decode_message(body: bytes | memoryview, config: BitswapConfig = DEFAULT_CON
             view = wire.as_view(wt, value, "blocks")
             _check_block_size(len(view), config)
             raw = bytes(view)
-            blocks.append(Block(CID.of(raw, Codec.DAG_PB, 0), raw))
+            blocks.append(HashedBlock.hash_of(CID.of(raw, Codec.DAG_PB, 0), raw))
         elif field == _F_PAYLOAD:
             n_blocks.bump()
             blocks.append(_decode_payload(wire.as_view(wt, value, "payload"), config))

@@ -58,6 +58,8 @@ class Session:
         self._by_hash: dict[bytes, set[CID]] = {}  # pending CIDs by multihash (blocks match so)
         self.closed = False
         self.timeouts = 0
+        self._idle_since: float | None = None  # last block (or first check); None: reset
+        self._searched: dict[CID, float] = {}  # provider lookups asked for, by want
 
     # -- caller API ----------------------------------------------------------------------------
     def want(self, cids: Iterable[CID], now: float) -> None:
@@ -98,6 +100,7 @@ class Session:
         self._queue.clear()
         self._inflight.clear()
         self._by_hash.clear()
+        self._searched.clear()
         self.closed = True
         self._client.unregister(self, pending)
         self._client.forget_session(self)
@@ -140,6 +143,7 @@ class Session:
             self._ready.append((cid, data))
         if hits:
             self._peers.add(peer)
+            self._idle_since = None
             if len(self._queue) != len(self._queued):
                 self._queue = deque(c for c in self._queue if c in self._queued)
         return hits
@@ -174,6 +178,33 @@ class Session:
                 want.block_peer = None
         self._pump(now)
 
+    def needs_providers(self, now: float) -> list[CID]:
+        """A CID (at most one per call) whose providers the caller should look up and connect.
+
+        Asked of a want nobody holds: at once when the session has no peer to ask or every
+        peer it asked said DONT_HAVE, else once the session has received nothing for
+        `provider_search_delay`; the same CID again only after `provider_search_interval`.
+        Providers of one block of a DAG usually hold the rest, so one lookup at a time suffices.
+        An audit session (`only`) never looks beyond its peers."""
+        if self.closed or self.only is not None:
+            return []
+        if self._idle_since is None:
+            self._idle_since = now
+        idle = now - self._idle_since >= self._config.provider_search_delay
+        alone = not self._candidates()
+        for want in self._live.values():
+            if want.block_peer is not None or want.haves:
+                continue
+            refused = bool(want.asked) and want.asked <= want.dont_haves
+            if not (alone or refused or idle):
+                continue
+            last = self._searched.get(want.cid)
+            if last is not None and now - last < self._config.provider_search_interval:
+                continue
+            self._searched[want.cid] = now
+            return [want.cid]
+        return []
+
     def tick(self, now: float) -> None:
         for want in self._live.values():
             if (want.block_peer is not None
@@ -196,6 +227,7 @@ class Session:
     def _forget(self, cid: CID) -> bool:
         """Drop a pending CID from every structure; False if it was not pending."""
         want = self._live.pop(cid, None)
+        self._searched.pop(cid, None)
         if want is not None:
             self._release(want)
         elif self._queued.pop(cid, None) is None:
@@ -237,12 +269,23 @@ class Session:
             want = self._live[cid] = _Want(cid, priority, asked_at=now)
             self._assign(want, now)
             self._ask(want, self._peers or self._candidates(), now)
+        # Every unassigned live want is retried on every pump; with all peers at their in-flight
+        # limit none can be assigned, so skip the search (it was most of a fetcher's Bitswap
+        # CPU: ~80 futile searches per received block with 256 live wants).
+        saturated = self._saturated()
         for want in self._live.values():
-            if want.block_peer is None:
+            if want.block_peer is None and not saturated:
                 self._assign(want, now)
+                saturated = want.block_peer is not None and self._saturated()
             if want.block_peer is None and want.asked <= want.dont_haves:
                 # Everyone asked so far lacks it: widen the search to every connected peer.
                 self._ask(want, self._candidates(), now)
+
+    def _saturated(self) -> bool:
+        """True when no connected peer can take another want-block (`_assign` would fail)."""
+        limit = self._config.max_inflight_blocks_per_peer
+        inflight = self._inflight
+        return all(inflight.get(p, 0) >= limit for p in self._client.connected_peers())
 
     def _ask(self, want: _Want, peers: Iterable[PeerId], now: float) -> None:
         client = self._client

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 DEFAULT_LISTEN_ADDR = "/ip4/127.0.0.1/tcp/4001"
 
 #: go-yamux (kubo) sends a keep-alive PING on every connection idle this long and drops the
-#: connection when no PONG arrives; py-libp2p's Yamux answers it (tests hold a kubo connection
+#: connection when no PONG arrives; our Yamux answers it (tests hold a kubo connection
 #: idle past this).
 KUBO_YAMUX_KEEPALIVE_S = 30.0
 

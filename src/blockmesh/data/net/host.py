@@ -29,23 +29,12 @@ Workarounds for py-libp2p 0.8.1, found by reading its source and measured on loo
   refused at registration over the connection cap). Connection events are therefore counted per
   connection object: `connected` fires on a peer's first live connection, `disconnected` when
   its last one closes. A closing connection sleeps 100 ms before the swarm reports it.
-* py-libp2p's Yamux gives up a write after 5 s of a shut receive window and marks the stream
-  reset only locally (see `stream.py`, which resets it on the wire).
-* py-libp2p's Yamux sends data frames of 64 KiB including the 12-byte header, 17 bytes more
-  than one Noise message carries (65,519 bytes of plaintext), so every full frame went out as
-  two Noise messages, two encryptions and two `send` calls. The adapter lowers the module's
-  frame size to the Noise limit (process-wide; this is the only py-libp2p user): one-stream
-  upload between two processes went from 62 to 91 MB/s, sender CPU from 7.3 to 5.3 ms per MB
-  (interleaved runs, 128 MiB in 1 MiB writes).
-* py-libp2p's Yamux polls a shut send window every 10 ms. go-yamux (kubo) keeps the window of
-  a stream we write to at about 512 KiB, so serving kubo 256 KiB blocks hit it ~30 times per
-  100 MiB and slept 10 ms each time. Streams here wait for the window update itself
-  (`_PromptYamuxStream`): bm->kubo 100 MiB medians 1.72 -> 1.55 s over 8 alternating pairs.
-* py-libp2p's Yamux over-credits its receive window: it tops the window up to its target and
-  also credits the bytes just read, so the sender's credit reached 17 MiB against the 16 MiB
-  maximum. js-yamux (Helia) sends frames as large as its credit, and py-libp2p's own guard
-  closes the connection on any DATA frame over 16 MiB: 100 MiB from Helia failed in most runs.
-  Window updates follow `yamux_window` instead, which never grants beyond the maximum.
+* Yamux is our own (`data/net/yamux/`: an engine without I/O and a trio adapter), in place of
+  py-libp2p's, whose per-frame locks and reads, 10 ms polling of a shut send window, one window
+  update per read and over-credited windows (17 MiB against the 16 MiB maximum, which broke
+  100 MiB fetches from Helia) cost both CPU and round trips. py-libp2p's muxer negotiation
+  constructs the class it imported for `/yamux/1.0.0` whatever the muxer options say, so the
+  name is replaced in that module.
 * Stopping py-libp2p's host cancels its swarm service without closing the connections this
   node dialled: their sockets stayed open in the process and the peer saw a stopped node as
   still connected. `run` closes the swarm's connections itself before leaving.
@@ -70,12 +59,21 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, ISecureConn
+from libp2p.abc import (
+    IHost,
+    INetConn,
+    INetStream,
+    INetwork,
+    INotifee,
+    IRawConnection,
+    ISecureConn,
+)
+from libp2p.crypto.keys import KeyPair, PrivateKey
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.ping import ID as LIBP2P_PING_ID
@@ -86,14 +84,11 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 from libp2p.security.exceptions import HandshakeFailure
-from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.exceptions import MuxedStreamError
+from libp2p.stream_muxer import muxer_multistream as libp2p_muxer_multistream
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
-from libp2p.stream_muxer.yamux import yamux as libp2p_yamux
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from blockmesh.data.connectivity.filters import Filters
 from blockmesh.data.net.addrs import parse_multiaddr, parse_peer_addr, to_libp2p_id
@@ -112,84 +107,12 @@ from blockmesh.data.net.errors import (
 from blockmesh.data.net.identify import IDENTIFY_PROTOCOL, IdentifyInfo, decode_identify
 from blockmesh.data.net.identity import Identity
 from blockmesh.data.net.stream import Stream
-from blockmesh.data.net.yamux_window import ReceiveWindow
+from blockmesh.data.net.yamux.trio_muxer import YamuxConnection
 
 logger = logging.getLogger(__name__)
 
-# One Yamux frame per Noise message (see the module docstring). Smaller frames are always valid.
-libp2p_yamux.MAX_MESSAGE_SIZE = min(libp2p_yamux.MAX_MESSAGE_SIZE, NOISE_MAX_PLAINTEXT)
-
-# py-libp2p's own limit on waiting for a shut send window (see the module docstring).
-YAMUX_WINDOW_WAIT = 5.0
-
-
-class _WindowLock:
-    """The lock around a Yamux stream's window counters, also telling a waiting writer that
-    they changed (py-libp2p takes it for every window update it receives)."""
-
-    def __init__(self) -> None:
-        self._lock = trio.Lock()
-        self.changed = trio.Event()
-
-    async def __aenter__(self) -> None:
-        await self._lock.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._lock.release()
-        self.changed.set()
-
-
-class _PromptYamuxStream(libp2p_yamux.YamuxStream):
-    """py-libp2p's Yamux stream, with a writer that wakes as soon as the window reopens.
-
-    py-libp2p polls a shut send window every 10 ms. kubo keeps the window of a stream we
-    write to at about two 256 KiB blocks, so a Bitswap server sending kubo blocks found it shut
-    every dozen blocks and slept 10 ms where the update came in a fraction of a millisecond.
-    Here a write waits on the window lock's signal, then hands py-libp2p no more than the
-    window allows, so its polling loop is never entered.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.window_lock = _WindowLock()  # type: ignore[assignment]
-        self._receive_window = ReceiveWindow(maximum=libp2p_yamux.MAX_WINDOW_SIZE)
-
-    async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
-        """Called by py-libp2p after every read: grant the sender more window by the rules of
-        `yamux_window`, in place of py-libp2p's accounting, which over-credits (see there).
-        `recv_window` is py-libp2p's count of the sender's credit; it lowers it per frame."""
-        async with self.window_lock:
-            increment = self._receive_window.grant(
-                credit=max(self.recv_window, 0),
-                buffered=len(self.conn.stream_buffers.get(self.stream_id, b"")),
-                now=trio.current_time(),
-                rtt=self._effective_rtt(),  # the measured ping RTT, 1 ms until there is one
-            )
-            self.recv_window += increment
-        if increment > 0:
-            await self.send_window_update(increment)
-
-    async def write(self, data: bytes) -> None:
-        sent = 0
-        while sent < len(data):
-            if self.send_window <= 0 and not self.closed:
-                await self._wait_for_window()
-            size = min(len(data) - sent, max(self.send_window, 1))
-            await super().write(data if size == len(data) else data[sent : sent + size])
-            sent += size
-
-    async def _wait_for_window(self) -> None:
-        window_lock: _WindowLock = self.window_lock  # type: ignore[assignment]
-        with trio.move_on_after(YAMUX_WINDOW_WAIT):
-            while self.send_window <= 0 and not self.closed:
-                window_lock.changed = trio.Event()
-                await window_lock.changed.wait()
-            return
-        raise MuxedStreamError(f"no window update for {YAMUX_WINDOW_WAIT:g} s")
-
-
-# py-libp2p's Yamux creates streams from this module global.
-libp2p_yamux.YamuxStream = _PromptYamuxStream  # type: ignore[misc]
+# py-libp2p's muxer negotiation builds this name for /yamux/1.0.0 (see the module docstring).
+libp2p_muxer_multistream.Yamux = YamuxConnection  # type: ignore[misc]
 
 # py-libp2p detaches its loggers from the tree on import (propagate off, no handler), so its
 # warnings bypass whatever logging the application configured; reattach them.
@@ -238,14 +161,14 @@ class _GatedNoise(NoiseTransport):
     """Noise that refuses a peer the filters deny as soon as the handshake proves its id,
     before any muxer runs over the connection."""
 
-    def __init__(self, host: Host, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, host: Host, key_pair: KeyPair, noise_privkey: PrivateKey) -> None:
+        super().__init__(key_pair, noise_privkey=noise_privkey)
         self._host = host
 
-    async def secure_inbound(self, conn: Any) -> ISecureConn:
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
         return await self._admit(await super().secure_inbound(conn), "inbound")
 
-    async def secure_outbound(self, conn: Any, peer_id: ID) -> ISecureConn:
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
         return await self._admit(await super().secure_outbound(conn, peer_id), "outbound")
 
     async def _admit(self, secured: ISecureConn, direction: str) -> ISecureConn:
@@ -381,7 +304,10 @@ class Host:
         libp2p_host = new_host(
             key_pair=key_pair,
             sec_opt={NOISE_PROTOCOL_ID: noise},
-            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux, TProtocol(MPLEX_PROTOCOL_ID): Mplex},
+            muxer_opt={
+                TProtocol(YAMUX_PROTOCOL_ID): YamuxConnection,
+                TProtocol(MPLEX_PROTOCOL_ID): Mplex,
+            },
             listen_addrs=listen,
             connection_config=connection_config,
             negotiate_timeout=max(1, int(self.config.inbound_negotiate_timeout)),
@@ -423,6 +349,20 @@ class Host:
             addrs = getattr(conn, "get_transport_addresses", None)
             out.extend(str(a) for a in (addrs() if callable(addrs) else []))
         return out
+
+    def connection_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Open connections by direction and open streams by protocol, counted now (for the
+        metrics, which read them at scrape time instead of counting in the stream paths)."""
+        connections: dict[str, int] = {}
+        streams: dict[str, int] = {}
+        for conns in list(self._running().get_network().connections.values()):
+            for conn in list(conns):
+                name = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
+                connections[name] = connections.get(name, 0) + 1
+                for stream in list(getattr(conn, "streams", ())):
+                    protocol = str(stream.get_protocol() or "negotiating")
+                    streams[protocol] = streams.get(protocol, 0) + 1
+        return connections, streams
 
     def peer_protocols(self, peer_id: str) -> list[str]:
         """Protocols the peer listed in its last identify (py-libp2p identifies every new

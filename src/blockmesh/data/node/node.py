@@ -17,6 +17,7 @@ from pathlib import Path
 import trio
 
 from blockmesh.data.bitswap import DEFAULT_CONFIG, Bitswap, BitswapConfig
+from blockmesh.data.bitswap.session import Session
 from blockmesh.data.cid import CID
 from blockmesh.data.connectivity.service import (
     Connectivity,
@@ -27,12 +28,19 @@ from blockmesh.data.dag import exporter
 from blockmesh.data.dag.importer import Added, ImportOptions, import_bytes, import_path
 from blockmesh.data.dag.links import links, walk
 from blockmesh.data.net import Host, NetConfig, load_or_create_identity
+from blockmesh.data.node.discovery import ProviderConnector
 from blockmesh.data.node.exchange import Exchange
+from blockmesh.data.node.providing import Providing
+from blockmesh.data.routing.api import ContentRouting
+from blockmesh.data.routing.kad.dht import DHT, DHTConfig
+from blockmesh.data.routing.reprovider import Reprovider
 from blockmesh.data.store.blockstore import BatchedPut
 from blockmesh.data.store.repo import Repo
 from blockmesh.errors import BlockmeshError
 
 DEFAULT_STALL_TIMEOUT = 30.0
+#: How often a waiting fetch asks its session whether to look for providers.
+PROVIDER_CHECK_INTERVAL = 0.5
 
 
 class FetchStalled(BlockmeshError):
@@ -53,9 +61,18 @@ class Node:
         self.host = Host(self.identity, net_config or NetConfig())
         self.bitswap = Bitswap(repo.blocks, bitswap_config)
         self.exchange = Exchange(self.host, self.bitswap)
+        routing_type = repo.config.routing.type
+        self.dht: DHT | None = (None if routing_type == "none" else
+                                DHT(self.host, DHTConfig(mode=routing_type)))
+        #: What fetches and announcements use: the DHT unless something else implementing
+        #: the interface is set before `run`; None: fetches ask connected peers only and
+        #: nothing is announced.
+        self.routing: ContentRouting | None = self.dht
+        self.providing: Providing | None = None
+        self.provider_search: ProviderConnector | None = None
         self.connectivity = Connectivity(
             self.host, self.bitswap, ConnectivitySettings.from_config(repo.config),
-            routing_size=lambda: routing_table_size(getattr(self, "routing", None)))
+            routing_size=lambda: routing_table_size(self.dht))
 
     @property
     def peer_id(self) -> str:
@@ -66,11 +83,29 @@ class Node:
         """Listen and serve Bitswap until the block exits."""
         async with self.host.run(), trio.open_nursery() as nursery:
             await nursery.start(self.exchange.run)
+            if self.dht is not None:
+                await nursery.start(self.dht.run)
+            await self._start_routing(nursery)
             await nursery.start(self.connectivity.run)
             try:
                 yield self
             finally:
                 nursery.cancel_scope.cancel()
+
+    async def _start_routing(self, nursery: trio.Nursery) -> None:
+        """With a routing: search providers for stalled fetches and run the reprovider."""
+        if self.routing is None:
+            return
+        self.provider_search = ProviderConnector(self.host, self.routing)
+        config = self.repo.config.reprovider
+        engine = Reprovider(config.strategy, float(config.interval), start=trio.current_time())
+        self.providing = Providing(self.routing, self.repo, engine)
+        await nursery.start(self.providing.run)
+
+    def provide_roots(self, roots: list[CID]) -> None:
+        """Announce new roots (added or pinned) to the content routing now, if there is one."""
+        if self.providing is not None:
+            self.providing.provide_roots(roots)
 
     # -- peers -----------------------------------------------------------------------------------
     def addrs(self) -> list[str]:
@@ -102,6 +137,7 @@ class Node:
             if pin:
                 self.repo.pins.add(entry.cid)
         self.announce(sink.cids)
+        self.provide_roots([entry.cid])
         return entry.cid
 
     def add_path(self, path: str | os.PathLike[str], opts: ImportOptions | None = None, *,
@@ -113,6 +149,7 @@ class Node:
             if pin:
                 self.repo.pins.add(added[-1].cid)
         self.announce(sink.cids)
+        self.provide_roots([added[-1].cid])
         return added
 
     def provide(self, cid: CID) -> int:
@@ -127,43 +164,81 @@ class Node:
         self.exchange.pump()
 
     async def fetch(self, root: CID, *, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> int:
-        """Make the whole DAG under `root` local; returns how many blocks came from peers."""
+        """Make the whole DAG under `root` local; returns how many blocks came from peers.
+
+        With a routing, blocks no connected peer has are looked up there and their providers
+        connected (see `Session.needs_providers`), so no prior `swarm connect` is needed."""
         session = self.bitswap.new_session()
         fetched = 0
-        missing: set[bytes] = set()
-        try:
-            frontier = [root]
-            while frontier or missing:
-                wanted = []
-                for cid in frontier:
-                    if cid.multihash in missing:
-                        continue
-                    if self.repo.blocks.has(cid):
-                        frontier.extend(links(cid, self.repo.blocks.get(cid)))
-                    else:
-                        missing.add(cid.multihash)
-                        wanted.append(cid)
-                frontier = []
-                if wanted:
-                    session.want(wanted, trio.current_time())
-                    self.exchange.pump()
-                arrived = session.take()
-                if not arrived and missing:
-                    if not await self.exchange.wait_progress(stall_timeout):
-                        raise FetchStalled(
-                            f"no block of {root} arrived for {stall_timeout:g} s "
-                            f"({len(missing)} missing, {len(self.exchange.bitswap_peers())} "
-                            "Bitswap peers connected)")
-                    continue
-                for cid, data in arrived:
-                    if cid.multihash in missing:
-                        missing.discard(cid.multihash)
-                        fetched += 1
-                        frontier.extend(links(cid, data))
-        finally:
-            session.close()
-            self.exchange.pump()
+        failure: BlockmeshError | None = None
+        async with trio.open_nursery() as searches:
+            try:
+                fetched = await self._fetch_dag(root, session, searches, stall_timeout)
+            except BlockmeshError as exc:  # raised outside the nursery, not in a group
+                failure = exc
+            finally:
+                searches.cancel_scope.cancel()
+                session.close()
+                self.exchange.pump()
+        if failure is not None:
+            raise failure
         return fetched
+
+    async def _fetch_dag(self, root: CID, session: Session, searches: trio.Nursery,
+                         stall_timeout: float) -> int:
+        fetched = 0
+        missing: set[bytes] = set()
+        frontier = [root]
+        while frontier or missing:
+            wanted = []
+            for cid in frontier:
+                if cid.multihash in missing:
+                    continue
+                if self.repo.blocks.has(cid):
+                    frontier.extend(links(cid, self.repo.blocks.get(cid)))
+                else:
+                    missing.add(cid.multihash)
+                    wanted.append(cid)
+            frontier = []
+            if wanted:
+                session.want(wanted, trio.current_time())
+                self.exchange.pump()
+            arrived = session.take()
+            if not arrived and missing:
+                if not await self._wait_blocks(session, searches, stall_timeout):
+                    raise FetchStalled(
+                        f"no block of {root} arrived for {stall_timeout:g} s "
+                        f"({len(missing)} missing, {len(self.exchange.bitswap_peers())} "
+                        f"Bitswap peers connected{self._search_note()})")
+                continue
+            for cid, data in arrived:
+                if cid.multihash in missing:
+                    missing.discard(cid.multihash)
+                    fetched += 1
+                    frontier.extend(links(cid, data))
+        return fetched
+
+    async def _wait_blocks(self, session: Session, searches: trio.Nursery,
+                           stall_timeout: float) -> bool:
+        """Wait for progress up to `stall_timeout`, starting provider searches the session
+        asks for meanwhile; False if nothing happened in time."""
+        deadline = trio.current_time() + stall_timeout
+        while True:
+            if self.provider_search is not None:
+                for cid in session.needs_providers(trio.current_time()):
+                    searches.start_soon(self.provider_search.connect_providers, cid)
+            left = deadline - trio.current_time()
+            if left <= 0:
+                return False
+            if await self.exchange.wait_progress(min(left, PROVIDER_CHECK_INTERVAL)):
+                return True
+
+    def _search_note(self) -> str:
+        if self.provider_search is None:
+            return "; no content routing to find others"
+        stats = self.provider_search.stats
+        return (f"; {stats.lookups} provider lookups found {stats.providers} providers, "
+                f"{stats.connected} connected")
 
     async def sample(self, root: CID, peer: str, choose: Callable[[list[CID]], CID | None], *,
                      max_blocks: int, timeout: float) -> int:

@@ -71,6 +71,32 @@ class FiltersConfig:
 
 
 @dataclass
+class GatewayConfig:
+    # the HTTP gateway's address (kubo's default; loopback: exposing it is the operator's
+    # choice); "" turns the gateway off. `blockmesh daemon --gateway` overrides it.
+    listen: str = "/ip4/127.0.0.1/tcp/8080"
+    # seconds a gateway request waits for one block over Bitswap before answering 504
+    timeout: float = 30.0
+
+
+@dataclass
+class RoutingConfig:
+    # kubo's Routing.Type: auto (DHT server where the node's listen addresses say it is
+    # reachable, client elsewhere), dhtclient, dhtserver, none (no DHT)
+    type: str = "auto"
+
+
+@dataclass
+class ReproviderConfig:
+    # kubo's Reprovider.Strategy: all (every block), pinned (every block of pinned DAGs),
+    # roots (pinned roots only); checked by data/routing/reprovider.py
+    strategy: str = "all"
+    # seconds between announcement rounds (kubo: 22 h); 0 turns rounds off, while add and pin
+    # still announce their new roots
+    interval: int = 22 * 3600
+
+
+@dataclass
 class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
@@ -79,12 +105,18 @@ class Config:
     peering: PeeringConfig = field(default_factory=PeeringConfig)
     connmgr: ConnMgrConfig = field(default_factory=ConnMgrConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    reprovider: ReproviderConfig = field(default_factory=ReproviderConfig)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
                               "bootstrap": asdict(self.bootstrap), "peering": asdict(self.peering),
-                              "connmgr": asdict(self.connmgr), "filters": asdict(self.filters)})
+                              "connmgr": asdict(self.connmgr), "filters": asdict(self.filters),
+                              "gateway": asdict(self.gateway),
+                              "routing": asdict(self.routing),
+                              "reprovider": asdict(self.reprovider)})
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -100,6 +132,9 @@ class Config:
             peering=_section(PeeringConfig, raw.get("peering", {}), "peering"),
             connmgr=_section(ConnMgrConfig, raw.get("connmgr", {}), "connmgr"),
             filters=_section(FiltersConfig, raw.get("filters", {}), "filters"),
+            gateway=_section(GatewayConfig, raw.get("gateway", {}), "gateway"),
+            routing=_section(RoutingConfig, raw.get("routing", {}), "routing"),
+            reprovider=_section(ReproviderConfig, raw.get("reprovider", {}), "reprovider"),
         )
 
 
@@ -110,6 +145,8 @@ def _section(kind: type, raw: dict[str, Any], name: str) -> Any:
         if key not in known:
             raise ConfigError(f"unknown config key {name}.{key}")
         default = getattr(kind(), key)
+        if type(default) is float and type(value) is int:
+            value = float(value)  # `timeout = 5` means 5.0, as TOML readers expect
         if type(value) is not type(default):
             raise ConfigError(f"config {name}.{key} must be {type(default).__name__}")
         values[key] = value

@@ -33,6 +33,10 @@ class RepoError(BlockmeshError):
     """The repo is missing, not initialised, or already initialised."""
 
 
+class RepoBusy(RepoError):
+    """The repo's GC lock is held by a writer (or a GC), and the caller chose not to wait."""
+
+
 def default_path() -> Path:
     return Path(os.environ.get(ENV_PATH) or Path.home() / ".blockmesh").expanduser()
 
@@ -87,9 +91,16 @@ class Repo:
         self.close()
 
     @contextlib.contextmanager
-    def gc_lock(self, exclusive: bool = False) -> Iterator[None]:
+    def gc_lock(self, exclusive: bool = False, *, wait: bool = True) -> Iterator[None]:
+        """Writers hold it shared, GC exclusive. With wait=False a lock held the other way
+        raises RepoBusy at once instead of blocking (a daemon's event loop must not block)."""
         with open(self.path / "gc.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                            | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise RepoBusy("an import or pin is writing to the repo; run GC again when it "
+                               "is done") from None
             try:
                 yield
             finally:
@@ -121,9 +132,10 @@ class Repo:
                     stack.extend(links(current, self.blocks.get(current)))
         return keep
 
-    def gc(self) -> GCResult:
-        """Remove every block no pin reaches."""
-        with self.gc_lock(exclusive=True):
+    def gc(self, *, wait: bool = True) -> GCResult:
+        """Remove every block no pin reaches; wait=False raises RepoBusy rather than wait for
+        running writers."""
+        with self.gc_lock(exclusive=True, wait=wait):
             keep = self.live_set()
             removed = []
             for multihash in list(self.blocks.keys()):

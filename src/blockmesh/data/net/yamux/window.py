@@ -12,10 +12,11 @@ the reader drains a window within four round trips of the previous update (the s
 faster than one window per RTT, so a bigger window pays). The receiver therefore never holds
 more than `maximum` for one stream, and an honest sender never sends a frame larger than it.
 
-py-libp2p 0.8.1 broke that rule: besides topping up to the target it also credited the bytes
-just read, which the top-up already counted, so the credit reached 17 MiB against a 16 MiB
-maximum. js-yamux then sent a 17,825,780-byte frame (17 MiB less its header) and py-libp2p's
-own size guard, which rejects any DATA frame over 16 MiB, closed the connection.
+py-libp2p 0.8.1's own Yamux, which this package replaced, broke that rule: besides topping up
+to the target it also credited the bytes just read, which the top-up already counted, so the
+credit reached 17 MiB against a 16 MiB maximum. js-yamux then sent a 17,825,780-byte frame
+(17 MiB less its header) and py-libp2p's own size guard, which rejects any DATA frame over
+16 MiB, closed the connection.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ RTTS_PER_EPOCH = 4
 class ReceiveWindow:
     """One stream's receive-window target and the time of its last update.
 
-    The credit and the buffered byte count live with the muxer (it changes them as frames
-    arrive and are read); `grant` is told both and answers with the update to send.
+    The credit and the buffered byte count live with the stream in `session` (it changes them
+    as frames arrive and are read); `grant` is told both and answers with the update to send.
     """
 
     target: int = INITIAL_WINDOW

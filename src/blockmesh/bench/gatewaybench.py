@@ -1,0 +1,258 @@
+"""The HTTP gateway measured beside Bitswap, in one run (`blockmesh bench gateway`).
+
+Two daemons on 127.0.0.1: A holds the content, B is connected to A and starts without it.
+
+- **Large file (MB/s)**: a random file of `size_mib` MiB fetched whole over HTTP from A's
+  gateway (local content), from B's gateway (which pulls every block from A over Bitswap while
+  it streams), and made local on B by its `fetch` API route (Bitswap alone, nothing sent on).
+  Each B row uses its own file, so every B fetch is cold.
+- **1 KiB blocks (requests/s, p50/p99)**: `?format=raw` GETs over `clients` keep-alive
+  connections from A's gateway (local) and from B's gateway (each block over Bitswap, cold),
+  then the same number of blocks made local on B one `fetch` call at a time (Bitswap plus one
+  control-API round trip each; sequential, so its rate is 1/latency).
+
+The HTTP client runs in this process (http.client in threads), so the small-block rates
+include its cost; the numbers are for comparing rows, not for comparing with kubo.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from blockmesh.daemon.client import DaemonClient, find_daemon
+from blockmesh.data.gateway.address import parse_listen
+
+MiB = 1 << 20
+START_TIMEOUT = 60
+CALL_TIMEOUT = 600
+READ = 1 << 20
+
+
+@dataclass
+class LargeRow:
+    path: str
+    mib: int
+    seconds: float
+
+    @property
+    def mbps(self) -> float:
+        return self.mib * MiB / self.seconds / 1e6
+
+
+@dataclass
+class SmallRow:
+    path: str
+    requests: int
+    clients: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class GatewayResult:
+    large: list[LargeRow]
+    small: list[SmallRow]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"large": [{**asdict(r), "mbps": r.mbps} for r in self.large],
+                "small": [asdict(r) for r in self.small]}
+
+
+@dataclass
+class _Daemon:
+    repo: Path
+    proc: subprocess.Popen[bytes]
+    client: DaemonClient
+    gateway_port: int
+
+
+def _cli(repo: Path, *args: str) -> str:
+    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
+    done = subprocess.run([sys.executable, "-m", "blockmesh.cli", *args], env=env,
+                          capture_output=True, timeout=CALL_TIMEOUT, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"blockmesh {' '.join(args)}: {done.stderr.decode().strip()}")
+    return done.stdout.decode()
+
+
+@contextmanager
+def _daemon(repo: Path) -> Iterator[_Daemon]:
+    _cli(repo, "init")
+    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
+    proc = subprocess.Popen([sys.executable, "-m", "blockmesh.cli", "daemon", "--listen",
+                             "/ip4/127.0.0.1/tcp/0", "--gateway", "/ip4/127.0.0.1/tcp/0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            bufsize=0)
+    try:
+        port = _wait_ready(proc)
+        client = find_daemon(repo)
+        if client is None:
+            raise RuntimeError(f"daemon on {repo} wrote no API file")
+        yield _Daemon(repo, proc, client, port)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes]) -> int:
+    assert proc.stdout is not None
+    port = None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                break
+            line = proc.stdout.readline().decode().strip()
+            if not line:
+                raise RuntimeError(f"daemon exited with {proc.wait()}")
+            if line.startswith("Gateway server listening on "):
+                port = parse_listen(line.rsplit(" ", 1)[1])[1]
+            if line == "Daemon is ready":
+                if port is None:
+                    raise RuntimeError("daemon started without its gateway")
+                return port
+    raise RuntimeError(f"daemon not ready in {START_TIMEOUT} s")
+
+
+def _random_file(path: Path, mib: int) -> Path:
+    with open(path, "wb") as out:
+        for _ in range(mib):
+            out.write(os.urandom(MiB))
+    return path
+
+
+def _get_all(port: int, target: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CALL_TIMEOUT)
+    try:
+        conn.request("GET", target)
+        reply = conn.getresponse()
+        if reply.status != 200:
+            raise RuntimeError(f"GET {target}: {reply.status} {reply.read(200)!r}")
+        total = 0
+        while chunk := reply.read1(READ):
+            total += len(chunk)
+        return total
+    finally:
+        conn.close()
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _blocks(work: Path, repo: Path, name: str, count: int) -> list[str]:
+    """`count` random 1 KiB files added as one directory (CIDv1: each file is one raw
+    block); their CIDs."""
+    folder = work / name
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"{i:06d}").write_bytes(os.urandom(1024))
+    lines = _cli(repo, "add", "-r", "--cid-version", "1", str(folder)).splitlines()
+    return [line.split()[1] for line in lines if line.startswith("added ")][:count]
+
+
+def _http_load(port: int, cids: list[str], clients: int) -> tuple[float, list[float]]:
+    """(seconds for all, per-request latencies) of raw-block GETs over `clients` connections."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    shares = [cids[i::clients] for i in range(clients)]
+    errors: list[str] = []
+
+    def worker(share: list[str]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CALL_TIMEOUT)
+        mine = []
+        try:
+            for cid in share:
+                start = time.perf_counter()
+                conn.request("GET", f"/ipfs/{cid}?format=raw")
+                reply = conn.getresponse()
+                body = reply.read()
+                mine.append(time.perf_counter() - start)
+                if reply.status != 200 or len(body) != 1024:
+                    errors.append(f"{cid}: {reply.status}")
+                    return
+        finally:
+            conn.close()
+            with lock:
+                latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(share,)) for share in shares]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CALL_TIMEOUT)
+    if errors:
+        raise RuntimeError(f"gateway answered {errors[0]}")
+    return time.perf_counter() - start, latencies
+
+
+def _small_row(path: str, seconds: float, latencies: list[float], clients: int) -> SmallRow:
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return SmallRow(path, len(ordered), clients, len(ordered) / seconds,
+                    statistics.median(ordered) * 1e3, p99 * 1e3)
+
+
+def run_bench(work: Path, size_mib: int, small: int, clients: int,
+              log: Callable[[str], None]) -> GatewayResult:
+    with _daemon(work / "a") as a, _daemon(work / "b") as b:
+        ident = a.client.call("id")
+        b.client.call("swarm/connect", addr=ident["Addresses"][0])
+        log(f"adding three {size_mib} MiB files and {3 * small} 1 KiB blocks to A")
+        files = []
+        for name in ("local", "gateway", "fetch"):
+            path = _random_file(work / f"{name}.bin", size_mib)
+            files.append(_cli(a.repo, "add", "-Q", "--cid-version", "1", str(path)).strip())
+            path.unlink()
+        local_blocks, gateway_blocks, fetch_blocks = (
+            _blocks(work, a.repo, name, small) for name in ("s-local", "s-gateway", "s-fetch"))
+        size = size_mib * MiB
+        large = []
+        log("large file: A's gateway (local)")
+        _get_all(a.gateway_port, f"/ipfs/{files[0]}")  # warm the page cache once
+        local = [_timed(lambda: _get_all(a.gateway_port, f"/ipfs/{files[0]}")) for _ in range(3)]
+        large.append(LargeRow("gateway, local repo", size_mib, statistics.median(local)))
+        log("large file: B's gateway (over Bitswap from A)")
+        got: list[int] = []
+        seconds = _timed(lambda: got.append(_get_all(b.gateway_port, f"/ipfs/{files[1]}")))
+        if got != [size]:
+            raise RuntimeError(f"B's gateway sent {got} bytes of {size}")
+        large.append(LargeRow("gateway, fetched over Bitswap", size_mib, seconds))
+        log("large file: B's fetch route (Bitswap alone)")
+        large.append(LargeRow("Bitswap fetch (API)", size_mib,
+                              _timed(lambda: b.client.fetch(files[2]))))
+        rows = []
+        log(f"{small} raw 1 KiB blocks from A's gateway")
+        rows.append(_small_row("gateway ?format=raw, local repo",
+                               *_http_load(a.gateway_port, local_blocks, clients), clients))
+        log(f"{small} raw 1 KiB blocks from B's gateway (over Bitswap)")
+        rows.append(_small_row("gateway ?format=raw, over Bitswap",
+                               *_http_load(b.gateway_port, gateway_blocks, clients), clients))
+        log(f"{small} 1 KiB blocks by B's fetch route, one at a time")
+        latencies = [_timed(lambda cid=cid: b.client.fetch(cid)) for cid in fetch_blocks]
+        rows.append(_small_row("Bitswap fetch (API), sequential", sum(latencies), latencies, 1))
+        return GatewayResult(large, rows)

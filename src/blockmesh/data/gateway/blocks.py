@@ -1,0 +1,125 @@
+"""Where the gateway's blocks come from: the local repo, else Bitswap through the Node.
+
+One `RequestBlocks` per HTTP request. A block missing from the repo is wanted in a Bitswap
+session of that request, and so are the next blocks the walk will need (`prefetch`), at most
+`window` at a time, so a large file streams at Bitswap's pace with a bounded buffer: blocks
+that arrived early wait here (at most `window` of them) until the walk reaches them. A block
+for which nothing arrives for `timeout` seconds raises GatewayTimeout (a 504 before the
+response head is sent; after it, the stream is cut). Closing the object closes the session, so
+a client that goes away leaves no wants behind.
+
+Without a Node (a gateway over a bare blockstore, as in the unit tests) the gateway is
+non-recursive: a missing block is a 404, as the spec asks of such gateways.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import trio
+
+from blockmesh.data.cid import CID, HashCode, Multihash
+from blockmesh.data.gateway.errors import ContentNotFound, GatewayTimeout
+from blockmesh.data.store.blockstore import Blockstore
+
+if TYPE_CHECKING:
+    from blockmesh.data.bitswap.session import Session
+    from blockmesh.data.node import Node
+
+DEFAULT_WINDOW = 32
+
+
+class RequestBlocks:
+    def __init__(self, store: Blockstore, node: Node | None, timeout: float,
+                 window: int = DEFAULT_WINDOW) -> None:
+        self._store = store
+        self._node = node
+        self._timeout = timeout
+        self._window = window
+        self._session: Session | None = None
+        self._arrived: OrderedDict[bytes, bytes] = OrderedDict()
+        self._wanted: set[bytes] = set()
+        self._pending: OrderedDict[bytes, CID] = OrderedDict()  # prefetch not yet wanted
+        self.fetched = 0
+
+    def has_local(self, cid: CID) -> bool:
+        return cid.hash_code == HashCode.IDENTITY or self._store.has(cid)
+
+    async def get(self, cid: CID) -> bytes:
+        if cid.hash_code == HashCode.IDENTITY:
+            return Multihash.decode(cid.multihash).digest
+        key = cid.multihash
+        if key in self._arrived:
+            data = self._arrived.pop(key)
+            self._fill()
+            return data
+        if self._store.has(cid):
+            return self._store.get(cid)
+        if self._node is None:
+            raise ContentNotFound(f"block {cid} is not in this gateway's repo")
+        self._pending.pop(key, None)
+        if key not in self._wanted:
+            self._want([cid])
+        deadline = trio.current_time() + self._timeout
+        while True:
+            self._collect()
+            if key in self._arrived:
+                data = self._arrived.pop(key)
+                self._fill()
+                return data
+            left = deadline - trio.current_time()  # other sessions' blocks wake us too
+            if left <= 0 or not await self._node.exchange.wait_progress(left):
+                raise GatewayTimeout(f"block {cid} did not arrive over Bitswap within "
+                                     f"{self._timeout:g} s "
+                                     f"({len(self._node.exchange.bitswap_peers())} peers)")
+
+    def prefetch(self, cids: list[CID]) -> None:
+        """Blocks the walk will ask for next, in that order: wanted ahead, within the window."""
+        if self._node is None:
+            return
+        for cid in cids:
+            key = cid.multihash
+            if (key not in self._wanted and key not in self._arrived
+                    and cid.hash_code != HashCode.IDENTITY and not self._store.has(cid)):
+                self._pending[key] = cid
+        self._fill()
+
+    def _fill(self) -> None:
+        room = self._window - len(self._wanted) - len(self._arrived)
+        batch = []
+        while room > 0 and self._pending:
+            _, cid = self._pending.popitem(last=False)
+            batch.append(cid)
+            room -= 1
+        if batch:
+            self._want(batch)
+
+    def _want(self, cids: list[CID]) -> None:
+        assert self._node is not None
+        if self._session is None:
+            self._session = self._node.bitswap.new_session()
+        for cid in cids:
+            self._wanted.add(cid.multihash)
+        self._session.want(cids, trio.current_time())
+        self._node.exchange.pump()
+
+    def _collect(self) -> None:
+        if self._session is None:
+            return
+        for cid, data in self._session.take():
+            key = cid.multihash
+            if key in self._wanted:
+                self._wanted.discard(key)
+                self._arrived[key] = data
+                self.fetched += 1
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+            assert self._node is not None
+            self._node.exchange.pump()
+        self._arrived.clear()
+        self._pending.clear()
+        self._wanted.clear()

@@ -1,0 +1,76 @@
+"""The DHT adapter over real Hosts in one process on 127.0.0.1: admission by identify, the
+server's answers, values, and a peer sending garbage or invalid records that changes nothing."""
+
+from __future__ import annotations
+
+import time
+
+import trio
+
+from blockmesh.data import varint
+from blockmesh.data.cid import CID, Codec, digest
+from blockmesh.data.net import Host, Identity, NetConfig, StreamError
+from blockmesh.data.routing import ipns
+from blockmesh.data.routing.kad.dht import DHT, DHTConfig, peer_bytes
+from blockmesh.data.routing.kad.messages import Message, MessageType, Record, frame
+from blockmesh.data.routing.kad.table import LAN_PROTOCOL
+
+LOOPBACK = NetConfig(listen_addrs=("/ip4/127.0.0.1/tcp/0",))
+
+
+async def _until(check, limit: float = 20.0) -> None:
+    with trio.fail_after(limit):
+        while not check():
+            await trio.sleep(0.05)
+
+
+async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
+    hosts = [Host(Identity.generate(), LOOPBACK) for _ in range(3)]
+    a, b, c = (DHT(h, DHTConfig(mode=m, rpc_timeout=5.0))
+               for h, m in zip(hosts, ("auto", "dhtserver", "dhtclient"), strict=True))
+    async with hosts[0].run(), hosts[1].run(), hosts[2].run(), trio.open_nursery() as nursery:
+        for dht in (a, b, c):
+            await nursery.start(dht.run)
+        assert a.networks[0].server and not a.networks[1].server  # auto on loopback: LAN only
+        assert not any(n.server for n in c.networks)
+        await hosts[1].connect(hosts[0].addrs()[0])
+        await hosts[2].connect(hosts[0].addrs()[0])
+        await _until(lambda: len(a.networks[0].table) == 1 and len(c.networks[0].table) == 1)
+        await trio.sleep(0.5)
+        assert a.networks[0].table.peers() == [b.self_id]  # the client never enters a table
+        assert len(a.networks[1].table) == 0  # loopback peers are not WAN peers
+
+        cid = CID(1, Codec.RAW, digest(b"block"))
+        assert await b.announce(cid) >= 1
+        found = [p async for p in c.find_providers(cid, limit=5)]
+        assert [p.peer_id for p in found] == [hosts[1].peer_id]
+        assert found[0].addrs == tuple(x.split("/p2p/")[0] for x in hosts[1].addrs())
+
+        # A signed IPNS record put by one server is stored by the other, found by the client.
+        key = ipns.routing_key(b.self_id)
+        record = ipns.create(hosts[1].identity, b"/ipfs/" + str(cid).encode(), sequence=1,
+                             eol_ns=ipns.lifetime_eol(time.time()))
+        assert await b.put_value(key, record) == 1
+        assert len(a.values) == 1 and len(c.values) == 0
+        assert await c.get_value(key) == record
+
+        # Garbage, an oversized frame, a forged record: each stream is reset, nothing stored.
+        forged = ipns.create(hosts[2].identity, b"/ipfs/x", sequence=2,
+                             eol_ns=ipns.lifetime_eol(time.time()))
+        for payload in (b"\x07garbage", varint.encode(5 << 20),
+                        frame(Message(MessageType.PUT_VALUE, key=key,
+                                      record=Record(key, forged)))):
+            stream = await hosts[2].new_stream(hosts[0].peer_id, [LAN_PROTOCOL])
+            await stream.write(payload)
+            try:
+                with trio.fail_after(10):
+                    assert await stream.read() == b""
+            except StreamError:
+                pass
+        assert hosts[0].is_connected(hosts[2].peer_id)
+        assert await c.get_value(key) == record
+        reply = await c._send(c.networks[0], a.self_id,
+                              Message(MessageType.FIND_NODE, key=peer_bytes(hosts[1].peer_id)))
+        assert reply is not None and [p.id for p in reply.closer_peers] == [b.self_id]
+        assert await c.find_peer(hosts[1].peer_id)
+        nursery.cancel_scope.cancel()
