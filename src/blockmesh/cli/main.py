@@ -27,6 +27,8 @@ COMMANDS = {
     "bitswap": "blockmesh.cli.p2p:bitswap", "network": "blockmesh.cli.p2p:network",
     "cluster": "blockmesh.cli.cluster:cluster", "bench": "blockmesh.cli.bench:bench",
     "demo": "blockmesh.cli.demo:demo", "stats": "blockmesh.cli.stats:stats",
+    "bootstrap": "blockmesh.cli.connectivity:bootstrap",
+    "status": "blockmesh.cli.connectivity:status",
     "dashboard": "blockmesh.cli.observe:dashboard", "top": "blockmesh.cli.observe:top",
     "routing": "blockmesh.cli.routing:routing",
 }

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from blockmesh import __version__
+from blockmesh.cli.connectivity import filters, peering
 from blockmesh.cli.output import emit_json, json_option
 from blockmesh.cli.remote import require_daemon, running_daemon
 from blockmesh.data.store.repo import Repo
@@ -49,6 +50,10 @@ def id_(as_json: bool) -> None:
 @click.group()
 def swarm() -> None:
     """Connections to other peers (needs the daemon)."""
+
+
+swarm.add_command(filters)
+swarm.add_command(peering)
 
 
 @swarm.command("connect")

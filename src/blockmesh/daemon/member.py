@@ -38,6 +38,7 @@ from blockmesh.control.pinset.tracker import Action, Allocated, Fetch, PinTracke
 from blockmesh.control.proto import pinset_pb2 as pb
 from blockmesh.daemon.bridge import ControlLoop
 from blockmesh.data.cid import CID
+from blockmesh.data.connectivity.backoff import BackoffPolicy
 from blockmesh.data.net import NetError
 from blockmesh.data.node import Node
 from blockmesh.data.store.repo import RepoBusy
@@ -53,8 +54,9 @@ HELD_FILE = "cluster-pins.json"
 FETCH_STALL_TIMEOUT = 30.0
 #: How long one audit may take, the whole random path included.
 AUDIT_TIMEOUT = 10.0
-#: Dial members that are not connected this often (seconds).
-REDIAL_INTERVAL = 5.0
+#: Redial a member whose connection dropped after a full-jitter backoff: ceilings from 0.25 s
+#: doubling to 5 s (a member is never left unconnected longer than the old fixed 5 s period).
+MEMBER_BACKOFF = BackoffPolicy(base=0.25, cap=5.0)
 #: Garbage collection runs at most this often after unpins (seconds).
 GC_INTERVAL = 30.0
 
@@ -125,7 +127,7 @@ class Member:
             self._nursery = nursery
             await nursery.start(self.control.run, self._replica_main)
             await self.control.call(self._open_client())
-            nursery.start_soon(self._dial_members)
+            self._keep_members()
             nursery.start_soon(self._heartbeats)
             nursery.start_soon(self._track)
             nursery.start_soon(self._send_reports)
@@ -175,14 +177,12 @@ class Member:
         if peer.peer_id not in self.node.host.peers():
             await self.node.connect(f"{peer.swarm}/p2p/{peer.peer_id}", timeout=5)
 
-    async def _dial_members(self) -> None:
-        while True:
-            for member in self.peers:
-                try:
-                    await self._dial(member)
-                except BlockmeshError as exc:
-                    log.debug("%s: %s not reachable: %s", self.id, member, exc)
-            await trio.sleep(REDIAL_INTERVAL)
+    def _keep_members(self) -> None:
+        """The node keeps every other member connected, redialling with backoff when a
+        connection drops, and never trims one (protected under the tag `cluster`)."""
+        for peer in self.peers.values():
+            self.node.connectivity.keep("cluster", f"{peer.swarm}/p2p/{peer.peer_id}",
+                                        policy=MEMBER_BACKOFF)
 
     async def _heartbeats(self) -> None:
         interval = self.cluster.pinset.heartbeat_interval()

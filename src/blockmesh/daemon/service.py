@@ -32,6 +32,7 @@ from blockmesh.daemon.member import Member
 from blockmesh.daemon.membership import load_membership
 from blockmesh.daemon.routes import Api
 from blockmesh.daemon.routing_routes import RoutingApi
+from blockmesh.daemon.swarm_routes import ConnectivityApi
 from blockmesh.data.gateway.service import start_gateway
 from blockmesh.data.mdns.service import MdnsService
 from blockmesh.data.net import NetConfig
@@ -81,6 +82,7 @@ async def run_daemon(repo: Repo, listen_addrs: tuple[str, ...], *, api_port: int
     node = Node(repo, net_config=NetConfig(
         listen_addrs=listen_addrs, bandwidth=limits_from_config(repo.config.bandwidth)))
     api = Api(node, default_stall_timeout=stall_timeout)
+    api.routes.update(ConnectivityApi(node).routes)
     api.routes.update(RoutingApi(node).routes)
     member = None
     if membership is not None:

@@ -9,6 +9,7 @@ from blockmesh.data.net.addrs import PeerAddr, parse_peer_addr, parse_peer_id
 from blockmesh.data.net.config import DEFAULT_LISTEN_ADDR, DEFAULT_NET_CONFIG, NetConfig
 from blockmesh.data.net.errors import (
     DialError,
+    DialFiltered,
     DialTimeout,
     IdentityError,
     InvalidMultiaddr,
@@ -38,6 +39,7 @@ __all__ = [
     "IDENTITY_FILE",
     "PING_PROTOCOL",
     "DialError",
+    "DialFiltered",
     "DialTimeout",
     "Host",
     "IdentifyInfo",

@@ -21,6 +21,10 @@ class DialError(NetError):
     """A connection to a peer could not be established."""
 
 
+class DialFiltered(DialError):
+    """The filters deny the peer or the address: the dial was refused before it started."""
+
+
 class DialTimeout(DialError, TimeoutError):
     """A dial did not finish within its deadline."""
 

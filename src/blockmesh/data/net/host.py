@@ -38,6 +38,10 @@ Workarounds for py-libp2p 0.8.1, found by reading its source and measured on loo
 * Stopping py-libp2p's host cancels its swarm service without closing the connections this
   node dialled: their sockets stayed open in the process and the peer saw a stopped node as
   still connected. `run` closes the swarm's connections itself before leaving.
+* Filters (`data/connectivity/filters.py`) are enforced here: a dial is refused before any
+  packet leaves; an accepted connection from a denied address is closed by py-libp2p's
+  connection gate, which this host replaces, before the security handshake; a denied peer id
+  fails the Noise upgrade in either direction (`_GatedNoise`), so it is never registered.
 * py-libp2p cuts its loggers off from the logging tree at import; they are reattached so the
   application's logging configuration applies to them (it logs ordinary closes at ERROR).
 
@@ -60,25 +64,39 @@ from typing import Literal
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import (
+    IHost,
+    INetConn,
+    INetStream,
+    INetwork,
+    INotifee,
+    IRawConnection,
+    ISecureConn,
+)
+from libp2p.crypto.keys import KeyPair, PrivateKey
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.ping import ID as LIBP2P_PING_ID
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.connection_gate import ConnectionGate
 from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
+from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer import muxer_multistream as libp2p_muxer_multistream
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 
+from blockmesh.data.connectivity.filters import Filters
 from blockmesh.data.net.addrs import parse_multiaddr, parse_peer_addr, to_libp2p_id
 from blockmesh.data.net.bandwidth import Bandwidth
 from blockmesh.data.net.config import DEFAULT_NET_CONFIG, NetConfig
 from blockmesh.data.net.errors import (
     DialError,
+    DialFiltered,
     DialTimeout,
     NetError,
     NotConnected,
@@ -120,6 +138,49 @@ class _InertAutoConnector(AutoConnector):
 
     async def maybe_connect(self) -> None:
         return None
+
+
+class _FilterGate(ConnectionGate):
+    """py-libp2p's connection gate, asked with the remote address of every accepted connection
+    before its security handshake: answers from the host's filters instead of its own lists."""
+
+    def __init__(self, host: Host) -> None:
+        super().__init__()
+        self._host = host
+
+    async def is_allowed(self, remote_addr: multiaddr.Multiaddr) -> bool:
+        reason = self._host.filters.addr_denied(str(remote_addr))
+        if reason is not None:
+            self._host._note_filtered(f"inbound from {remote_addr}: {reason}")
+        return reason is None
+
+    def is_in_allow_list(self, remote_addr: multiaddr.Multiaddr) -> bool:
+        return False  # nothing is exempt from py-libp2p's own pruning at max_connections
+
+
+class _GatedNoise(NoiseTransport):
+    """Noise that refuses a peer the filters deny as soon as the handshake proves its id,
+    before any muxer runs over the connection."""
+
+    def __init__(self, host: Host, key_pair: KeyPair, noise_privkey: PrivateKey) -> None:
+        super().__init__(key_pair, noise_privkey=noise_privkey)
+        self._host = host
+
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
+        return await self._admit(await super().secure_inbound(conn), "inbound")
+
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
+        return await self._admit(await super().secure_outbound(conn, peer_id), "outbound")
+
+    async def _admit(self, secured: ISecureConn, direction: str) -> ISecureConn:
+        peer = secured.get_remote_peer().to_base58()
+        reason = self._host.filters.peer_denied(peer)
+        if reason is None:
+            return secured
+        self._host._note_filtered(f"{direction}: {reason}")
+        with trio.CancelScope(shield=True), trio.move_on_after(self._host.config.close_timeout):
+            await secured.close()
+        raise HandshakeFailure(reason)
 
 
 class _ConnectionWatcher(INotifee):
@@ -168,6 +229,11 @@ class Host:
         self._inbound_streams: dict[str, int] = {}
         self._dialing: dict[str, trio.Event] = {}
         self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
+        #: Allow/deny rules, consulted on every dial and accepted connection; replace or edit
+        #: them at any time (`close_filtered` then drops connections they now deny).
+        self.filters = Filters()
+        self.filtered = 0  # connections and dials refused by the filters
+        self.last_filtered: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -225,7 +291,7 @@ class Host:
 
     def _build(self, listen: list[multiaddr.Multiaddr]) -> IHost:
         key_pair = self.identity.key_pair()
-        noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+        noise = _GatedNoise(self, key_pair, noise_privkey=create_x25519_key_pair().private_key)
         connection_config = ConnectionConfig(
             max_connections=self.config.max_connections,
             min_connections=0,
@@ -254,6 +320,7 @@ class Host:
             raise NetError(f"py-libp2p built a {type(swarm).__name__}, not the Swarm it patches")
         swarm.retry_config = RetryConfig(max_retries=0)
         swarm.auto_connector = _InertAutoConnector(swarm, connection_config.auto_connect_interval)
+        swarm.connection_gate = _FilterGate(self)
         swarm.register_notifee(_ConnectionWatcher(self))
         for protocol, handler in self._handlers.items():
             libp2p_host.set_stream_handler(TProtocol(protocol), self._wrap(handler))
@@ -323,6 +390,11 @@ class Host:
         libp2p_host = self._running()
         if self.is_connected(target.peer_id):
             return target.peer_id
+        reason = (self.filters.peer_denied(target.peer_id)
+                  or self.filters.addr_denied(target.transport))
+        if reason is not None:
+            self._note_filtered(f"dial {addr}: {reason}")
+            raise DialFiltered(f"refusing to dial {addr}: {reason}")
         limit = self.config.dial_timeout if timeout is None else timeout
         with trio.move_on_after(limit) as scope:
             while (pending := self._dialing.get(target.peer_id)) is not None:
@@ -353,6 +425,23 @@ class Host:
         network = self._running().get_network()
         with trio.move_on_after(self.config.close_timeout):
             await network.close_peer(to_libp2p_id(peer_id))
+
+    async def close_filtered(self) -> list[str]:
+        """Disconnect every peer the filters now deny (by its id, or by the address of any of
+        its connections); returns those peers."""
+        denied = [peer for peer in self.peers()
+                  if self.filters.peer_denied(peer) is not None
+                  or any(self.filters.addr_denied(a) is not None
+                         for a in self.remote_addrs(peer))]
+        for peer in denied:
+            self._note_filtered(f"closed {peer}: a filter added at run time denies it")
+            await self.disconnect(peer)
+        return denied
+
+    def _note_filtered(self, what: str) -> None:
+        self.filtered += 1
+        self.last_filtered = what
+        logger.info("filtered: %s", what)
 
     def subscribe(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """A channel of future PeerEvents. It holds at most `event_buffer` events; a subscriber

@@ -19,6 +19,11 @@ import trio
 from blockmesh.data.bitswap import DEFAULT_CONFIG, Bitswap, BitswapConfig
 from blockmesh.data.bitswap.session import Session
 from blockmesh.data.cid import CID
+from blockmesh.data.connectivity.service import (
+    Connectivity,
+    ConnectivitySettings,
+    routing_table_size,
+)
 from blockmesh.data.dag import exporter
 from blockmesh.data.dag.importer import Added, ImportOptions, import_bytes, import_path
 from blockmesh.data.dag.links import links, walk
@@ -65,6 +70,9 @@ class Node:
         self.routing: ContentRouting | None = self.dht
         self.providing: Providing | None = None
         self.provider_search: ProviderConnector | None = None
+        self.connectivity = Connectivity(
+            self.host, self.bitswap, ConnectivitySettings.from_config(repo.config),
+            routing_size=lambda: routing_table_size(self.dht))
 
     @property
     def peer_id(self) -> str:
@@ -78,6 +86,7 @@ class Node:
             if self.dht is not None:
                 await nursery.start(self.dht.run)
             await self._start_routing(nursery)
+            await nursery.start(self.connectivity.run)
             try:
                 yield self
             finally:
@@ -299,6 +308,11 @@ class Node:
             "connected_peers": [{"id": p.id, "address": p.address, "connected": True}
                                 for p in self.peers()],
         }
+
+    def health(self) -> dict[str, object]:
+        """The last periodic health check as plain data (status, peers, DHT table size,
+        reachability, and why a node without peers has none): `blockmesh status`, metrics."""
+        return self.connectivity.health()
 
     def wantlist(self, peer: str | None = None) -> list[str]:
         if peer is None:

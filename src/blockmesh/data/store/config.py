@@ -39,6 +39,38 @@ class AddressesConfig:
 
 
 @dataclass
+class BootstrapConfig:
+    # Empty by default: nothing leaves loopback unless the operator lists peers here
+    # (`blockmesh bootstrap add`); dialled while the node has fewer than min_peers peers
+    peers: list[str] = field(default_factory=list)
+    min_peers: int = 4  # kubo's MinPeerThreshold
+    # reconnect backoff of bootstrap and peering peers: full jitter, ceilings base*2^n up to cap
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+
+
+@dataclass
+class PeeringConfig:
+    # always-connected peers (kubo's Peering.Peers): redialled with backoff, never trimmed
+    peers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConnMgrConfig:
+    # kubo's Swarm.ConnMgr defaults: over high_water peers, trim the least useful to low_water
+    low_water: int = 32
+    high_water: int = 96
+    grace_period: float = 20.0  # seconds a new connection is never trimmed
+
+
+@dataclass
+class FiltersConfig:
+    # multiaddr rules: /ip4/10.0.0.0/ipcidr/8, /ip6/fd00::/ipcidr/8, /p2p/<peer id>
+    deny: list[str] = field(default_factory=list)
+    allow: list[str] = field(default_factory=list)  # non-empty: only these ranges/peers
+
+
+@dataclass
 class GatewayConfig:
     # the HTTP gateway's address (kubo's default; loopback: exposing it is the operator's
     # choice); "" turns the gateway off. `blockmesh daemon --gateway` overrides it.
@@ -91,6 +123,10 @@ class Config:
     datastore: DatastoreConfig = field(default_factory=DatastoreConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    peering: PeeringConfig = field(default_factory=PeeringConfig)
+    connmgr: ConnMgrConfig = field(default_factory=ConnMgrConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     bandwidth: BandwidthConfig = field(default_factory=BandwidthConfig)
@@ -100,6 +136,8 @@ class Config:
     def to_toml(self) -> str:
         return tomli_w.dumps({"datastore": asdict(self.datastore), "import": asdict(self.imports),
                               "addresses": asdict(self.addresses),
+                              "bootstrap": asdict(self.bootstrap), "peering": asdict(self.peering),
+                              "connmgr": asdict(self.connmgr), "filters": asdict(self.filters),
                               "gateway": asdict(self.gateway),
                               "discovery": asdict(self.discovery),
                               "bandwidth": asdict(self.bandwidth),
@@ -116,6 +154,10 @@ class Config:
             datastore=_section(DatastoreConfig, raw.get("datastore", {}), "datastore"),
             imports=_section(ImportConfig, raw.get("import", {}), "import"),
             addresses=_section(AddressesConfig, raw.get("addresses", {}), "addresses"),
+            bootstrap=_section(BootstrapConfig, raw.get("bootstrap", {}), "bootstrap"),
+            peering=_section(PeeringConfig, raw.get("peering", {}), "peering"),
+            connmgr=_section(ConnMgrConfig, raw.get("connmgr", {}), "connmgr"),
+            filters=_section(FiltersConfig, raw.get("filters", {}), "filters"),
             gateway=_section(GatewayConfig, raw.get("gateway", {}), "gateway"),
             discovery=_section(DiscoveryConfig, raw.get("discovery", {}), "discovery"),
             bandwidth=_section(BandwidthConfig, raw.get("bandwidth", {}), "bandwidth"),
