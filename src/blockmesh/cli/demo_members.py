@@ -8,10 +8,13 @@ the fourth member, which fetches and serves the content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import click
@@ -73,3 +76,25 @@ def run(work: Path) -> None:
         if hashlib.sha256(served).digest() != hashlib.sha256(data).digest():
             raise BlockmeshError("demo check failed: the new holder serves other bytes")
         click.echo(f"  ok  {spare} serves all {len(served)} bytes of {cid}, sha256 equal")
+        _see(members, observer, spare, cid, data)
+
+
+def _see(members: LocalMembers, observer: str, holder: str, cid: str, data: bytes) -> None:
+    """Where to look: the holder's HTTP gateway (fetched here, and checked), the observer's
+    dashboard and `top`. From a terminal the cluster then stays up until Enter, so the printed
+    URLs can be opened; otherwise (tests, CI) the demo ends here."""
+    gateway = members.json(holder, "id", "--json")["Gateway"]
+    parts = gateway.split("/")  # /ip4/HOST/tcp/PORT
+    url = f"http://{parts[2]}:{parts[4]}/ipfs/{cid}"
+    with urllib.request.urlopen(url, timeout=60) as reply:
+        body = reply.read()
+    if hashlib.sha256(body).digest() != hashlib.sha256(data).digest():
+        raise BlockmeshError("demo check failed: the gateway serves other bytes")
+    click.echo(f"\nHTTP gateway of {holder}: {url}\n  ok  {len(body)} bytes, sha256 equal")
+    _show(members, observer, "top", "--once")
+    dashboard = members.json(observer, "dashboard", "--json")["url"]
+    click.echo(f"\nweb dashboard of {observer} (one-time login link): {dashboard}")
+    if sys.stdin.isatty():
+        click.echo("The cluster keeps running so that you can open them; press Enter to stop it.")
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
+            input()

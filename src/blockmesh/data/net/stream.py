@@ -7,9 +7,10 @@ a `StreamError` (`StreamReset` when the stream is gone for good).
 py-libp2p's Yamux forgets a stream as soon as the peer resets it, and a read then reports plain
 EOF; `read` looks at the muxed stream's own reset flag so a reset is not mistaken for a clean end.
 
-A py-libp2p Yamux write that finds the peer's receive window shut for 5 s gives up and marks the
-stream reset *locally only*; the peer never hears of it. `write` therefore resets the stream on
-the wire whenever a write fails, so both ends agree the stream is dead.
+A Yamux write that finds the peer's receive window shut too long fails (30 s,
+`net/yamux/trio_muxer.py`; py-libp2p's own muxer gave up after 5 s and marked the stream reset
+locally only). `write` resets the stream on the wire whenever a write fails, so both ends agree
+the stream is dead.
 
 Every byte read or written is counted by the host's `Bandwidth`, which also says how long to
 wait so the configured rates hold: a write waits before it goes out, a read after its bytes
