@@ -35,7 +35,8 @@ async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
         assert not any(n.server for n in c.networks)
         await hosts[1].connect(hosts[0].addrs()[0])
         await hosts[2].connect(hosts[0].addrs()[0])
-        await _until(lambda: len(a.networks[0].table) == 1 and len(c.networks[0].table) == 1)
+        # c may already have b too: its bootstrap lookup through a names b, and c dials it
+        await _until(lambda: len(a.networks[0].table) == 1 and len(c.networks[0].table) >= 1)
         await trio.sleep(0.5)
         assert a.networks[0].table.peers() == [b.self_id]  # the client never enters a table
         assert len(a.networks[1].table) == 0  # loopback peers are not WAN peers

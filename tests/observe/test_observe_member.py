@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,12 +50,17 @@ def test_member_metrics_snapshot_and_grafana(members: LocalMembers, tmp_path: Pa
     (tmp_path / "f.bin").write_bytes(os.urandom(1 << 20))
     added = members.json("node0", "cluster", "add", str(tmp_path / "f.bin"), "--replication",
                          "2", "--name", "observed")
+    gateway = members.json("node0", "id", "--json")["Gateway"].split("/")  # /ip4/H/tcp/P
+    with urllib.request.urlopen(f"http://{gateway[2]}:{gateway[4]}/ipfs/{added['cid']}",
+                                timeout=30) as reply:
+        assert len(reply.read()) == 1 << 20
     samples = scrape(members.repo("node0"))
     sample_names = {name.split("{", 1)[0] for name in samples}
     # Both planes on one endpoint.
     assert samples['blockmesh_pbft_committed_height{node="node0"}'] >= 1
     assert "blockmesh_transport_bytes_sent_total" in sample_names
     assert "blockmesh_bitswap_blocks_sent_total" in sample_names
+    assert samples['blockmesh_gateway_requests_total{method="GET",status="200"}'] == 1
 
     used = dashboard_metric_names()
     assert len(used) > 20

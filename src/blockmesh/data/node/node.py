@@ -74,7 +74,7 @@ class Node:
             self.host, self.bitswap, ConnectivitySettings.from_config(repo.config),
             routing_size=lambda: routing_table_size(self.dht))
         if self.dht is not None:
-            self.dht.on_reply = self.connectivity.active
+            self.dht.peer_answered = self.connectivity.active
 
     @property
     def peer_id(self) -> str:

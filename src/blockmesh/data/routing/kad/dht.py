@@ -169,7 +169,7 @@ class DHT:
         self.lookups: deque[LookupStat] = deque(maxlen=100)
         #: Told the peer id of every good reply, so that the node's connection manager keeps
         #: the peers the DHT is using (the Node sets it; the DHT itself knows no manager).
-        self.on_reply: Callable[[str], None] = lambda peer: None
+        self.peer_answered: Callable[[str], None] = lambda peer: None
         for net in self.networks:
             if net.server:
                 host.set_stream_handler([net.protocol], self._serve)
@@ -349,7 +349,7 @@ class DHT:
             net.table.mark_failed(raw)
             raise KadDecodeError(f"{peer} answered {msg.type.name} with {reply.type.name}")
         net.table.mark_alive(raw)
-        self.on_reply(peer)
+        self.peer_answered(peer)
         return reply
 
     async def _lookup(self, net: Network, key: bytes, msg: Message, kind: str,
