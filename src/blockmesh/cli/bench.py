@@ -310,4 +310,4 @@ def bench_dht(nodes: int, repeat: int, size_kib: int, no_kubo: bool, workdir: st
     if result.kubo_unavailable:
         out.print(f"kubo not measured: {result.kubo_unavailable}")
     out.print(f"network up in {result.start_seconds:.1f} s; the seeker's table held "
-              f"{result.seeker_table} servers")
+              f"{result.seeker_table} DHT servers (kubo's among them when it runs)")
