@@ -264,3 +264,50 @@ def bench_gateway(size_mib: int, small_blocks: int, clients: int, workdir: str |
     out = Console()
     out.print(large)
     out.print(small)
+
+
+@bench.command("dht")
+@click.option("--nodes", type=click.IntRange(3, 64), default=20, show_default=True,
+              help="blockmesh daemons, node 0 the bootstrap peer, the last one the seeker.")
+@click.option("--repeat", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Trials, each with new content; the median is shown.")
+@click.option("--size-kib", type=click.IntRange(1, 65536), default=1024, show_default=True,
+              help="Size of each random file.")
+@click.option("--no-kubo", is_flag=True, help="Measure blockmesh alone.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where the repos go (default: a temporary directory).")
+@json_option
+def bench_dht(nodes: int, repeat: int, size_kib: int, no_kubo: bool, workdir: str | None,
+              as_json: bool) -> None:
+    """Time to first byte of content found only through the DHT, beside kubo's Download."""
+    from blockmesh.bench.dhtbench import KiB, run_bench
+
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
+        result = run_bench(Path(tmp), nodes, repeat, size_kib * KiB, not no_kubo,
+                           lambda m: console.log(m))
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    table = Table(title=f"{size_kib} KiB found through the DHT, {nodes} daemons on 127.0.0.1, "
+                        f"median of {repeat}")
+    for column in ("peer", "lookup alone s", "first byte s", "whole file s", "hops",
+                   "messages"):
+        table.add_column(column, justify="right")
+    hops, messages = result.lookup_median("hops"), result.lookup_median("messages")
+    table.add_row("blockmesh cat", f"{result.median('findprovs'):.3f}",
+                  f"{result.median('blockmesh_ttfb'):.3f}",
+                  f"{result.median('blockmesh_total'):.3f}",
+                  "-" if hops is None else f"{hops:g}",
+                  "-" if messages is None else f"{messages:g}")
+    kubo = result.median("kubo_total")
+    table.add_row("kubo Download", "-", "-", "-" if kubo is None else f"{kubo:.3f}", "-", "-")
+    out = Console()
+    out.print(table)
+    if result.ratio is not None:
+        out.print(f"kubo time / blockmesh time, whole file: {result.ratio:.2f} "
+                  "(above 1 blockmesh is faster)")
+    if result.kubo_unavailable:
+        out.print(f"kubo not measured: {result.kubo_unavailable}")
+    out.print(f"network up in {result.start_seconds:.1f} s; the seeker's table held "
+              f"{result.seeker_table} DHT servers (kubo's among them when it runs)")
