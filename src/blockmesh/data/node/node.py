@@ -39,8 +39,11 @@ from blockmesh.data.store.repo import Repo
 from blockmesh.errors import BlockmeshError
 
 DEFAULT_STALL_TIMEOUT = 30.0
-#: How often a waiting fetch asks its session whether to look for providers.
-PROVIDER_CHECK_INTERVAL = 0.5
+#: How often a waiting fetch asks its session whether to look for providers. The question is a
+#: few comparisons, and every tenth of a second it is not asked adds to the time to first byte
+#: of content found through the DHT (at 0.5 s it was most of a 0.86 s first byte: docs/
+#: benchmarks.md, "DHT: time to first byte").
+PROVIDER_CHECK_INTERVAL = 0.05
 
 
 class FetchStalled(BlockmeshError):
