@@ -8,6 +8,9 @@ for which nothing arrives for `timeout` seconds raises GatewayTimeout (a 504 bef
 response head is sent; after it, the stream is cut). Closing the object closes the session, so
 a client that goes away leaves no wants behind.
 
+When no connected peer has a block, the node's content routing (the DHT) is asked for
+providers, as a fetch does.
+
 Without a Node (a gateway over a bare blockstore, as in the unit tests) the gateway is
 non-recursive: a missing block is a 404, as the spec asks of such gateways.
 """
@@ -21,6 +24,7 @@ import trio
 
 from blockmesh.data.cid import CID, HashCode, Multihash
 from blockmesh.data.gateway.errors import ContentNotFound, GatewayTimeout
+from blockmesh.data.node.node import PROVIDER_CHECK_INTERVAL
 from blockmesh.data.store.blockstore import Blockstore
 
 if TYPE_CHECKING:
@@ -68,11 +72,26 @@ class RequestBlocks:
                 data = self._arrived.pop(key)
                 self._fill()
                 return data
-            left = deadline - trio.current_time()  # other sessions' blocks wake us too
-            if left <= 0 or not await self._node.exchange.wait_progress(left):
+            left = deadline - trio.current_time()
+            if left <= 0:
                 raise GatewayTimeout(f"block {cid} did not arrive over Bitswap within "
                                      f"{self._timeout:g} s "
                                      f"({len(self._node.exchange.bitswap_peers())} peers)")
+            await self._search_providers()
+            # other sessions' blocks wake us too; the slice lets the session ask for a search
+            await self._node.exchange.wait_progress(min(left, PROVIDER_CHECK_INTERVAL))
+
+    async def _search_providers(self) -> None:
+        """Look providers up and connect to them when the session says no peer it has will
+        send what it wants (the same rule and the same search as a `fetch`), so the gateway
+        serves content that only the DHT knows where to find. The search has its own
+        deadlines; the session asks again for a CID at most once a minute."""
+        assert self._node is not None
+        search = self._node.provider_search
+        if search is None or self._session is None:
+            return
+        for cid in self._session.needs_providers(trio.current_time()):
+            await search.connect_providers(cid)
 
     def prefetch(self, cids: list[CID]) -> None:
         """Blocks the walk will ask for next, in that order: wanted ahead, within the window."""
