@@ -57,6 +57,8 @@ bench: install
 	$(BIN)/blockmesh bench bitswap
 	$(BIN)/blockmesh bench pbft
 	$(BIN)/blockmesh bench pinset
+	$(BIN)/blockmesh bench gateway
+	$(BIN)/blockmesh bench dht
 
 # The generated modules are committed; run this after editing a .proto file.
 proto: install
