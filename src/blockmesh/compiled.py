@@ -63,7 +63,9 @@ def stale(root: Path = SRC) -> list[str]:
 
 
 def clean() -> None:
-    """Remove every extension mypyc wrote, so the plain modules run."""
+    """Remove every extension mypyc wrote, so the plain modules run, and the Makefile's stamp
+    (`.venv/.compiled`), so that the next `make install` builds them again."""
+    (Path(sys.prefix) / ".compiled").unlink(missing_ok=True)
     for m in MODULES:
         for ext in _extensions(SRC / m):
             ext.unlink()
@@ -80,6 +82,11 @@ def build() -> None:
     if done.returncode != 0:
         clean()
         raise CompiledBuildError(f"mypyc failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
+    # setuptools copies an extension it found up to date in build/ with its old time (after an
+    # edit that left the generated C alone, a comment say), which `stale` would then report
+    for m in MODULES:
+        for ext in _extensions(SRC / m):
+            ext.touch()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,3 +132,22 @@ def test_batched_put_raises_a_failed_write_at_the_next_batch_or_flush():
             data = bytes([i]) * 300
             sink(CID.of(data), data)
         sink.flush()
+
+
+def test_closing_a_batched_put_waits_for_the_batch_being_written():
+    """An import that fails leaves no write running past its GC lock."""
+    started, release = threading.Event(), threading.Event()
+
+    class SlowStore(MemoryBlockstore):
+        def _put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+            started.set()
+            assert release.wait(10)
+            super()._put_many(items)
+
+    store = SlowStore()
+    sink = BatchedPut(store, max_bytes=100)
+    sink(CID.of(b"x" * 200), b"x" * 200)  # a full batch: handed to the writer
+    assert started.wait(10)
+    threading.Timer(0.2, release.set).start()
+    sink.close()  # returns only once the write is done
+    assert store.has(CID.of(b"x" * 200)) and sink._writer is None

@@ -205,6 +205,8 @@ def test_a_kubo_style_response_with_several_txt_strings_is_understood():
     (f"/ip6/fd12::1/tcp/1/p2p/{THEM}", True),
     (f"/ip4/1.1.1.1/tcp/1/p2p/{THEM}", False),
     (f"/ip4/127.0.0.1/tcp/1/p2p/{THEM}", False),
+    (f"/ip6/::ffff:127.0.0.1/tcp/1/p2p/{THEM}", False),  # our loopback in IPv6 clothes
+    (f"/ip6/::ffff:10.0.0.1/tcp/1/p2p/{THEM}", False),
     (f"/ip4/0.0.0.0/tcp/1/p2p/{THEM}", False),
     (f"/ip6/fe80::1/tcp/1/p2p/{THEM}", False),
     (f"/ip4/192.168.0.1/tcp/0/p2p/{THEM}", False),

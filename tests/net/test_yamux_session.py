@@ -26,7 +26,7 @@ from blockmesh.data.net.yamux.frame import (
     decode_header,
     encode_header,
 )
-from blockmesh.data.net.yamux.session import Session
+from blockmesh.data.net.yamux.session import MAX_QUEUED_REPLIES, Session
 from blockmesh.data.net.yamux.window import INITIAL_WINDOW, MAX_WINDOW
 
 _PATTERN = bytes(range(256)) * (400_000 // 256 + 2)
@@ -93,6 +93,16 @@ def test_ping_is_answered_and_our_ping_measures_the_rtt():
     a.receive(encode_header(TYPE_PING, FLAG_ACK, 0, nonce), 1.25)
     assert a.rtt == pytest.approx(0.25)
     assert a.pong_received
+
+
+def test_a_peer_that_pings_and_never_reads_gets_a_bounded_queue_of_answers():
+    session = Session(client=False)
+    pings = b"".join(encode_header(TYPE_PING, FLAG_SYN, 0, n)
+                     for n in range(3 * MAX_QUEUED_REPLIES))
+    session.receive(pings, 0.0)
+    assert len(_frames(session.take_outgoing())) == MAX_QUEUED_REPLIES
+    session.receive(encode_header(TYPE_PING, FLAG_SYN, 0, 7), 1.0)  # the socket took them: again
+    assert len(_frames(session.take_outgoing())) == 1
 
 
 def test_frame_over_the_granted_window_closes_the_connection():

@@ -6,9 +6,11 @@ for it get it; the CLI runs the very same handlers in-process on the repo when n
 (`cli/invoke.py`), with no announce and a `progress` callback for its progress bar. Nothing here
 imports the network stack, so an offline command never loads py-libp2p.
 
-Long jobs (imports, exports to disk, DAG walks, verify and GC) run on a worker thread (`off_loop`),
-so a daemon keeps serving peers and other requests while a 1 GiB `add` runs; such a job stops at
-its next chunk when its request is cancelled (the client hung up, or the daemon is stopping).
+Long jobs (imports, `get` to disk, recursive `pin add`, `repo verify`) run on a worker thread
+(`off_loop`), so a daemon keeps serving peers and other requests while a 1 GiB `add` runs; such a
+job stops at its next chunk when its request is cancelled (the client hung up, or the daemon is
+stopping). GC and `block rm` stay on the event loop, where Bitswap cannot store a block halfway
+through them; in the daemon they refuse (RepoBusy, 409) rather than wait while a job writes.
 
 Byte inputs (block put, dag put, dag import) come as an absolute `path` the route opens and reads
 under the same bounds whatever the path is (a file, or the CLI's stdin: see `cli/invoke.py`).
@@ -54,8 +56,8 @@ class RepoApi(Routes):
     def __init__(self, repo: Repo, *, announce: Announce | None = None,
                  provide: Announce | None = None, progress: Progress | None = None,
                  gc_waits: bool = True) -> None:
-        """`gc_waits=False` (the daemon) makes `repo/gc` refuse while an import or pin holds
-        the GC lock: it runs on the event loop, which must never block on that lock."""
+        """`gc_waits=False` (the daemon) makes `repo/gc` and `block/rm` refuse while an import
+        or pin holds the GC lock: they run on the event loop, which must never block on it."""
         super().__init__()
         self.repo = repo
         self.gc_waits = gc_waits
@@ -108,7 +110,7 @@ class RepoApi(Routes):
                 for path in paths:
                     results.extend(import_path(path, opts, None, progress, recursive))
                 return results
-            with self.repo.gc_lock():
+            with self.repo.gc_lock(), sink:  # a failed import leaves no write in flight
                 for path in paths:
                     added = list(import_path(path, opts, sink, progress, recursive))
                     sink.flush()
@@ -193,7 +195,7 @@ class RepoApi(Routes):
     async def block_rm(self, body: dict[str, Any]) -> Reply:
         """Delete blocks; a pinned or absent one refuses the whole call before any goes."""
         cids = fields.cids(body)
-        with self.repo.gc_lock(exclusive=True):
+        with self.repo.gc_lock(exclusive=True, wait=self.gc_waits):
             pinned = self.repo.live_set()
             for cid in cids:
                 if cid.multihash in pinned:
@@ -260,7 +262,7 @@ class RepoApi(Routes):
         sink = BatchedPut(self.repo.blocks)
 
         def run() -> None:
-            with self.repo.gc_lock():
+            with self.repo.gc_lock(), sink:  # a failed import leaves no write in flight
                 for path in paths:
                     with open(path, "rb") as source:
                         roots, count = import_car(source, sink)

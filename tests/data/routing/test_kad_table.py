@@ -73,7 +73,8 @@ def test_refresh_schedule_follows_the_clock():
 
 def test_private_and_public_addresses_follow_go_multiaddr():
     for addr in ("/ip4/127.0.0.1/tcp/1", "/ip4/10.1.2.3/tcp/1", "/ip4/192.168.1.1/tcp/1",
-                 "/ip4/100.64.0.1/tcp/1", "/ip6/::1/tcp/1", "/ip6/fe80::1/tcp/1"):
+                 "/ip4/100.64.0.1/tcp/1", "/ip6/::1/tcp/1", "/ip6/fe80::1/tcp/1",
+                 "/ip6/::ffff:127.0.0.1/tcp/1", "/ip6/::ffff:10.0.0.1/tcp/1"):
         assert is_private_addr(addr) and not is_public_addr(addr), addr
     for addr in ("/ip4/8.8.8.8/tcp/1", "/ip6/2001:4860::8888/tcp/1"):
         assert is_public_addr(addr) and not is_private_addr(addr), addr

@@ -3,9 +3,12 @@
 An Ed25519 check costs ~82 µs here; every replica checking every request's signature was a
 fifth of a replica's CPU per request. A client instead attaches one MAC per replica, each under
 a key that only that client and that replica can compute, and a replica checks its own entry
-(~1 µs). The signature still travels with the request: the primary verifies it before
+(~1 µs). A signed request still carries its signature: the primary verifies it before
 proposing (so a client cannot get a request proposed that some backups will refuse), and a
-backup whose entry is missing or wrong falls back to it.
+backup whose entry is missing or wrong falls back to it. A MAC-only request (the client's
+choice unless `client_signatures_required`) has no signature to fall back to: a backup that
+cannot check its own entry holds its vote until f others prepared the batch (engine.py), as
+docs/benchmarks.md "MAC-only client requests: what they guarantee" explains.
 
 Pair keys need no handshake: both sides hold Ed25519 keys, which convert to X25519 keys
 (libsodium's birational map), so X25519(own private, other public) is a secret the two share.

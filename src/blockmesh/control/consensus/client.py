@@ -51,8 +51,9 @@ class PBFTClient:
         """`pair_keys` (this client's MAC keys with each replica) adds an authenticator to
         every request, so replicas can skip the Ed25519 check. With `sign` False (which needs
         `pair_keys`) requests carry the authenticator only, as BFT-SMaRt's default does: no
-        Ed25519 operation per request on either side, at the price of the liveness caveat in
-        docs/benchmarks.md ("MAC-only client requests") that a Byzantine client can exploit.
+        request signature and no check of one (replies stay signed), at the price of the
+        liveness caveat in docs/benchmarks.md ("MAC-only client requests") that a Byzantine
+        client can exploit.
         Pass a shared ReplyVerifier as `replica_keys` when many clients live in one process."""
         if not sign and pair_keys is None:
             raise ValueError("an unsigned request needs MAC keys to be authenticated at all")

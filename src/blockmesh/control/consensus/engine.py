@@ -462,7 +462,8 @@ class PBFTReplica:
             raise InvalidMessage("duplicate")
         # The request's own authentication covers every field of the envelope that matters
         # (the envelope digest is checked against the payload above). A backup takes its MAC
-        # entry; the primary checks the signature, since it vouches for what it proposes.
+        # entry; the primary checks the signature of a signed request, since it vouches for
+        # what it proposes (a MAC-only request has only the primary's own entry to check).
         signed = (self.is_primary and not self.view_changing) or not req.client_signature
         self._check_request(req, signature=signed)
         mine = self._client_pending.setdefault(client, set())
@@ -596,8 +597,9 @@ class PBFTReplica:
 
     def _vet_pending(self, out: Output) -> None:
         """Check the signature of every pending request this replica took by MAC alone, and
-        drop the ones that fail. Two moments need it. Before proposing: a primary proposes
-        only signed requests, so a client cannot make backups refuse its batch with bad MAC
+        drop the ones that fail (MAC-only requests have no signature and are left alone). Two
+        moments need it. Before proposing: a primary proposes a signed request only once its
+        signature checks, so a client cannot make backups refuse its batch with bad MAC
         entries for them. Before suspecting the primary: a client whose MACs are good but whose
         signature is not would otherwise make every backup wait for a request the primary
         rightly refused, and start a view change."""

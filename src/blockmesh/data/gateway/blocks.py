@@ -77,9 +77,12 @@ class RequestBlocks:
                 raise GatewayTimeout(f"block {cid} did not arrive over Bitswap within "
                                      f"{self._timeout:g} s "
                                      f"({len(self._node.exchange.bitswap_peers())} peers)")
-            await self._search_providers()
+            with trio.move_on_after(left):  # a search never outlasts the block's deadline
+                await self._search_providers()
+            left = deadline - trio.current_time()
             # other sessions' blocks wake us too; the slice lets the session ask for a search
-            await self._node.exchange.wait_progress(min(left, PROVIDER_CHECK_INTERVAL))
+            if left > 0:
+                await self._node.exchange.wait_progress(min(left, PROVIDER_CHECK_INTERVAL))
 
     async def _search_providers(self) -> None:
         """Look providers up and connect to them when the session says no peer it has will

@@ -19,6 +19,7 @@ DAG does not contain and a block a non-recursive gateway lacks.
 from __future__ import annotations
 
 import hashlib
+import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from blockmesh.data.gateway.request import (
     route,
 )
 from blockmesh.data.store.blockstore import Blockstore
-from blockmesh.errors import DecodeError, UnsupportedError
+from blockmesh.errors import BlockmeshError, DecodeError, UnsupportedError
 
 if TYPE_CHECKING:
     from blockmesh.data.node import Node
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 IMMUTABLE = "public, max-age=29030400, immutable"
 DEFAULT_TIMEOUT = 30.0
 MAX_LISTING = 100_000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,6 +118,10 @@ class Gateway:
         except (DecodeError, UnsupportedError) as exc:
             blocks.close()
             return error_response(ContentNotFound(f"cannot traverse the DAG: {exc}"))
+        except BlockmeshError as exc:  # e.g. a block collected meanwhile, a Bitswap failure
+            blocks.close()
+            logger.warning("gateway request for %s failed: %s", request.target, exc)
+            return error_response(GatewayError(str(exc)))
         except BaseException:
             blocks.close()
             raise

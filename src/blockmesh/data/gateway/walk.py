@@ -18,8 +18,11 @@ from blockmesh.data.dag.links import links as block_links
 from blockmesh.data.dag.unixfs import DataType
 from blockmesh.data.gateway.blocks import RequestBlocks
 from blockmesh.data.gateway.errors import ContentNotFound, PathNotImplemented
-from blockmesh.errors import DecodeError
+from blockmesh.errors import DecodeError, UnsupportedError
 
+#: Blocks one CAR response may carry, repeats included (dups=y); a million 256 KiB leaves is
+#: 256 GiB, far past any DAG served whole over HTTP.
+MAX_CAR_BLOCKS = 1 << 20
 MAX_FILE_DEPTH = 64
 
 
@@ -304,12 +307,18 @@ async def dag_blocks(blocks: RequestBlocks, root: CID, root_block: bytes,
     """Every block below `root` depth-first, links in order (root excluded), identity blocks
     left out. With `seen` (dups=n), a multihash in it is skipped along with everything below
     it, and each block yielded is added to it; None (dups=y) repeats blocks as often as the
-    DAG links them. The stack holds CIDs only."""
+    DAG links them, up to MAX_CAR_BLOCKS: a small DAG that links one child twice per level
+    would otherwise answer one request with 2^depth blocks. The stack holds CIDs only."""
     stack = list(reversed(block_links(root, root_block)))
+    sent = 0
     while stack:
         cid = stack.pop()
         if cid.hash_code == HashCode.IDENTITY:
             continue
+        sent += 1
+        if sent > MAX_CAR_BLOCKS:
+            raise UnsupportedError(f"the DAG under {root} is over {MAX_CAR_BLOCKS} blocks "
+                                   "(counting repeats); ask with dups=n or for a sub-DAG")
         if seen is not None:
             if cid.multihash in seen:
                 continue

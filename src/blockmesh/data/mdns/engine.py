@@ -185,6 +185,8 @@ def dialable(text: str) -> tuple[str, str] | None:
     except (ValueError, InvalidMultiaddr):
         return None
     port = int(parts[4])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return None  # ::ffff:127.0.0.1 is "private" to Python but is this host's loopback
     if (ip.version != (4 if parts[1] == "ip4" else 6) or not 0 < port < 65536
             or not ip.is_private or ip.is_loopback or ip.is_unspecified or ip.is_multicast
             or (ip.version == 6 and ip.is_link_local)):  # fe80:: needs a zone we do not have

@@ -136,7 +136,7 @@ class Node:
 
     def add_bytes(self, data: bytes, opts: ImportOptions | None = None, *, pin: bool = True) -> CID:
         sink = BatchedPut(self.repo.blocks)
-        with self.repo.gc_lock():
+        with self.repo.gc_lock(), sink:
             entry = import_bytes(data, opts or ImportOptions(), sink)
             sink.flush()
             if pin:
@@ -148,7 +148,7 @@ class Node:
     def add_path(self, path: str | os.PathLike[str], opts: ImportOptions | None = None, *,
                  recursive: bool = False, pin: bool = True) -> list[Added]:
         sink = BatchedPut(self.repo.blocks)
-        with self.repo.gc_lock():
+        with self.repo.gc_lock(), sink:
             added = list(import_path(path, opts or ImportOptions(), sink, recursive=recursive))
             sink.flush()
             if pin:
@@ -229,7 +229,8 @@ class Node:
         asks for meanwhile; False if nothing happened in time."""
         deadline = trio.current_time() + stall_timeout
         while True:
-            if self.provider_search is not None:
+            # one search in flight per fetch: the session would name a new CID every check
+            if self.provider_search is not None and not searches.child_tasks:
                 for cid in session.needs_providers(trio.current_time()):
                     searches.start_soon(self.provider_search.connect_providers, cid)
             left = deadline - trio.current_time()

@@ -197,6 +197,21 @@ class BatchedPut:
             self._submit()
             self._wait()
         finally:
-            if self._writer is not None:
-                self._writer.shutdown()
-                self._writer = None
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the batch being written, if any, and stop the writer; what was not yet
+        handed to it is dropped. For a failed import, inside the GC lock, so that no write
+        outlives the lock; a write's own error is then not raised (the import's is)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.exception()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+
+    def __enter__(self) -> BatchedPut:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -58,6 +58,9 @@ ACCEPT_BACKLOG = 256
 #: included): each can hold up to its window, so this bounds what one peer can make us buffer.
 MAX_STREAMS = 1024
 
+#: Answers (PING ACKs, RSTs for refused SYNs) queued at most between two socket writes.
+MAX_QUEUED_REPLIES = 4096
+
 
 class SessionClosed(StreamError):
     """The connection is shutting down (GO_AWAY sent or received); no new streams."""
@@ -106,6 +109,7 @@ class Session:
         self._next_id = 1 if client else 2
         self._out: list[bytes | memoryview] = []
         self.outgoing_bytes = 0
+        self._replies = 0  # PING answers and SYN refusals queued since the last take
         self._partial = bytearray()  # a header split across chunks
         self._data_left = 0  # payload bytes of the current DATA frame still to come
         self._data_stream: YamuxStream | None = None  # None: discard them
@@ -126,7 +130,17 @@ class Session:
         out = b"".join(self._out)
         self._out.clear()
         self.outgoing_bytes = 0
+        self._replies = 0
         return out
+
+    def _reply(self, type_: int, flags: int, stream_id: int, length: int) -> None:
+        """Queue a frame the peer's own frame asked for, unless MAX_QUEUED_REPLIES are already
+        waiting: a peer that sends PINGs or SYNs and never reads would otherwise grow our
+        queue at its own send rate. A dropped answer costs only that peer (its ping goes
+        unanswered, its refused stream learns of it by its own timeout)."""
+        if self._replies < MAX_QUEUED_REPLIES:
+            self._replies += 1
+            self._queue(type_, flags, stream_id, length)
 
     def take_touched(self) -> set[YamuxStream]:
         touched, self.touched = self.touched, set()
@@ -288,7 +302,7 @@ class Session:
         type_, flags, stream_id, length = header
         if type_ == TYPE_PING:
             if flags & FLAG_SYN:
-                self._queue(TYPE_PING, FLAG_ACK, 0, length)
+                self._reply(TYPE_PING, FLAG_ACK, 0, length)
             elif flags & FLAG_ACK and (sent := self._ping_sent.pop(length, None)) is not None:
                 self.rtt = max(now - sent, 1e-6)
                 self.last_pong = now
@@ -332,7 +346,7 @@ class Session:
             raise YamuxProtocolError(f"yamux SYN for stream {stream_id}, one of our ids")
         if (self.local_go_away is not None or len(self.accept_queue) >= self.accept_backlog
                 or len(self.streams) >= self.max_streams):
-            self._queue(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
+            self._reply(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
             return None
         stream = YamuxStream(stream_id, window=ReceiveWindow(maximum=self.max_window))
         self.streams[stream_id] = stream

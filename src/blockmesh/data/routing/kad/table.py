@@ -52,13 +52,19 @@ def common_prefix_len(a: int, b: int) -> int:
 
 
 def _ip_of(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address's IP; an IPv4-mapped IPv6 one (::ffff:a.b.c.d) as the IPv4 it is, so that
+    a peer cannot pass 127.0.0.1 or 10.x off as a public IPv6 address (go-multiaddr unwraps them
+    too)."""
     parts = addr.split("/")
     if len(parts) < 3 or parts[1] not in ("ip4", "ip6"):
         return None
     try:
-        return ipaddress.ip_address(parts[2])
+        ip = ipaddress.ip_address(parts[2])
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def is_private_addr(addr: str) -> bool:
