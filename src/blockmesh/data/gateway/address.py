@@ -31,7 +31,3 @@ def parse_listen(text: str) -> tuple[str, int]:
 def listen_multiaddr(host: str, port: int) -> str:
     kind = "ip6" if ":" in host else "ip4"
     return f"/{kind}/{host}/tcp/{port}"
-
-
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

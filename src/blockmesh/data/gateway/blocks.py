@@ -45,7 +45,6 @@ class RequestBlocks:
         self._arrived: OrderedDict[bytes, bytes] = OrderedDict()
         self._wanted: set[bytes] = set()
         self._pending: OrderedDict[bytes, CID] = OrderedDict()  # prefetch not yet wanted
-        self.fetched = 0
 
     def has_local(self, cid: CID) -> bool:
         return cid.hash_code == HashCode.IDENTITY or self._store.has(cid)
@@ -134,7 +133,6 @@ class RequestBlocks:
             if key in self._wanted:
                 self._wanted.discard(key)
                 self._arrived[key] = data
-                self.fetched += 1
 
     def close(self) -> None:
         if self._session is not None:
