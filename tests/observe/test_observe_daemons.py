@@ -53,6 +53,11 @@ def test_counters_move_during_a_transfer_and_the_exposition_parses(pair) -> None
     grew(before_a, after_a, "blockmesh_bitswap_blocks_sent_total")
     grew(before_a, after_a, "blockmesh_bitswap_sent_bytes_total", TRANSFER)
     grew(before_b, after_b, 'blockmesh_blockstore_operations_total{op="put"}')
+    grew(before_b, after_b, 'blockmesh_libp2p_bandwidth_bytes_total{direction="in"}', TRANSFER)
+    grew(before_a, after_a, 'blockmesh_libp2p_bandwidth_bytes_total{direction="out"}', TRANSFER)
+    bitswap_out = [name for name in after_a if name.startswith(
+        'blockmesh_libp2p_protocol_bandwidth_bytes_total{direction="out",protocol="/ipfs/bitswap')]
+    assert bitswap_out and sum(after_a[name] for name in bitswap_out) >= TRANSFER
     grew(before_a, after_a, 'blockmesh_blockstore_operation_bytes_total{op="get"}', TRANSFER)
     # Neither daemon is a cluster member: its peer is in the "other" group. The ledgers are
     # sampled once a second, so wait for the sample after the transfer.

@@ -49,6 +49,8 @@ DATA_PLANE_METRICS = (
     "blockmesh_libp2p_peers",
     "blockmesh_libp2p_connections",
     "blockmesh_libp2p_streams",
+    "blockmesh_libp2p_bandwidth_bytes",
+    "blockmesh_libp2p_protocol_bandwidth_bytes",
 )
 
 
@@ -151,6 +153,23 @@ class DataPlaneCollector(Collector):
                                    labels=["protocol"])
         for protocol, count in sorted(streams.items()):
             family.add_metric([protocol], count)
+        yield family
+
+        # The counters behind `blockmesh stats bw`: stream payload bytes, as the limiter sees
+        # them (Noise, Yamux framing and identify are not counted there either).
+        bandwidth = node.host.bandwidth
+        inbound, outbound = bandwidth.totals()
+        family = CounterMetricFamily("blockmesh_libp2p_bandwidth_bytes",
+                                     "Stream bytes moved with peers", labels=["direction"])
+        family.add_metric(["in"], inbound)
+        family.add_metric(["out"], outbound)
+        yield family
+        family = CounterMetricFamily("blockmesh_libp2p_protocol_bandwidth_bytes",
+                                     "Stream bytes moved with peers, by negotiated protocol",
+                                     labels=["protocol", "direction"])
+        for protocol, (inbound, outbound) in sorted(bandwidth.protocol_totals().items()):
+            family.add_metric([protocol, "in"], inbound)
+            family.add_metric([protocol, "out"], outbound)
         yield family
 
 

@@ -213,6 +213,17 @@ class Bandwidth:
         return meters.stats(now)
 
 
+    def totals(self) -> tuple[int, int]:
+        """Bytes (in, out) since the host started."""
+        return self._total.inbound.total, self._total.outbound.total
+
+    def protocol_totals(self) -> dict[str, tuple[int, int]]:
+        """Bytes (in, out) by protocol since the host started, for metrics. A protocol's meter is
+        dropped only past `MAX_PROTOCOL_METERS` protocols, which a host never negotiates."""
+        return {name: (meters.inbound.total, meters.outbound.total)
+                for name, meters in self._protocols.items()}
+
+
 def _meters(table: OrderedDict[str, _Meters], key: str, cap: int, now: float) -> _Meters:
     meters = table.get(key)
     if meters is None:
