@@ -70,6 +70,14 @@ async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
                 pass
         assert hosts[0].is_connected(hosts[2].peer_id)
         assert await c.get_value(key) == record
+        # A holder with an older record is sent the newer one by whoever reads both.
+        newer = ipns.create(hosts[1].identity, b"/ipfs/" + str(cid).encode(), sequence=2,
+                            eol_ns=ipns.lifetime_eol(time.time()))
+        b.values.put(key, newer, now=trio.current_time(), unix_now=time.time())
+        assert await c.get_value(key) == newer
+        await _until(lambda: a.values.get(key, now=trio.current_time(),
+                                          unix_now=time.time()) == newer, 10.0)
+
         reply = await c._send(c.networks[0], a.self_id,
                               Message(MessageType.FIND_NODE, key=peer_bytes(hosts[1].peer_id)))
         assert reply is not None and [p.id for p in reply.closer_peers] == [b.self_id]

@@ -544,32 +544,61 @@ class DHT:
 
     async def get_value(self, key: bytes) -> bytes:
         """The best valid value for `key` (`records.select`) among this node's own and those
-        a GET_VALUE lookup in each DHT returns, up to 16 valid answers."""
+        a GET_VALUE lookup in each DHT returns, up to 16 valid answers. Peers that answered
+        with a worse record are sent the best one in the background, and an older local copy
+        is replaced, as go-libp2p-kad-dht does, so that a record republished to only some
+        holders converges."""
         records.split_key(key)
         found: list[bytes] = []
+        answers: list[tuple[Network, bytes, bytes]] = []  # (network, peer, valid value)
         local = self.values.get(key, now=self._now(), unix_now=time.time())
         if local is not None:
             found.append(local)
 
-        def on_reply(peer: bytes, reply: Message, lookup: Lookup) -> None:
-            record = reply.record
-            if record is None or record.key not in (key, b""):
-                return
-            try:
-                records.validate(key, record.value, time.time())
-            except RecordError as exc:
-                logger.info("invalid value for %r from %s: %s", key, peer_text(peer), exc)
-                return
-            found.append(record.value)
-            if len(found) >= GET_VALUE_QUORUM:
-                lookup.stop()
-
         for net in self._active():
+            def on_reply(peer: bytes, reply: Message, lookup: Lookup, net: Network = net) -> None:
+                record = reply.record
+                if record is None or record.key not in (key, b""):
+                    return
+                try:
+                    records.validate(key, record.value, time.time())
+                except RecordError as exc:
+                    logger.info("invalid value for %r from %s: %s", key, peer_text(peer), exc)
+                    return
+                found.append(record.value)
+                answers.append((net, peer, record.value))
+                if len(found) >= GET_VALUE_QUORUM:
+                    lookup.stop()
+
             await self._lookup(net, key, Message(MessageType.GET_VALUE, key=key), "get_value",
                                on_reply)
         if not found:
             raise NotFound(f"no value for {key!r} in the DHT")
-        return found[records.select(key, found)]
+        best = found[records.select(key, found)]
+        if local is not None and local != best:
+            with contextlib.suppress(RecordError):
+                self.values.put(key, best, now=self._now(), unix_now=time.time())
+        stale = [(net, peer) for net, peer, value in answers if value != best]
+        if stale and self._nursery is not None:
+            self._nursery.start_soon(self._correct, key, best, stale)
+        return best
+
+    async def _correct(self, key: bytes, best: bytes,
+                       peers: list[tuple[Network, bytes]]) -> None:
+        """PUT_VALUE `best` to peers that answered a GET_VALUE with a worse record; each RPC
+        is bounded by the usual timeouts and a refusal only logs."""
+        msg = Message(MessageType.PUT_VALUE, key=key, record=Record(key, best))
+
+        async def tell(net: Network, peer: bytes) -> None:
+            try:
+                await self._send(net, peer, msg)
+            except BlockmeshError as exc:
+                logger.debug("correcting %s failed: %s", peer_text(peer), exc)
+
+        unique = {(net.name, peer): (net, peer) for net, peer in peers}
+        async with trio.open_nursery() as nursery:
+            for net, peer in unique.values():
+                nursery.start_soon(tell, net, peer)
 
     # -- server ----------------------------------------------------------------------------------
     async def _serve(self, stream: Stream) -> None:
