@@ -26,6 +26,27 @@ def test_both_peer_id_kinds_are_accepted(peer):
     assert parse_peer_id(peer) == peer
 
 
+@pytest.mark.parametrize("text, peer", [
+    # The libp2p peer-id spec's own example of the CIDv1 text form.
+    ("bafzbeie5745rpv2m6tjyuugywy4d5ewrqgqqhfnf445he3omzpjbx5xqxe",
+     "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"),
+    # The base36 form kubo prints for IPNS names (`--ipns-base base36`) of an Ed25519 key.
+    ("k51qzi5uqu5dl6oarf87ywlh6tqrnoyitxn6ttcmvwujqjssgx2dmnehqeen0l", ED25519_PEER),
+])
+def test_cid_peer_ids_read_as_base58(text, peer):
+    assert parse_peer_id(text) == peer
+
+
+@pytest.mark.parametrize("text", [
+    "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",  # a raw-codec CID
+    "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",  # dag-pb
+    "kzzzzzzzz",
+])
+def test_cids_of_other_codecs_are_not_peer_ids(text):
+    with pytest.raises(InvalidMultiaddr):
+        parse_peer_id(text)
+
+
 @pytest.mark.parametrize(
     "text",
     [

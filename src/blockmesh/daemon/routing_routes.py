@@ -127,8 +127,8 @@ class RoutingApi(Routes):
 
 
 def _record_key(text: str) -> bytes:
-    """kubo's key form: "/pk/<peer id>" or "/ipns/<peer id>" with a base58 peer id, which
-    becomes the binary id on the wire."""
+    """kubo's key form: "/pk/<peer id>" or "/ipns/<peer id>" with the peer id in base58 or as
+    a libp2p-key CID (`k51…`); the binary id goes on the wire."""
     parts = text.split("/")
     if len(parts) != 3 or parts[0] or parts[1] not in ("pk", "ipns"):
         raise HttpError(400, "key must be /pk/<peer id> or /ipns/<peer id>")

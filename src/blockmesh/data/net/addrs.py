@@ -8,7 +8,9 @@ import multiaddr
 from libp2p.peer.id import ID
 
 from blockmesh.data import varint
+from blockmesh.data.cid import CID, Codec
 from blockmesh.data.net.errors import InvalidMultiaddr
+from blockmesh.errors import InvalidCID
 
 # Far more than any real address (`/ip6/…/tcp/…/p2p/…` is under 120 characters).
 MAX_MULTIADDR_LEN = 1024
@@ -56,17 +58,23 @@ def parse_peer_addr(text: str) -> PeerAddr:
 
 
 def parse_peer_id(text: str) -> str:
-    """Validate a base58 peer id and return it in canonical form."""
+    """Validate a peer id (base58, or a CIDv1 of the libp2p-key codec) and return it in
+    canonical form: base58, as kubo prints it."""
     return to_libp2p_id(text).to_base58()
 
 
 def to_libp2p_id(text: str) -> ID:
     """A peer id is a multihash of the public key: identity (small keys such as Ed25519) or
-    sha2-256 (RSA); base58 alone would also accept strings that name no key at all."""
+    sha2-256 (RSA); base58 alone would also accept strings that name no key at all. The
+    peer-id spec's text forms are both read: a bare base58 multihash ("Qm…", "1…") and a
+    multibase CIDv1 whose codec is libp2p-key (kubo's `k51…` base36 names)."""
     if not isinstance(text, str) or not 0 < len(text) <= 128:
-        raise InvalidMultiaddr("a peer id is a base58 string of at most 128 characters")
+        raise InvalidMultiaddr("a peer id is a string of at most 128 characters")
     try:
-        peer = ID.from_base58(text)
+        if text.startswith(("Qm", "1")):
+            peer = ID.from_base58(text)
+        else:
+            peer = ID(_key_cid_multihash(text))
         raw = peer.to_bytes()
         code, pos = varint.decode(raw)
         length, pos = varint.decode(raw, pos)
@@ -76,3 +84,13 @@ def to_libp2p_id(text: str) -> ID:
     if code not in (_IDENTITY, _SHA2_256) or not valid_length or len(raw) - pos != length:
         raise InvalidMultiaddr(f"invalid peer id {text!r}: not an identity or sha2-256 multihash")
     return peer
+
+
+def _key_cid_multihash(text: str) -> bytes:
+    try:
+        cid = CID.parse(text)
+    except InvalidCID as exc:
+        raise ValueError(f"neither base58 nor a CID: {exc}") from None
+    if cid.version != 1 or cid.codec != Codec.LIBP2P_KEY:
+        raise ValueError("a CID naming a peer must be a CIDv1 of the libp2p-key codec")
+    return cid.multihash
