@@ -7,6 +7,7 @@ the ContentRouting interface (the DHT's end-to-end test lives with the daemons).
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ import trio
 from routing_double import DictRouting, Directory
 
 from blockmesh.data.cid import CID, Codec
+from blockmesh.data.connectivity.backoff import BackoffPolicy
 from blockmesh.data.dag.importer import ImportOptions
 from blockmesh.data.net import NetConfig
 from blockmesh.data.node import FetchStalled, Node
+from blockmesh.data.node.discovery import ProviderConnector
 from blockmesh.data.store.config import Config, RoutingConfig
 from blockmesh.data.store.repo import Repo
 
@@ -120,3 +123,26 @@ async def test_dead_provider_address_is_survived(tmp_path: Path) -> None:
             assert await bob.cat(root, stall_timeout=20) == data
             assert bob.provider_search is not None
             assert bob.provider_search.stats.failed_dials >= 1
+
+
+async def test_dead_provider_is_backed_off_between_searches(tmp_path: Path) -> None:
+    """A provider none of whose addresses answered is skipped by the next searches until its
+    backoff delay has passed, then dialled again."""
+    directory = Directory()
+    bob, ghost = _node(tmp_path, "bob"), _node(tmp_path, "ghost")  # ghost never listens
+    routing = _route(bob, directory)
+    cid = CID.of(b"only the ghost has this")
+    directory.addrs[ghost.peer_id] = (f"/ip4/127.0.0.1/tcp/1/p2p/{ghost.peer_id}",)
+    directory.providers[cid.multihash] = [ghost.peer_id]
+    with trio.fail_after(30):
+        async with bob.run():
+            search = ProviderConnector(bob.host, routing, dial_timeout=5.0,
+                                       backoff=BackoffPolicy(base=1.0, cap=1.0),
+                                       rng=random.Random(7))
+            assert await search.connect_providers(cid) == 0
+            assert (search.stats.failed_dials, search.stats.backed_off) == (1, 0)
+            assert await search.connect_providers(cid) == 0  # within the delay: no dial
+            assert (search.stats.failed_dials, search.stats.backed_off) == (1, 1)
+            await trio.sleep(1.1)  # past the largest delay the policy can draw
+            assert await search.connect_providers(cid) == 0
+            assert (search.stats.failed_dials, search.stats.backed_off) == (2, 1)

@@ -9,11 +9,14 @@ the new connections reach the session as ordinary peer events. Nothing here deci
 from __future__ import annotations
 
 import logging
+import random
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import trio
 
 from blockmesh.data.cid import CID
+from blockmesh.data.connectivity.backoff import Backoff, BackoffPolicy
 from blockmesh.data.net import Host
 from blockmesh.data.routing.api import ContentRouting, Provider
 from blockmesh.errors import BlockmeshError
@@ -27,6 +30,13 @@ SEARCH_TIMEOUT = 30.0
 DIAL_TIMEOUT = 10.0
 #: Addresses tried per provider (a peer record may list many; most are dead ends off-LAN).
 MAX_ADDRS = 8
+#: A provider no address of which answered is not dialled again before a delay drawn with full
+#: jitter below 10 s, doubling per failure up to 5 min (kubo's swarm backs off dials to a peer
+#: for up to 5 min too); every CID of a large fetch asks the routing, and the same dead
+#: provider is named in each answer.
+PROVIDER_BACKOFF = BackoffPolicy(base=10.0, factor=2.0, cap=300.0)
+#: Providers whose backoff is remembered (the least recently failed are forgotten first).
+MAX_BACKOFF_PEERS = 4096
 
 
 @dataclass
@@ -35,18 +45,26 @@ class SearchStats:
     providers: int = 0
     connected: int = 0
     failed_dials: int = 0
+    #: Providers skipped because a recent dial to them failed.
+    backed_off: int = 0
 
 
 class ProviderConnector:
     def __init__(self, host: Host, routing: ContentRouting, *, max_providers: int = MAX_PROVIDERS,
                  search_timeout: float = SEARCH_TIMEOUT,
-                 dial_timeout: float = DIAL_TIMEOUT) -> None:
+                 dial_timeout: float = DIAL_TIMEOUT,
+                 backoff: BackoffPolicy = PROVIDER_BACKOFF,
+                 rng: random.Random | None = None) -> None:
         self.host = host
         self.routing = routing
         self.max_providers = max_providers
         self.search_timeout = search_timeout
         self.dial_timeout = dial_timeout
         self.stats = SearchStats()
+        self._backoff_policy = backoff
+        self._rng = rng or random.Random()
+        #: peer id -> (its backoff, trio time before which it is not dialled)
+        self._failed: OrderedDict[str, tuple[Backoff, float]] = OrderedDict()
 
     async def connect_providers(self, cid: CID) -> int:
         """Find providers of `cid` and connect to them; how many are connected afterwards.
@@ -74,6 +92,10 @@ class ProviderConnector:
         if self.host.is_connected(peer):
             reached.add(peer)
             return
+        failed = self._failed.get(peer)
+        if failed is not None and trio.current_time() < failed[1]:
+            self.stats.backed_off += 1
+            return
         addrs: tuple[str, ...] = provider.addrs
         try:
             if not addrs:
@@ -88,7 +110,16 @@ class ProviderConnector:
                     continue
                 self.stats.connected += 1
                 reached.add(peer)
+                self._failed.pop(peer, None)
                 return
         except BlockmeshError as exc:
             logger.info("finding addresses of provider %s failed: %s", peer, exc)
         self.stats.failed_dials += 1
+        self._back_off(peer)
+
+    def _back_off(self, peer: str) -> None:
+        entry = self._failed.pop(peer, None)
+        backoff = entry[0] if entry else Backoff(self._backoff_policy, self._rng)
+        if len(self._failed) >= MAX_BACKOFF_PEERS:
+            self._failed.popitem(last=False)
+        self._failed[peer] = (backoff, trio.current_time() + backoff.next_delay())
