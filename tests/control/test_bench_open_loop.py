@@ -71,15 +71,18 @@ def test_failed_requests_are_counted_and_free_their_identity() -> None:
     assert out.committed == out.unfinished == 0
 
 
-def _row(rate: float, committed_per_second: float, p99: float, unfinished: int = 0) -> Row:
+def _row(rate: float, committed_per_second: float, p99: float, unfinished: int = 0,
+         last_p50: float = 20.0) -> Row:
     return Row("tcp", "open", True, 0, 96, rate, 100, 0, 0, unfinished, 5.0,
-               committed_per_second, p99 / 2, p99, 10.0)
+               committed_per_second, p99 / 2, p99, 10.0, p50_first_second_ms=20.0,
+               p50_last_second_ms=last_p50)
 
 
 def test_saturation_is_the_highest_sustained_step() -> None:
     rows = [_row(500, 500, 40), _row(1000, 990, 80), _row(1500, 1300, 900),
-            _row(2000, 1400, 2000), _row(1250, 1240, 120, unfinished=3)]
-    assert [sustains(r) for r in rows] == [True, True, False, False, False]
+            _row(2000, 1400, 2000), _row(1250, 1240, 120, unfinished=3),
+            _row(1750, 1740, 300, last_p50=250)]
+    assert [sustains(r) for r in rows] == [True, True, False, False, False, False]
     (found,) = saturation(rows)
-    assert (found.offered, found.committed_per_second, found.peak_per_second) == (1000, 990, 1400)
+    assert (found.offered, found.committed_per_second, found.peak_per_second) == (1000, 990, 1740)
     assert saturation([_row(500, 200, 40)])[0].offered is None
