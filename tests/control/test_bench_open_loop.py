@@ -74,8 +74,8 @@ def test_failed_requests_are_counted_and_free_their_identity() -> None:
 def _row(rate: float, committed_per_second: float, p99: float, unfinished: int = 0,
          last_p50: float = 20.0) -> Row:
     return Row("tcp", "open", True, 0, 96, rate, 100, 0, 0, unfinished, 5.0,
-               committed_per_second, p99 / 2, p99, 10.0, p50_first_second_ms=20.0,
-               p50_last_second_ms=last_p50)
+               committed_per_second, p99 / 2, p99, 10.0, p50_first_half_ms=20.0,
+               p50_second_half_ms=last_p50)
 
 
 def test_saturation_is_the_highest_sustained_step() -> None:

@@ -142,8 +142,8 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
                    "that finds all busy waits for one, timed from its scheduled instant).")
 @click.option("--p99-bound", default=500.0, show_default=True,
               help="Open loop: a step is sustained if it commits ≥ 95 %% of the offered rate "
-                   "with no failure, p99 (ms) at most this, and its last second's median "
-                   "latency at most 1.5x (+10 ms) its first second's.")
+                   "with no failure, p99 (ms) at most this, and the median latency of its "
+                   "second half at most 1.5x (+20 ms) its first half's.")
 @click.option("--skip-view-change", is_flag=True, help="Do not time a primary crash.")
 @click.option("--pbft", "pbft", multiple=True, metavar="NAME=VALUE",
               help="Override a PBFTParams field for every cell, e.g. max_inflight_batches=8.")
