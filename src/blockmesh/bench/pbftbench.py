@@ -5,9 +5,12 @@ directory), waits until the replicas are meshed, runs an unmeasured warm-up, the
 
 - closed loop: C client identities, each with one request in flight, waiting for f+1
   matching signed replies before the next (the issue's 32-client figure);
-- open loop: requests issued on a fixed schedule at a target rate, each from an idle client
-  identity; latency counts from the scheduled instant (so a stalled cluster cannot hide its
-  queueing), and a request with no idle identity at its instant is counted as missed.
+- open loop: requests issued on a fixed schedule at a target rate whatever the replies do,
+  each from an idle client identity (PBFT's client has one request in flight); a request
+  that finds every identity busy waits in a queue for the first to come free, and its latency
+  still counts from its scheduled instant, so neither a stalled cluster nor the identity limit
+  can hide queueing (no coordinated omission). A sweep steps the offered rate up to find the
+  saturation point (`sustains`).
 
 The view-change cell kills the primary with SIGKILL under a light load and times the first
 request that commits afterwards, which can only commit in the new view.
@@ -28,9 +31,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import psutil
 
@@ -62,6 +67,20 @@ BATCHING: dict[bool, dict[str, float | int]] = {
 VIEW_CHANGE_PBFT = {"view_change_timeout": 1.0, "retransmit_interval": 0.5}
 START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
+#: Open loop: seconds after the last scheduled instant for queued and in-flight requests to
+#: commit; what has not by then counts as unfinished (and the step as not sustained).
+DRAIN_SECONDS = 10.0
+#: An open-loop step is sustained when it commits at least this share of the offered rate...
+SUSTAINED_SHARE = 0.95
+#: ...with a p99 latency (from the scheduled instant) no higher than this...
+P99_BOUND_MS = 500.0
+#: ...and no queue that grows through the step: the median latency of the requests due in the
+#: second half of the measured window at most DRIFT_FACTOR times (plus DRIFT_SLACK_MS) that of
+#: the first half's. (Halves, not single seconds: one-second medians drift by 2x as noise.)
+DRIFT_FACTOR = 1.5
+DRIFT_SLACK_MS = 20.0
+#: The sweep stops after this many steps in a row that were not sustained.
+SWEEP_STOP_AFTER = 2
 
 Log = Callable[[str], None]
 
@@ -80,8 +99,14 @@ class Row:
     target_rate: float | None
     committed: int
     failed: int
-    missed: int
+    #: Open loop: measured requests that found every client identity busy at their scheduled
+    #: instant and waited for one (their latency includes the wait).
+    queued: int
+    #: Open loop: measured requests not committed by the end of the drain.
+    unfinished: int
     seconds: float
+    #: Closed loop: measured requests / their seconds. Open loop: requests that committed
+    #: inside the measured window / its length, whenever they were scheduled.
     requests_per_second: float
     p50_ms: float
     p99_ms: float
@@ -91,6 +116,56 @@ class Row:
     cpu_ms_primary: float | None = None
     cpu_ms_replicas: float | None = None
     cpu_ms_client: float | None = None
+    #: The same per process: node0..node3 (node0 is view 0's primary) and "client".
+    cpu_ms_by_process: dict[str, float] | None = None
+    #: Open loop: median latency of the requests due in the first and in the second half of
+    #: the measured window; the second well above the first means a queue that kept growing.
+    p50_first_half_ms: float | None = None
+    p50_second_half_ms: float | None = None
+
+
+def sustains(row: Row, p99_bound_ms: float = P99_BOUND_MS) -> bool:
+    """Whether an open-loop step kept up with its offered rate: no failed or unfinished
+    request, committed req/s ≥ SUSTAINED_SHARE of offered, p99 within the bound, and latency
+    not drifting up through the step."""
+    first, last = row.p50_first_half_ms, row.p50_second_half_ms
+    steady = first is None or last is None or last <= DRIFT_FACTOR * first + DRIFT_SLACK_MS
+    return (row.mode == "open" and row.target_rate is not None and row.failed == 0
+            and row.unfinished == 0 and row.p99_ms <= p99_bound_ms and steady
+            and row.requests_per_second >= SUSTAINED_SHARE * row.target_rate)
+
+
+@dataclass
+class Saturation:
+    """The open-loop sweep of one (transport, size): the highest sustained offered rate and
+    what it committed, and the most any step committed."""
+    transport: str
+    size: int
+    identities: int
+    offered: float | None
+    committed_per_second: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    peak_per_second: float
+    p99_bound_ms: float
+
+
+def saturation(rows: list[Row], p99_bound_ms: float = P99_BOUND_MS) -> list[Saturation]:
+    found: list[Saturation] = []
+    cells = sorted({(r.transport, r.size) for r in rows if r.mode == "open"})
+    for kind, size in cells:
+        steps = [r for r in rows if r.mode == "open" and (r.transport, r.size) == (kind, size)]
+        kept = [r for r in steps if sustains(r, p99_bound_ms)]
+        best = max(kept, key=lambda r: r.target_rate or 0.0) if kept else None
+        peak = max(r.requests_per_second for r in steps)
+        if best is None:
+            found.append(Saturation(kind, size, steps[0].clients, None, None, None, None, peak,
+                                    p99_bound_ms))
+        else:
+            found.append(Saturation(kind, size, best.clients, best.target_rate,
+                                    best.requests_per_second, best.p50_ms, best.p99_ms, peak,
+                                    p99_bound_ms))
+    return found
 
 
 @dataclass
@@ -105,10 +180,12 @@ class ViewChangeRow:
 class BenchResult:
     rows: list[Row] = field(default_factory=list)
     view_changes: list[ViewChangeRow] = field(default_factory=list)
+    saturation: list[Saturation] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {"rows": [asdict(r) for r in self.rows],
-                "view_changes": [asdict(v) for v in self.view_changes]}
+                "view_changes": [asdict(v) for v in self.view_changes],
+                "saturation": [asdict(s) for s in self.saturation]}
 
 
 class LocalCluster:
@@ -243,62 +320,107 @@ def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds: float,
-                    size: int, identities: int, warmup: float,
-                    sign_requests: bool = False) -> tuple[int, int, int, float, list[float], int]:
-    """Issue requests at `rate`/s for `seconds` after `warmup` seconds at the same rate.
+Session = TypeVar("Session")
 
-    Returns (committed, failed, missed, measured seconds, latencies of measured requests,
-    requests committed in all, warm-up included)."""
-    async with ClusterClient(config, transport, sign_requests=sign_requests) as cc:
-        idle: list[ClientSession] = [cc.session(i) for i in range(identities)]
-        value = os.urandom(size)
-        latencies: list[float] = []
-        counts = {"committed": 0, "failed": 0, "missed": 0, "all": 0}
-        tasks: set[asyncio.Task[None]] = set()
-        loop = asyncio.get_running_loop()
 
-        async def one(session: ClientSession, due: float, measured: bool) -> None:
-            key = f"open/{session.client_id}".encode()
+@dataclass
+class OpenLoopResult(Generic[Session]):
+    committed: int = 0  # measured requests (scheduled inside the window) that committed
+    failed: int = 0
+    queued: int = 0  # measured requests that waited for an idle identity
+    unfinished: int = 0  # measured requests neither committed nor failed after the drain
+    window_commits: int = 0  # commits whose reply came inside the window, any schedule
+    seconds: float = 0.0  # the measured window
+    latencies: list[float] = field(default_factory=list)  # measured commits, from schedule
+    #: Seconds from the window's start to each measured commit's scheduled instant, in the
+    #: order of `latencies`.
+    due_offsets: list[float] = field(default_factory=list)
+    everything: int = 0  # commits in all, warm-up included (for CPU per request)
+
+
+async def run_schedule(sessions: list[Session], execute: Callable[[Session], Awaitable[object]],
+                       rate: float, seconds: float, warmup: float,
+                       drain: float = DRAIN_SECONDS) -> OpenLoopResult[Session]:
+    """Open loop: the i-th request is due at start + i / rate, for `warmup` unmeasured and
+    then `seconds` measured seconds, whatever the earlier ones are doing. A due request goes
+    out on an idle session at once, or else waits in a FIFO that the next session to finish
+    takes from; its latency runs from the instant it was due either way. `execute` raises
+    RequestFailed for a request that failed. After the schedule, `drain` seconds for the
+    rest, then what is still pending is cancelled and counted as unfinished."""
+    loop = asyncio.get_running_loop()
+    out: OpenLoopResult[Session] = OpenLoopResult(seconds=seconds)
+    idle = list(sessions)
+    backlog: deque[tuple[float, bool]] = deque()
+    tasks: set[asyncio.Task[None]] = set()
+    began = loop.time()
+    measure_from = began + warmup
+    end = measure_from + seconds
+    measured_issued = 0
+
+    async def serve(session: Session, due: float, measured: bool) -> None:
+        while True:
             try:
-                await session.execute(encode_set(key, value), REQUEST_TIMEOUT)
+                await execute(session)
             except RequestFailed:
                 if measured:
-                    counts["failed"] += 1
+                    out.failed += 1
             else:
-                counts["all"] += 1
+                now = loop.time()
+                out.everything += 1
+                if measure_from <= now < end:
+                    out.window_commits += 1
                 if measured:
-                    counts["committed"] += 1
-                    latencies.append(loop.time() - due)
-            finally:
+                    out.committed += 1
+                    out.latencies.append(now - due)
+                    out.due_offsets.append(due - measure_from)
+            if not backlog:
                 idle.append(session)
+                return
+            due, measured = backlog.popleft()
+
+    issued = 0
+    while True:
+        due = began + issued / rate
+        if due >= end:
+            break
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        issued += 1
+        measured = due >= measure_from
+        measured_issued += measured
+        if not idle:
+            backlog.append((due, measured))
+            out.queued += measured
+            continue
+        task = asyncio.create_task(serve(idle.pop(), due, measured))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=max(0.0, end + drain - loop.time()))
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    out.unfinished = measured_issued - out.committed - out.failed
+    return out
+
+
+async def open_loop(config: ClusterConfig, transport: str, rate: float, seconds: float,
+                    size: int, identities: int, warmup: float, sign_requests: bool = False,
+                    drain: float = DRAIN_SECONDS) -> OpenLoopResult[ClientSession]:
+    """`run_schedule` against the cluster: KV sets of `size` bytes from `identities` client
+    identities (the cluster's first writers)."""
+    async with ClusterClient(config, transport, sign_requests=sign_requests) as cc:
+        sessions = [cc.session(i) for i in range(identities)]
+        value = os.urandom(size)
+        operations = {s.client_id: encode_set(f"open/{s.client_id}".encode(), value)
+                      for s in sessions}
+
+        def execute(session: ClientSession) -> Awaitable[bytes]:
+            return session.execute(operations[session.client_id], REQUEST_TIMEOUT)
 
         with settled():
-            began = loop.time()
-            measure_from = began + warmup
-            end = measure_from + seconds
-            issued = 0
-            while True:
-                due = began + issued / rate
-                if due >= end:
-                    break
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                issued += 1
-                measured = due >= measure_from
-                if not idle:
-                    if measured:
-                        counts["missed"] += 1
-                    continue
-                task = asyncio.create_task(one(idle.pop(), due, measured))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT + 5)
-        elapsed = max(loop.time() - measure_from, seconds)
-        return (counts["committed"], counts["failed"], counts["missed"], elapsed, latencies,
-                counts["all"])
+            return await run_schedule(sessions, execute, rate, seconds, warmup, drain)
 
 
 def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
@@ -307,16 +429,18 @@ def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> floa
 
 
 def _cpu_per_request(before: dict[str, float], after: dict[str, float],
-                     requests: int) -> dict[str, float | None]:
+                     requests: int) -> dict[str, Any]:
     """CPU ms per request from two `LocalCluster.cpu_seconds` readings."""
     if requests <= 0:
-        return {"cpu_ms_primary": None, "cpu_ms_replicas": None, "cpu_ms_client": None}
+        return {"cpu_ms_primary": None, "cpu_ms_replicas": None, "cpu_ms_client": None,
+                "cpu_ms_by_process": None}
     used = {k: after[k] - before[k] for k in after if k in before}
     replicas = [v for k, v in used.items() if k != "client"]
     per = 1000 / requests
     return {"cpu_ms_primary": round(max(replicas, default=0.0) * per, 3),
             "cpu_ms_replicas": round(sum(replicas) * per, 3),
-            "cpu_ms_client": round(used.get("client", 0.0) * per, 3)}
+            "cpu_ms_client": round(used.get("client", 0.0) * per, 3),
+            "cpu_ms_by_process": {k: round(v * per, 3) for k, v in sorted(used.items())}}
 
 
 def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, count: int,
@@ -331,27 +455,34 @@ def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, c
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(result.latencies)
     return Row(cluster.kind, "closed", batching, size, clients, None, result.committed,
-               result.failed, 0, round(result.seconds, 3), round(result.rate, 1),
+               result.failed, 0, 0, round(result.seconds, 3), round(result.rate, 1),
                round(_percentile(ordered, 0.5) * 1000, 2),
                round(_percentile(ordered, 0.99) * 1000, 2),
                None if mean is None else round(mean, 2), **cpu)
 
 
 def run_open(cluster: LocalCluster, batching: bool, size: int, rate: float, seconds: float,
-             identities: int, warmup: float) -> Row:
+             identities: int, warmup: float, drain: float = DRAIN_SECONDS) -> Row:
+    """One open-loop step; the CPU columns divide by every commit of the step, warm-up and
+    drain included (the CPU readings straddle them)."""
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
-    committed, failed, missed, elapsed, latencies, everything = event_loop.run(open_loop(
-        cluster.config, cluster.kind, rate, seconds, size, identities, warmup,
-        cluster.sign_requests))
-    cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), everything)
+    out = event_loop.run(open_loop(cluster.config, cluster.kind, rate, seconds, size,
+                                   identities, warmup, cluster.sign_requests, drain))
+    cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), out.everything)
     mean = _mean_batch(before, cluster.batch_totals())
-    ordered = sorted(latencies)
-    return Row(cluster.kind, "open", batching, size, identities, rate, committed, failed, missed,
-               round(elapsed, 3), round(committed / elapsed, 1),
+    ordered = sorted(out.latencies)
+    half = seconds / 2
+    first = sorted(x for x, at in zip(out.latencies, out.due_offsets, strict=True) if at < half)
+    last = sorted(x for x, at in zip(out.latencies, out.due_offsets, strict=True) if at >= half)
+    return Row(cluster.kind, "open", batching, size, identities, rate, out.committed, out.failed,
+               out.queued, out.unfinished, round(out.seconds, 3),
+               round(out.window_commits / out.seconds, 1),
                round(_percentile(ordered, 0.5) * 1000, 2),
                round(_percentile(ordered, 0.99) * 1000, 2),
-               None if mean is None else round(mean, 2), **cpu)
+               None if mean is None else round(mean, 2), **cpu,
+               p50_first_half_ms=round(_percentile(first, 0.5) * 1000, 2) if first else None,
+               p50_second_half_ms=round(_percentile(last, 0.5) * 1000, 2) if last else None)
 
 
 def run_view_change(cluster: LocalCluster) -> ViewChangeRow:
@@ -396,7 +527,9 @@ class Plan:
     clients: int = 32
     count: int = 2000
     warmup: int = 300
-    rate: float = 2000.0
+    #: Open loop: offered rates, in order. More than one is a sweep, which stops after
+    #: SWEEP_STOP_AFTER steps in a row that were not sustained.
+    rates: tuple[float, ...] = (2000.0,)
     seconds: float = 5.0
     open_identities: int = 256
     view_change: bool = True
@@ -406,6 +539,7 @@ class Plan:
     sign_requests: bool = False
     #: Replicas as `cluster start` processes ("standalone") or hosted by member daemons.
     hosted: str = "standalone"
+    p99_bound_ms: float = P99_BOUND_MS
 
 
 def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = None) -> BenchResult:
@@ -427,10 +561,7 @@ def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = No
                         log(_describe(row))
                         result.rows.append(row)
                     if "open" in plan.modes:
-                        row = run_open(cluster, batching, size, plan.rate, plan.seconds,
-                                       plan.open_identities, 1.0)
-                        log(_describe(row))
-                        result.rows.append(row)
+                        result.rows += _sweep(cluster, batching, size, plan, log)
         if plan.view_change:
             cluster = LocalCluster(workdir / f"{kind}-viewchange", kind,
                                    {**BATCHING[True], **VIEW_CHANGE_PBFT}, 8)
@@ -440,11 +571,29 @@ def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = No
             log(f"{kind}: first commit {row.seconds_to_first_commit:.2f} s after the kill "
                 f"(view {row.new_view}, timeout {row.view_change_timeout:g} s)")
             result.view_changes.append(row)
+    result.saturation = saturation(result.rows, plan.p99_bound_ms)
     return result
 
 
+def _sweep(cluster: LocalCluster, batching: bool, size: int, plan: Plan, log: Log) -> list[Row]:
+    rows: list[Row] = []
+    behind = 0
+    for rate in plan.rates:
+        row = run_open(cluster, batching, size, rate, plan.seconds, plan.open_identities, 1.0)
+        kept = sustains(row, plan.p99_bound_ms)
+        log(_describe(row) + ("" if kept else " [not sustained]"))
+        rows.append(row)
+        behind = 0 if kept else behind + 1
+        if len(plan.rates) > 1 and behind >= SWEEP_STOP_AFTER:
+            break
+    return rows
+
+
 def _describe(row: Row) -> str:
-    load = f"{row.clients} clients" if row.mode == "closed" else f"{row.target_rate:g}/s offered"
+    load = f"{row.clients} clients" if row.mode == "closed" else (
+        f"{row.target_rate:g}/s offered ({row.clients} identities, {row.queued} queued, "
+        f"{row.unfinished} unfinished, p50 first/second half {row.p50_first_half_ms}/"
+        f"{row.p50_second_half_ms} ms)")
     return (f"{row.transport} {row.mode} batching={'on' if row.batching else 'off'} "
             f"{row.size} B, {load}: {row.requests_per_second:,.0f} req/s, p50 {row.p50_ms} ms, "
             f"p99 {row.p99_ms} ms, mean batch {row.mean_batch}; CPU ms/request: replicas "

@@ -132,11 +132,18 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
               help="Measured requests per closed-loop cell.")
 @click.option("--warmup", default=300, show_default=True,
               help="Unmeasured requests before each closed-loop cell.")
-@click.option("--rate", default=2000.0, show_default=True, help="Open loop: requests/s offered.")
+@click.option("--rate", "rates", default="2000", show_default=True,
+              help="Open loop: requests/s offered; a comma-separated list is a sweep that "
+                   "stops after two steps in a row that were not sustained.")
 @click.option("--seconds", default=5.0, show_default=True,
               help="Open loop: measured seconds (after one second of warm-up).")
 @click.option("--identities", default=256, show_default=True,
-              help="Open loop: client identities (each has one request in flight).")
+              help="Open loop: client identities (each has one request in flight; a request "
+                   "that finds all busy waits for one, timed from its scheduled instant).")
+@click.option("--p99-bound", default=500.0, show_default=True,
+              help="Open loop: a step is sustained if it commits ≥ 95 %% of the offered rate "
+                   "with no failure, p99 (ms) at most this, and the median latency of its "
+                   "second half at most 1.5x (+20 ms) its first half's.")
 @click.option("--skip-view-change", is_flag=True, help="Do not time a primary crash.")
 @click.option("--pbft", "pbft", multiple=True, metavar="NAME=VALUE",
               help="Override a PBFTParams field for every cell, e.g. max_inflight_batches=8.")
@@ -153,20 +160,27 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
               help="Where repos, logs and test files go (default: a temporary directory).")
 @json_option
 def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: str, mode: str,
-               clients: int, count: int, warmup: int, rate: float, seconds: float,
-               identities: int, skip_view_change: bool, pbft: tuple[str, ...],
+               clients: int, count: int, warmup: int, rates: str, seconds: float,
+               identities: int, p99_bound: float, skip_view_change: bool, pbft: tuple[str, ...],
                client_auth: str, hosted: str, profile_dir: str | None, workdir: str | None,
                as_json: bool) -> None:
     """PBFT cluster: committed requests/s and p50/p99 latency, 4 replica processes on loopback."""
     # Imported here: every `blockmesh` command, replicas included, loads this module.
     from blockmesh.bench.pbftbench import SIZES, TRANSPORTS, Plan, run_bench
 
+    try:
+        offered = tuple(float(r) for r in rates.split(",") if r.strip())
+    except ValueError:
+        raise click.UsageError(f"--rate takes numbers separated by commas, got {rates!r}") \
+            from None
+    if not offered or min(offered) <= 0:
+        raise click.UsageError("--rate needs at least one rate above zero")
     plan = Plan(
         transports=transports or TRANSPORTS, sizes=sizes or SIZES,
         batching={"on": (True,), "off": (False,), "both": (True, False)}[batching],
         modes={"closed": ("closed",), "open": ("open",), "both": ("closed", "open")}[mode],
-        clients=clients, count=count, warmup=warmup, rate=rate, seconds=seconds,
-        open_identities=identities, view_change=not skip_view_change,
+        clients=clients, count=count, warmup=warmup, rates=offered, seconds=seconds,
+        open_identities=identities, view_change=not skip_view_change, p99_bound_ms=p99_bound,
         extra_pbft=_pbft_overrides(pbft), sign_requests=client_auth == "signature", hosted=hosted)
     console = Console(stderr=True)
     profile = None
@@ -180,8 +194,8 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         return
     table = Table(title="PBFT, 4 replica processes on 127.0.0.1")
     for column in ("transport", "batching", "load", "size", "req/s", "p50 ms", "p99 ms",
-                   "mean batch", "failed", "missed", "CPU ms/req replicas", "busiest",
-                   "client"):
+                   "mean batch", "failed", "queued", "unfinished", "CPU ms/req replicas",
+                   "busiest", "client"):
         table.add_column(column, justify="right")
     for r in result.rows:
         load = (f"{r.clients} closed" if r.mode == "closed"
@@ -189,10 +203,17 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         table.add_row(r.transport, "on" if r.batching else "off", load, f"{r.size} B",
                       f"{r.requests_per_second:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
                       "-" if r.mean_batch is None else f"{r.mean_batch:.1f}", str(r.failed),
-                      str(r.missed), *(_ms(v) for v in (r.cpu_ms_replicas, r.cpu_ms_primary,
-                                                        r.cpu_ms_client)))
+                      str(r.queued), str(r.unfinished),
+                      *(_ms(v) for v in (r.cpu_ms_replicas, r.cpu_ms_primary, r.cpu_ms_client)))
     out = Console()
     out.print(table)
+    for sat in result.saturation:
+        where = ("no step sustained" if sat.offered is None else
+                 f"{sat.offered:,.0f}/s offered, {sat.committed_per_second:,.0f} committed/s, "
+                 f"p50 {sat.p50_ms:.1f} ms, p99 {sat.p99_ms:.1f} ms")
+        out.print(f"{sat.transport} {sat.size} B open loop, {sat.identities} identities: "
+                  f"saturation {where}; peak {sat.peak_per_second:,.0f} committed/s "
+                  f"(sustained: ≥ 95 % of offered, p99 ≤ {sat.p99_bound_ms:g} ms, no drift)")
     for v in result.view_changes:
         out.print(f"{v.transport}: primary killed -> first commit in view {v.new_view} after "
                   f"{v.seconds_to_first_commit:.2f} s (view-change timeout "
