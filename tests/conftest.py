@@ -6,12 +6,12 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from blockmesh.compiled import stale
+from blockmesh.compiled import StaleBuildError, refuse_stale
 
-if stale():
-    raise pytest.UsageError(
-        f"mypyc-compiled modules are older than their source ({', '.join(stale())}): "
-        "rebuild with `make install` or drop them with `python -m blockmesh.compiled clean`")
+try:
+    refuse_stale()  # the package's own check (blockmesh.control runs it), before any test
+except StaleBuildError as exc:
+    raise pytest.UsageError(str(exc)) from None
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

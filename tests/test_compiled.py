@@ -1,9 +1,21 @@
-"""The mypyc build's bookkeeping: which modules count as compiled, and when a build is stale."""
+"""The mypyc build's bookkeeping: which modules count as compiled, when a build is stale, and
+that the package itself refuses a stale build at import. Nothing here compiles: extensions are
+empty files whose times the tests set, in trees of their own."""
 
 import os
+import shutil
+import subprocess
+import sys
 from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
 
-from blockmesh.compiled import MODULES, compiled, stale
+import pytest
+
+from blockmesh.compiled import MODULES, SRC, StaleBuildError, compiled, refuse_stale, stale
+
+
+def extension(module: Path) -> Path:
+    return module.with_name(module.stem + EXTENSION_SUFFIXES[0])
 
 
 def test_an_extension_older_than_its_source_is_stale(tmp_path):
@@ -11,11 +23,69 @@ def test_an_extension_older_than_its_source_is_stale(tmp_path):
     module.parent.mkdir(parents=True)
     module.write_text("x = 1\n")
     assert compiled(tmp_path) == [] and stale(tmp_path) == []
-    ext = module.with_name(module.stem + EXTENSION_SUFFIXES[0])
+    ext = extension(module)
     ext.write_bytes(b"")
     os.utime(ext, (1_000, 1_000))
     assert compiled(tmp_path) == [MODULES[0]]
     assert stale(tmp_path) == [MODULES[0]]
+    with pytest.raises(StaleBuildError) as refused:
+        refuse_stale(tmp_path)
+    assert MODULES[0] in str(refused.value)
+    assert "make install" in str(refused.value)
+    assert "python -m blockmesh.compiled clean" in str(refused.value)
     os.utime(ext, None)
     os.utime(module, (1_000, 1_000))
     assert stale(tmp_path) == []
+    refuse_stale(tmp_path)
+
+
+def test_extensions_without_sources_are_an_install_not_a_stale_build(tmp_path):
+    """A package installed with its extensions only has nothing newer to run."""
+    for m in MODULES:
+        ext = extension(tmp_path / m)
+        ext.parent.mkdir(parents=True, exist_ok=True)
+        ext.write_bytes(b"")
+        os.utime(ext, (1_000, 1_000))
+    assert compiled(tmp_path) == list(MODULES)
+    assert stale(tmp_path) == []
+    refuse_stale(tmp_path)
+
+
+def test_every_compiled_module_is_under_the_package_that_checks():
+    """blockmesh.control runs the check on import, so it covers only modules beneath it."""
+    assert all(m.startswith("blockmesh/control/") for m in MODULES)
+
+
+def test_importing_the_control_plane_refuses_a_stale_build(tmp_path):
+    """A copy of the package with one stale extension: importing the consensus package (as the
+    daemon and sim_seeds.py do) and a cluster command fail, naming the module and the fix,
+    before the extension could load; offline data commands still run; without the extension
+    the import works."""
+    src = tmp_path / "src"
+    shutil.copytree(SRC / "blockmesh", src / "blockmesh",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    engine = "blockmesh/control/consensus/engine.py"
+    ext = extension(src / engine)
+    ext.write_bytes(b"not an extension: loading it would fail differently")
+    os.utime(ext, (1_000, 1_000))
+    env = dict(os.environ, PYTHONPATH=str(src), BLOCKMESH_PATH=str(tmp_path / "repo"))
+
+    def python(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+
+    imported = python("-c", "import blockmesh.control.consensus")
+    assert imported.returncode == 1
+    assert "StaleBuildError" in imported.stderr and engine in imported.stderr
+    assert "make install" in imported.stderr
+    cluster = python("-m", "blockmesh.cli", "cluster", "peers", "ls")
+    assert cluster.returncode == 1
+    assert cluster.stderr.strip().splitlines() == [
+        f"Error: mypyc-compiled modules are older than their source ({engine}), so Python "
+        "would run their old code: rebuild with `make install` or drop the extensions with "
+        "`python -m blockmesh.compiled clean`"]
+    status = python("-m", "blockmesh.compiled", "status")
+    assert status.returncode == 0 and status.stdout.strip() == f"{engine}: stale"
+    assert python("-m", "blockmesh.cli", "init").returncode == 0  # no control plane needed
+    ext.unlink()
+    assert python("-c", "import blockmesh.control.consensus").returncode == 0

@@ -5,12 +5,16 @@ handling) from the same source: there is one implementation, and the package sta
 uncompiled. `make install` runs `python -m blockmesh.compiled build`, which writes each
 extension beside its .py under src/ (plus one shared library at src/'s top, as mypyc lays it
 out); Python imports an extension in preference to the .py. So that an edited .py never runs
-as its old compiled self, the test suite refuses to start while `stale()` lists anything
-(tests/conftest.py): rebuild with `make install`, or `python -m blockmesh.compiled clean`.
+as its old compiled self (in the daemon, a benchmark or a test alike), importing
+`blockmesh.control`, the package every compiled module lives in, calls `refuse_stale()`: it
+raises while `stale()` lists anything, naming the fix (`make install`, or
+`python -m blockmesh.compiled clean`). The check is a few stat calls, and an install that ships
+extensions without their sources has nothing to compare and passes.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
@@ -42,6 +46,10 @@ class CompiledBuildError(BlockmeshError):
     """mypyc failed: the modules stay uncompiled (and importable)."""
 
 
+class StaleBuildError(BlockmeshError):
+    """A compiled extension is older than its source: importing it would run the old code."""
+
+
 def _extensions(source: Path) -> list[Path]:
     return [p for suffix in EXTENSION_SUFFIXES
             if (p := source.with_name(source.stem + suffix)).exists()]
@@ -53,13 +61,36 @@ def compiled(root: Path = SRC) -> list[str]:
 
 
 def stale(root: Path = SRC) -> list[str]:
-    """Compiled modules whose source changed after their extension was built."""
+    """Compiled modules whose source changed after their extension was built. A module with
+    no extension, or an extension with no source beside it (an install that ships only the
+    extensions), is never stale. It runs at every import of blockmesh.control, so it lists
+    each folder once and stats only the files there (no exception per missing extension)."""
+    listings: dict[str, set[str]] = {}
     out = []
     for m in MODULES:
-        source = root / m
-        if any(ext.stat().st_mtime < source.stat().st_mtime for ext in _extensions(source)):
+        folder, name = os.path.split(os.path.join(root, m))
+        if folder not in listings:
+            try:
+                listings[folder] = set(os.listdir(folder))
+            except FileNotFoundError:
+                listings[folder] = set()
+        present = listings[folder]
+        built = [os.stat(os.path.join(folder, ext)).st_mtime_ns
+                 for suffix in EXTENSION_SUFFIXES if (ext := name[:-3] + suffix) in present]
+        if built and name in present \
+                and min(built) < os.stat(os.path.join(folder, name)).st_mtime_ns:
             out.append(m)
     return out
+
+
+def refuse_stale(root: Path = SRC) -> None:
+    """Raise StaleBuildError, naming the modules and the fix, if the build is stale."""
+    found = stale(root)
+    if found:
+        raise StaleBuildError(
+            f"mypyc-compiled modules are older than their source ({', '.join(found)}), so "
+            "Python would run their old code: rebuild with `make install` or drop the "
+            "extensions with `python -m blockmesh.compiled clean`")
 
 
 def clean() -> None:

@@ -173,3 +173,14 @@ def test_metrics_listen_where_asked_whatever_the_replica_binds(tmp_path):
         finally:
             replica.metrics_server.stop()
             replica.store.close()
+
+
+def test_free_base_ports_stay_below_the_ephemeral_range():
+    """Outgoing connections take ephemeral ports at any time; a cluster's fixed ports there
+    could be taken between the probe and the daemons' binds."""
+    from blockmesh.control.cluster.config import _ephemeral_low
+
+    low = _ephemeral_low()
+    for _ in range(20):
+        base = free_base_port(4)
+        assert base >= 10_000 and base + 3 * 100 + 3 < low

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import tomli_w
-from test_daemon_cli import Daemon, as_json, run, start_daemon
+from daemons import Daemon, as_json, run, start_daemon
 
 from blockmesh.daemon.client import find_daemon
 

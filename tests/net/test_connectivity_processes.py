@@ -5,9 +5,6 @@ to its low water mark around a protected peer, and peering redialling a dropped 
 from __future__ import annotations
 
 import json
-import os
-import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon_cli import BIN, START_TIMEOUT, Daemon, as_json, one_line_error, run
+from daemons import Daemon, as_json, one_line_error, run, start_daemon
 
 from blockmesh.data.connectivity import settings
 
@@ -44,27 +41,7 @@ def init(repo: Path, **sections: dict[str, Any]) -> str:
 
 
 def start(repo: Path, port: int = 0) -> Daemon:
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    log = open(repo / "daemon.log", "ab")  # noqa: SIM115 - the child holds it
-    proc = subprocess.Popen([*BIN, "daemon", "--listen", f"/ip4/127.0.0.1/tcp/{port}",
-                             "--log-level", "info"], env=env, stdout=subprocess.PIPE,
-                            stderr=log, bufsize=0)
-    log.close()
-    daemon = Daemon(repo, proc)
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not selector.select(max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.strip() == b"Daemon is ready":
-                return daemon
-    daemon.stop(signal.SIGKILL)
-    raise RuntimeError(f"daemon on {repo} not ready: {(repo / 'daemon.log').read_text()[-2000:]}")
+    return start_daemon(repo, listen=f"/ip4/127.0.0.1/tcp/{port}", log_level="info")
 
 
 @pytest.fixture

@@ -10,89 +10,24 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from crafted_dag import CraftedDag
+from daemons import (
+    BIN,
+    CALL_TIMEOUT,
+    STOP_TIMEOUT,
+    Daemon,
+    as_json,
+    connect,
+    one_line_error,
+    run,
+    start_daemon,
+)
 
 from blockmesh.data.store.repo import Repo
-
-BIN = [sys.executable, "-m", "blockmesh.cli"]
-START_TIMEOUT = 30
-STOP_TIMEOUT = 15
-CALL_TIMEOUT = 60
-
-
-def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    proc = subprocess.run([*BIN, *args], env=env, capture_output=True, timeout=CALL_TIMEOUT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed: {proc.stderr.decode()}")
-    return proc
-
-
-def one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
-    assert proc.returncode != 0
-    lines = proc.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error"), proc.stderr
-    return lines[0]
-
-
-def as_json(proc: subprocess.CompletedProcess[bytes]) -> dict:
-    return json.loads(proc.stdout)
-
-
-@dataclass
-class Daemon:
-    repo: Path
-    proc: subprocess.Popen[bytes]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-        try:
-            return self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(STOP_TIMEOUT)
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-
-def start_daemon(repo: Path, banner: list[str] | None = None) -> Daemon:
-    """A daemon on `repo` (made first if needed), its gateway on a free port; `banner`
-    collects the lines it printed up to "Daemon is ready"."""
-    if not (repo / "config.toml").exists():
-        run(repo, "init")
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    # Unbuffered, so that readline never pulls a later line out of the selector's sight.
-    proc = subprocess.Popen([*BIN, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0",
-                             "--gateway", "/ip4/127.0.0.1/tcp/0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
-    daemon = Daemon(repo, proc)
-    try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            for _ in range(20):  # a handful of banner lines come before "ready"
-                if not selector.select(START_TIMEOUT):
-                    raise TimeoutError(f"daemon {proc.pid} not ready in {START_TIMEOUT} s")
-                line = proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"daemon {proc.pid} exited with {proc.wait()}")
-                if banner is not None:
-                    banner.append(line.decode().strip())
-                if line.strip() == b"Daemon is ready":
-                    return daemon
-        raise RuntimeError("daemon never said it was ready")
-    except BaseException:
-        daemon.stop(signal.SIGKILL)
-        raise
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +44,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Dae
     finally:
         b.stop()
         a.stop()
-
-
-def connect(a: Daemon, b: Daemon) -> dict:
-    ident = as_json(run(a.repo, "id", "--json"))
-    out = run(b.repo, "swarm", "connect", ident["Addresses"][0]).stdout.decode()
-    assert out.strip() == f"connect {ident['ID']} success"
-    return ident
 
 
 def test_id_swarm_and_network_info(pair):

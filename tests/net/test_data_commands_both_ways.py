@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_main
-from test_daemon_cli import BIN, CALL_TIMEOUT, Daemon, start_daemon
+from daemons import BIN, CALL_TIMEOUT, Daemon, start_daemon
 
 from blockmesh.data.cid import CID
 from blockmesh.data.dag.car import CARV2_PRAGMA

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_daemon_cli import Daemon, as_json, one_line_error, run, start_daemon
+from daemons import Daemon, as_json, one_line_error, run, start_daemon
 
 from blockmesh.data.net.identity import Identity
 from blockmesh.data.routing import ipns

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from test_daemon_cli import Daemon, as_json, run, start_daemon
+from daemons import Daemon, as_json, run, start_daemon
 
 from blockmesh.data.net import load_identity
 from blockmesh.data.routing import ipns

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon_cli import as_json, run, start_daemon
+from daemons import as_json, run, start_daemon
 
 from blockmesh.reference.kubo import KuboNode, kubo_unavailable_reason
 

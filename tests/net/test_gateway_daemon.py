@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon_cli import Daemon, as_json, connect, run, start_daemon
+from daemons import Daemon, as_json, connect, run, start_daemon
 
 from blockmesh.data.cid import CID, Codec
 from blockmesh.data.gateway.address import parse_listen

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import signal
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -22,13 +19,11 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from daemons import Daemon, run, start_daemon
 from netns import NetnsLab, namespaces, unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-BIN = [sys.executable, "-m", "blockmesh.cli"]
-START_TIMEOUT = 30
-CALL_TIMEOUT = 60
 FIND_TIMEOUT = 30  # kubo queries at 4 s and then less often; ours every `interval`
 MDNS_ON = (0, 1)
 MDNS_OFF = 2
@@ -48,41 +43,12 @@ def lab() -> Iterator[NetnsLab]:
 
 
 def cli(lab: NetnsLab, k: int, repo: Path, *args: str) -> bytes:
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    proc = subprocess.run([*lab.exec_prefix(k), *BIN, *args], env=env, capture_output=True,
-                          timeout=CALL_TIMEOUT)
-    assert proc.returncode == 0, f"{args} on member {k}: {proc.stderr.decode()}"
-    return proc.stdout
+    return run(repo, *args, prefix=lab.exec_prefix(k)).stdout
 
 
-def start(lab: NetnsLab, k: int, repo: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    proc = subprocess.Popen(
-        [*lab.exec_prefix(k), *BIN, "daemon", "--listen", f"/ip4/{lab.address(k)}/tcp/4001"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        for _ in range(20):
-            if not selector.select(START_TIMEOUT):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.strip() == b"Daemon is ready":
-                return proc
-    stop(proc)
-    raise AssertionError(f"daemon on member {k} did not start: {proc.stderr.read().decode()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(15)
+def start(lab: NetnsLab, k: int, repo: Path) -> Daemon:
+    return start_daemon(repo, listen=f"/ip4/{lab.address(k)}/tcp/4001",
+                        prefix=lab.exec_prefix(k))
 
 
 def multicast_sent(lab: NetnsLab, k: int) -> int:
@@ -135,8 +101,8 @@ def test_mdns_finds_peers_on_the_link_and_is_silent_when_off(lab, tmp_path):
         assert multicast_sent(lab, MDNS_OFF) == 0
         assert multicast_sent(lab, 0) > 0 and multicast_sent(lab, 1) > 0
     finally:
-        for proc in daemons:
-            stop(proc)
+        for daemon in daemons:
+            daemon.stop()
 
 
 def iptables(lab: NetnsLab, k: int, *rule: str) -> None:
@@ -189,5 +155,5 @@ def test_kubo_and_blockmesh_find_each_other_over_mdns_both_ways(lab, tmp_path):
         assert cli(lab, ours, repo, "cat", cid) == data
     finally:
         if daemon is not None:
-            stop(daemon)
+            daemon.stop()
         kubo.close()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemons import Daemon, cli, connect, finish, start_daemon, start_fetch
+from daemons import Daemon, connect, finish, run, start_daemon, start_fetch
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ def test_metrics_and_pages_need_the_token(pair) -> None:
 
 def test_one_time_login_sets_a_session_cookie(pair) -> None:
     _, b = pair
-    url = json.loads(cli(b.repo, "dashboard", "--json").stdout)["url"]
+    url = json.loads(run(b.repo, "dashboard", "--json").stdout)["url"]
     path = url[url.index("/dashboard"):]
     status, headers, _ = b.get(path)
     assert status == 303 and headers["location"] == "/dashboard"
@@ -144,16 +144,16 @@ def test_events_stream_snapshots(pair) -> None:
 
 def test_top_once_prints_the_peers(pair, tmp_path: Path) -> None:
     a, b = pair
-    out = cli(b.repo, "top", "--once", env={"COLUMNS": "200"}).stdout.decode()
+    out = run(b.repo, "top", "--once", env={"COLUMNS": "200"}).stdout.decode()
     assert a.peer_id in out and "bitswap and blockstore" in out
-    narrow = cli(b.repo, "top", "--once", env={"COLUMNS": "80"}).stdout.decode()
+    narrow = run(b.repo, "top", "--once", env={"COLUMNS": "80"}).stdout.decode()
     assert a.peer_id[:8] in narrow and all(len(line) <= 80 for line in narrow.splitlines())
 
 
 def test_without_a_daemon_the_commands_say_so(tmp_path: Path) -> None:
-    cli(tmp_path / "r", "init")
+    run(tmp_path / "r", "init")
     for command in ("top", "dashboard"):
-        proc = cli(tmp_path / "r", command, check=False)
+        proc = run(tmp_path / "r", command, check=False)
         lines = proc.stderr.decode().strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1 and "needs a running daemon" in lines[0]
 
@@ -174,7 +174,7 @@ def test_dashboard_in_a_real_browser(pair, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     a, b = pair
-    url = json.loads(cli(b.repo, "dashboard", "--json").stdout)["url"]
+    url = json.loads(run(b.repo, "dashboard", "--json").stdout)["url"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,

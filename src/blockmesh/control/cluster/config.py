@@ -436,12 +436,18 @@ def migrate_keys(directory: Path) -> list[Path]:
 
 
 def free_base_port(nodes: int = 4, host: str = "127.0.0.1") -> int:
-    """A base port P whose replica ports P+k, metrics ports P+100+k and member swarm ports
-    P+200+k are all free right now, for clusters that tests, benchmarks and the demo start on
-    loopback."""
+    """A base port P whose replica ports P+k, metrics ports P+100+k, member swarm ports P+200+k
+    and member gateway ports P+300+k are all free right now, for clusters that tests,
+    benchmarks and the demo start on loopback.
+
+    Only below the kernel's ephemeral range: between this probe and the daemons' binds, any
+    outgoing connection on the machine (a dial, a CLI call to an API) may be given a port in
+    that range, and a replica that loses its port that way fails to start."""
+    low = _ephemeral_low()
+    top = (min(low, 60_000) if low > 20_000 else 60_000) - 4 * METRICS_PORT_OFFSET
     for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        ports = [base + offset + k for offset in (0, METRICS_PORT_OFFSET, 2 * METRICS_PORT_OFFSET)
+        base = random.randrange(10_000, top)
+        ports = [base + offset * METRICS_PORT_OFFSET + k for offset in range(4)
                  for k in range(nodes)]
         try:
             for port in ports:
@@ -450,4 +456,12 @@ def free_base_port(nodes: int = 4, host: str = "127.0.0.1") -> int:
         except OSError:
             continue
         return base
-    raise ClusterConfigError(f"no free range of 3 x {nodes} ports on {host}")
+    raise ClusterConfigError(f"no free range of 4 x {nodes} ports on {host}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of Linux's ephemeral range (its default where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
