@@ -49,6 +49,7 @@ class LargeRow:
     mib: int
     seconds: float
     rss_peak_mib: float | None = None  # the serving daemon's, sampled during the row
+    cpu_seconds: float | None = None  # the serving daemon's user + system time in the row
 
     @property
     def mbps(self) -> float:
@@ -178,9 +179,16 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _watched(pid: int, action: Callable[[], object]) -> tuple[float, float]:
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watched(pid: int, action: Callable[[], object]) -> tuple[float, float, float]:
     """(seconds `action` took, peak resident MiB of process `pid` meanwhile, sampled every
-    20 ms by a thread)."""
+    20 ms by a thread, and the CPU seconds `pid` used meanwhile)."""
+    cpu = _cpu_seconds(pid)
     peak = [_rss_mib(pid)]
     done = threading.Event()
 
@@ -195,7 +203,7 @@ def _watched(pid: int, action: Callable[[], object]) -> tuple[float, float]:
     finally:
         done.set()
         sampler.join(5)
-    return seconds, max(peak[0], _rss_mib(pid))
+    return seconds, max(peak[0], _rss_mib(pid)), _cpu_seconds(pid) - cpu
 
 
 def _blocks(work: Path, repo: Path, name: str, count: int) -> list[str]:
@@ -271,8 +279,8 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
         _get_all(a.gateway_port, f"/ipfs/{files[0]}")  # warm the page cache once
         local = [_timed(lambda: _get_all(a.gateway_port, f"/ipfs/{files[0]}")) for _ in range(3)]
         large.append(LargeRow("gateway, local repo", size_mib, statistics.median(local)))
-        gateway: list[tuple[float, float]] = []
-        fetch: list[tuple[float, float]] = []
+        gateway: list[tuple[float, float, float]] = []
+        fetch: list[tuple[float, float, float]] = []
         rest = _rss_mib(b.proc.pid)
         for i in range(repeat):
             via_gateway, via_fetch = files[1 + 2 * i], files[2 + 2 * i]
@@ -294,7 +302,8 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
         for path, rows in (("gateway, fetched over Bitswap", gateway),
                            ("Bitswap fetch (API)", fetch)):
             large.append(LargeRow(path, size_mib, statistics.median(r[0] for r in rows),
-                                  max(r[1] for r in rows)))
+                                  max(r[1] for r in rows),
+                                  statistics.median(r[2] for r in rows)))
         rows = []
         log(f"{small} raw 1 KiB blocks from A's gateway")
         rows.append(_small_row("gateway ?format=raw, local repo",

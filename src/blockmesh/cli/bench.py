@@ -253,11 +253,12 @@ def bench_gateway(size_mib: int, small_blocks: int, clients: int, repeat: int,
         emit_json(result.as_dict())
         return
     large = Table(title=f"{size_mib} MiB file, two daemons on 127.0.0.1 (median of {repeat})")
-    for column in ("path", "MB/s", "seconds", "daemon peak RSS MiB"):
+    for column in ("path", "MB/s", "seconds", "daemon CPU s", "daemon peak RSS MiB"):
         large.add_column(column, justify="right")
     for r in result.large:
+        cpu = "" if r.cpu_seconds is None else f"{r.cpu_seconds:.2f}"
         rss = "" if r.rss_peak_mib is None else f"{r.rss_peak_mib:.0f}"
-        large.add_row(r.path, f"{r.mbps:.1f}", f"{r.seconds:.2f}", rss)
+        large.add_row(r.path, f"{r.mbps:.1f}", f"{r.seconds:.2f}", cpu, rss)
     small = Table(title="1 KiB blocks")
     for column in ("path", "clients", "requests/s", "p50 ms", "p99 ms"):
         small.add_column(column, justify="right")
