@@ -7,8 +7,8 @@ Two daemons on 127.0.0.1: A holds the content, B is connected to A and starts wi
   it streams), and made local on B by its `fetch` API route (Bitswap alone, nothing sent on).
   Each B fetch uses its own file, so every one is cold; with `repeat` > 1 the two B rows
   alternate (gateway first, then fetch first), each row is the median, and the gateway's
-  ratio to the fetch is the median of the per-pair ratios. B's resident memory is sampled
-  while each B row runs; its peak is reported.
+  ratio to the fetch is the median of the per-pair ratios. B's anonymous resident memory is
+  sampled while each B row runs; its peak is reported, and so are B's CPU seconds.
 - **1 KiB blocks (requests/s, p50/p99)**: `?format=raw` GETs over `clients` keep-alive
   connections from A's gateway (local) and from B's gateway (each block over Bitswap, cold),
   then the same number of blocks made local on B one `fetch` call at a time (Bitswap plus one
@@ -48,7 +48,7 @@ class LargeRow:
     path: str
     mib: int
     seconds: float
-    rss_peak_mib: float | None = None  # the serving daemon's, sampled during the row
+    rss_peak_mib: float | None = None  # the serving daemon's anonymous RSS during the row
     cpu_seconds: float | None = None  # the serving daemon's user + system time in the row
 
     @property
@@ -71,7 +71,7 @@ class GatewayResult:
     large: list[LargeRow]
     small: list[SmallRow]
     ratio: float  # gateway over Bitswap / Bitswap fetch, MB/s, median of the pairs
-    rss_rest_mib: float  # B's resident memory before its first large-file row
+    rss_rest_mib: float  # B's anonymous resident memory before its first large-file row
 
     def as_dict(self) -> dict[str, object]:
         return {"large": [{**asdict(r), "mbps": r.mbps} for r in self.large],
@@ -175,9 +175,11 @@ def _timed(action: Callable[[], object]) -> float:
 
 
 def _rss_mib(pid: int) -> float:
+    """Anonymous resident memory (buffers, Python objects): the LMDB repo's mapped pages
+    would otherwise count every block the daemon wrote or read."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 

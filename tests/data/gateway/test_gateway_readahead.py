@@ -101,9 +101,13 @@ def test_a_response_that_sends_nothing_wants_only_its_window(layout):
                 block = store.get(cid)
                 if plan.expects(cid):
                     plan.arrived(cid, block)
-                node = None if cid.codec == Codec.RAW else dagpb.decode(block)
-                if node is None or not node.links:
-                    leaf_bytes += CHUNK
+                if cid.codec == Codec.RAW:
+                    leaf_bytes += len(block)
+                    continue
+                node = dagpb.decode(block)
+                if not node.links:
+                    assert node.data is not None
+                    leaf_bytes += len(unixfs.decode(node.data).data or b"")
 
     deliver_all()
     assert window <= leaf_bytes <= window + CHUNK
