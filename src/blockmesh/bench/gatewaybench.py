@@ -299,16 +299,16 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
                 b.client.fetch(cid)
 
             order = [(gateway, over_gateway), (fetch, over_fetch)]
-            for rows, action in order if i % 2 == 0 else reversed(order):
+            for trials, action in order if i % 2 == 0 else reversed(order):
                 log(f"large file {i + 1}/{repeat}: B's "
-                    f"{'gateway (over Bitswap from A)' if rows is gateway else 'fetch route'}")
-                rows.append(_watched(b.proc.pid, action))
+                    f"{'gateway (over Bitswap from A)' if trials is gateway else 'fetch route'}")
+                trials.append(_watched(b.proc.pid, action))
         ratio = statistics.median(f[0] / g[0] for g, f in zip(gateway, fetch, strict=True))
-        for path, rows in (("gateway, fetched over Bitswap", gateway),
-                           ("Bitswap fetch (API)", fetch)):
-            large.append(LargeRow(path, size_mib, statistics.median(r[0] for r in rows),
-                                  max(r[1] for r in rows),
-                                  statistics.median(r[2] for r in rows)))
+        for label, trials in (("gateway, fetched over Bitswap", gateway),
+                              ("Bitswap fetch (API)", fetch)):
+            large.append(LargeRow(label, size_mib, statistics.median(t[0] for t in trials),
+                                  max(t[1] for t in trials),
+                                  statistics.median(t[2] for t in trials)))
         rows = []
         log(f"{small} raw 1 KiB blocks from A's gateway")
         rows.append(_small_row("gateway ?format=raw, local repo",
