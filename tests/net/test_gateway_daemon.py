@@ -1,7 +1,8 @@
 """The gateway inside `blockmesh daemon`: the banner line and `id --json` name it, it serves
 the repo, fetches what the repo lacks from a second daemon over Bitswap, answers 504 when no
-peer has a block, redirects path requests on localhost to the subdomain gateway, and a client
-that disconnects mid-stream leaves no want behind."""
+peer has a block, redirects path requests on localhost to the subdomain gateway, a client that
+stops reading holds the fetch back to the read-ahead window, and a client that disconnects
+mid-stream leaves no want behind."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from blockmesh.data.cid import CID, Codec
 from blockmesh.data.gateway.address import parse_listen
 
 HTTP_TIMEOUT = 60
+READ_AHEAD_MIB = 1
+MiB = 1 << 20
 pytestmark = pytest.mark.slow  # two daemons and several CLI calls: about a minute
 
 
@@ -42,7 +45,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Dae
     base = tmp_path_factory.mktemp("gateway-daemons")
     run(base / "b", "init")
     config = base / "b" / "config.toml"
-    config.write_text(config.read_text().replace("timeout = 30.0", "timeout = 3.0"))
+    config.write_text(config.read_text().replace("timeout = 30.0", "timeout = 3.0")
+                      .replace("read_ahead_mib = 32", f"read_ahead_mib = {READ_AHEAD_MIB}"))
     banner: list[str] = []
     a = start_daemon(base / "a", banner)
     try:
@@ -120,3 +124,36 @@ def test_client_gone_mid_stream_leaves_no_want_behind(pair, tmp_path: Path):
         time.sleep(0.2)
     status, _, body = get(gateway_port(b), f"/ipfs/{cid}")  # the daemon serves on
     assert status == 200 and body == data
+
+
+def test_a_client_that_stops_reading_holds_the_fetch_to_the_window(pair, tmp_path: Path):
+    a, b, _ = pair
+    data = os.urandom(48 * MiB)  # 192 blocks of 256 KiB
+    src = tmp_path / "slow.bin"
+    src.write_bytes(data)
+    cid = run(a.repo, "add", "-Q", "--cid-version", "1", str(src)).stdout.decode().strip()
+    connect(a, b)
+    before = as_json(run(b.repo, "bitswap", "stat", "--json"))["blocks_received"]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(HTTP_TIMEOUT)
+        sock.connect(("127.0.0.1", gateway_port(b)))
+        sock.sendall(f"GET /ipfs/{cid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        # the client reads nothing more: the fetch goes on only until the socket buffers and
+        # the read-ahead window are full, then stops
+        received, deadline = -1, time.monotonic() + 30
+        while True:
+            time.sleep(1.0)
+            now = as_json(run(b.repo, "bitswap", "stat", "--json"))["blocks_received"]
+            if now == received:
+                break
+            assert time.monotonic() < deadline, "the fetch never settled"
+            received = now
+        fetched = (received - before) * 256 * 1024
+        # kernel buffers on loopback hold a few MiB at most; far from the whole file
+        assert fetched < 24 * MiB, f"{fetched / MiB:.0f} MiB fetched for a client reading none"
+    deadline = time.monotonic() + 30
+    while as_json(run(b.repo, "bitswap", "stat", "--json"))["wantlist_size"] != 0:
+        assert time.monotonic() < deadline, "wants outlived the client"
+        time.sleep(0.2)

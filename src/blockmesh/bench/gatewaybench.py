@@ -5,7 +5,10 @@ Two daemons on 127.0.0.1: A holds the content, B is connected to A and starts wi
 - **Large file (MB/s)**: a random file of `size_mib` MiB fetched whole over HTTP from A's
   gateway (local content), from B's gateway (which pulls every block from A over Bitswap while
   it streams), and made local on B by its `fetch` API route (Bitswap alone, nothing sent on).
-  Each B row uses its own file, so every B fetch is cold.
+  Each B fetch uses its own file, so every one is cold; with `repeat` > 1 the two B rows
+  alternate (gateway first, then fetch first), each row is the median, and the gateway's
+  ratio to the fetch is the median of the per-pair ratios. B's anonymous resident memory is
+  sampled while each B row runs; its peak is reported, and so are B's CPU seconds.
 - **1 KiB blocks (requests/s, p50/p99)**: `?format=raw` GETs over `clients` keep-alive
   connections from A's gateway (local) and from B's gateway (each block over Bitswap, cold),
   then the same number of blocks made local on B one `fetch` call at a time (Bitswap plus one
@@ -45,6 +48,8 @@ class LargeRow:
     path: str
     mib: int
     seconds: float
+    rss_peak_mib: float | None = None  # the serving daemon's anonymous RSS during the row
+    cpu_seconds: float | None = None  # the serving daemon's user + system time in the row
 
     @property
     def mbps(self) -> float:
@@ -65,10 +70,13 @@ class SmallRow:
 class GatewayResult:
     large: list[LargeRow]
     small: list[SmallRow]
+    ratio: float  # gateway over Bitswap / Bitswap fetch, MB/s, median of the pairs
+    rss_rest_mib: float  # B's anonymous resident memory before its first large-file row
 
     def as_dict(self) -> dict[str, object]:
         return {"large": [{**asdict(r), "mbps": r.mbps} for r in self.large],
-                "small": [asdict(r) for r in self.small]}
+                "small": [asdict(r) for r in self.small], "gateway_to_fetch": self.ratio,
+                "rss_rest_mib": self.rss_rest_mib}
 
 
 @dataclass
@@ -149,9 +157,12 @@ def _get_all(port: int, target: str) -> int:
         reply = conn.getresponse()
         if reply.status != 200:
             raise RuntimeError(f"GET {target}: {reply.status} {reply.read(200)!r}")
+        # into one reused buffer, straight from the socket: the client's own copies would
+        # take CPU from the two daemons on the same cores
+        buffer = memoryview(bytearray(READ))
         total = 0
-        while chunk := reply.read1(READ):
-            total += len(chunk)
+        while count := reply.readinto(buffer):
+            total += count
         return total
     finally:
         conn.close()
@@ -161,6 +172,43 @@ def _timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
+
+
+def _rss_mib(pid: int) -> float:
+    """Anonymous resident memory (buffers, Python objects): the LMDB repo's mapped pages
+    would otherwise count every block the daemon wrote or read."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watched(pid: int, action: Callable[[], object]) -> tuple[float, float, float]:
+    """(seconds `action` took, peak resident MiB of process `pid` meanwhile, sampled every
+    20 ms by a thread, and the CPU seconds `pid` used meanwhile)."""
+    cpu = _cpu_seconds(pid)
+    peak = [_rss_mib(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _rss_mib(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        seconds = _timed(action)
+    finally:
+        done.set()
+        sampler.join(5)
+    return seconds, max(peak[0], _rss_mib(pid)), _cpu_seconds(pid) - cpu
 
 
 def _blocks(work: Path, repo: Path, name: str, count: int) -> list[str]:
@@ -218,14 +266,14 @@ def _small_row(path: str, seconds: float, latencies: list[float], clients: int) 
 
 
 def run_bench(work: Path, size_mib: int, small: int, clients: int,
-              log: Callable[[str], None]) -> GatewayResult:
+              log: Callable[[str], None], repeat: int = 1) -> GatewayResult:
     with _daemon(work / "a") as a, _daemon(work / "b") as b:
         ident = a.client.call("id")
         b.client.call("swarm/connect", addr=ident["Addresses"][0])
-        log(f"adding three {size_mib} MiB files and {3 * small} 1 KiB blocks to A")
+        log(f"adding {1 + 2 * repeat} {size_mib} MiB files and {3 * small} 1 KiB blocks to A")
         files = []
-        for name in ("local", "gateway", "fetch"):
-            path = _random_file(work / f"{name}.bin", size_mib)
+        for i in range(1 + 2 * repeat):
+            path = _random_file(work / f"{i}.bin", size_mib)
             files.append(_cli(a.repo, "add", "-Q", "--cid-version", "1", str(path)).strip())
             path.unlink()
         local_blocks, gateway_blocks, fetch_blocks = (
@@ -236,15 +284,31 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
         _get_all(a.gateway_port, f"/ipfs/{files[0]}")  # warm the page cache once
         local = [_timed(lambda: _get_all(a.gateway_port, f"/ipfs/{files[0]}")) for _ in range(3)]
         large.append(LargeRow("gateway, local repo", size_mib, statistics.median(local)))
-        log("large file: B's gateway (over Bitswap from A)")
-        got: list[int] = []
-        seconds = _timed(lambda: got.append(_get_all(b.gateway_port, f"/ipfs/{files[1]}")))
-        if got != [size]:
-            raise RuntimeError(f"B's gateway sent {got} bytes of {size}")
-        large.append(LargeRow("gateway, fetched over Bitswap", size_mib, seconds))
-        log("large file: B's fetch route (Bitswap alone)")
-        large.append(LargeRow("Bitswap fetch (API)", size_mib,
-                              _timed(lambda: b.client.fetch(files[2]))))
+        gateway: list[tuple[float, float, float]] = []
+        fetch: list[tuple[float, float, float]] = []
+        rest = _rss_mib(b.proc.pid)
+        for i in range(repeat):
+            via_gateway, via_fetch = files[1 + 2 * i], files[2 + 2 * i]
+
+            def over_gateway(cid: str = via_gateway) -> None:
+                got = _get_all(b.gateway_port, f"/ipfs/{cid}")
+                if got != size:
+                    raise RuntimeError(f"B's gateway sent {got} bytes of {size}")
+
+            def over_fetch(cid: str = via_fetch) -> None:
+                b.client.fetch(cid)
+
+            order = [(gateway, over_gateway), (fetch, over_fetch)]
+            for trials, action in order if i % 2 == 0 else reversed(order):
+                log(f"large file {i + 1}/{repeat}: B's "
+                    f"{'gateway (over Bitswap from A)' if trials is gateway else 'fetch route'}")
+                trials.append(_watched(b.proc.pid, action))
+        ratio = statistics.median(f[0] / g[0] for g, f in zip(gateway, fetch, strict=True))
+        for label, trials in (("gateway, fetched over Bitswap", gateway),
+                              ("Bitswap fetch (API)", fetch)):
+            large.append(LargeRow(label, size_mib, statistics.median(t[0] for t in trials),
+                                  max(t[1] for t in trials),
+                                  statistics.median(t[2] for t in trials)))
         rows = []
         log(f"{small} raw 1 KiB blocks from A's gateway")
         rows.append(_small_row("gateway ?format=raw, local repo",
@@ -255,4 +319,4 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
         log(f"{small} 1 KiB blocks by B's fetch route, one at a time")
         latencies = [_timed(lambda cid=cid: b.client.fetch(cid)) for cid in fetch_blocks]
         rows.append(_small_row("Bitswap fetch (API), sequential", sum(latencies), latencies, 1))
-        return GatewayResult(large, rows)
+        return GatewayResult(large, rows, ratio, rest)

@@ -256,26 +256,30 @@ def bench_pinset(pins: int, clients: int, file_mib: int, workdir: str | None,
               help="1 KiB blocks per small-block row.")
 @click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Keep-alive HTTP connections for the small-block rows.")
+@click.option("--repeat", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Large-file pairs over Bitswap (gateway, fetch), each on new files.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where the two repos go (default: a temporary directory).")
 @json_option
-def bench_gateway(size_mib: int, small_blocks: int, clients: int, workdir: str | None,
-                  as_json: bool) -> None:
+def bench_gateway(size_mib: int, small_blocks: int, clients: int, repeat: int,
+                  workdir: str | None, as_json: bool) -> None:
     """HTTP gateway MB/s and 1 KiB requests/s (p50/p99) beside Bitswap, two daemons."""
     from blockmesh.bench.gatewaybench import run_bench
 
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
         result = run_bench(Path(tmp), size_mib, small_blocks, clients,
-                           lambda m: console.log(m))
+                           lambda m: console.log(m), repeat)
     if as_json:
         emit_json(result.as_dict())
         return
-    large = Table(title=f"{size_mib} MiB file, two daemons on 127.0.0.1")
-    for column in ("path", "MB/s", "seconds"):
+    large = Table(title=f"{size_mib} MiB file, two daemons on 127.0.0.1 (median of {repeat})")
+    for column in ("path", "MB/s", "seconds", "daemon CPU s", "daemon peak RSS MiB"):
         large.add_column(column, justify="right")
     for r in result.large:
-        large.add_row(r.path, f"{r.mbps:.1f}", f"{r.seconds:.2f}")
+        cpu = "" if r.cpu_seconds is None else f"{r.cpu_seconds:.2f}"
+        rss = "" if r.rss_peak_mib is None else f"{r.rss_peak_mib:.0f}"
+        large.add_row(r.path, f"{r.mbps:.1f}", f"{r.seconds:.2f}", cpu, rss)
     small = Table(title="1 KiB blocks")
     for column in ("path", "clients", "requests/s", "p50 ms", "p99 ms"):
         small.add_column(column, justify="right")
@@ -284,6 +288,8 @@ def bench_gateway(size_mib: int, small_blocks: int, clients: int, workdir: str |
                       f"{s.p99_ms:.2f}")
     out = Console()
     out.print(large)
+    out.print(f"gateway over Bitswap / Bitswap fetch: {result.ratio:.2f}x; B's RSS before "
+              f"them {result.rss_rest_mib:.0f} MiB")
     out.print(small)
 
 

@@ -1,9 +1,11 @@
 """Where the gateway's blocks come from: the local repo, else Bitswap through the Node.
 
 One `RequestBlocks` per HTTP request. A block missing from the repo is wanted in a Bitswap
-session of that request, and so are the next blocks the walk will need (`prefetch`), at most
-`window` at a time, so a large file streams at Bitswap's pace with a bounded buffer: blocks
-that arrived early wait here (at most `window` of them) until the walk reaches them. A block
+session of that request, and so are the next blocks the walk will need, so a large file
+streams at Bitswap's pace with a bounded buffer: blocks that arrived early wait here until the
+walk reaches them. A file read wants what its `FilePlan` asks for (`want`: every block within
+`read_ahead` bytes of what was sent, all at once, as a fetch wants a DAG); other walks name the
+links they will read next (`prefetch`), wanted at most `window` at a time. A block
 for which nothing arrives for `timeout` seconds raises GatewayTimeout (a 504 before the
 response head is sent; after it, the stream is cut). Closing the object closes the session, so
 a client that goes away leaves no wants behind.
@@ -31,18 +33,25 @@ if TYPE_CHECKING:
     from blockmesh.data.bitswap.session import Session
     from blockmesh.data.node import Node
 
+#: Links wanted ahead by walks other than file reads (CAR `dag-scope=all`), in blocks.
 DEFAULT_WINDOW = 32
+#: Bytes a file read wants ahead of what it has sent (`readahead.FilePlan`). 32 MiB is 128
+#: blocks of 256 KiB: what one peer has in flight for a `fetch` session
+#: (`max_inflight_blocks_per_peer`), so the gateway keeps Bitswap as busy as a fetch does.
+DEFAULT_READ_AHEAD = 32 << 20
 
 
 class RequestBlocks:
     def __init__(self, store: Blockstore, node: Node | None, timeout: float,
-                 window: int = DEFAULT_WINDOW) -> None:
+                 window: int = DEFAULT_WINDOW, read_ahead: int = DEFAULT_READ_AHEAD) -> None:
         self._store = store
         self._node = node
         self._timeout = timeout
         self._window = window
+        self.read_ahead = read_ahead
         self._session: Session | None = None
         self._arrived: OrderedDict[bytes, bytes] = OrderedDict()
+        self._new: list[CID] = []  # arrived since the last `arrivals`
         self._wanted: set[bytes] = set()
         self._pending: OrderedDict[bytes, CID] = OrderedDict()  # prefetch not yet wanted
 
@@ -95,6 +104,35 @@ class RequestBlocks:
         for cid in self._session.needs_providers(trio.current_time()):
             await search.connect_providers(cid)
 
+    def want(self, cids: list[CID]) -> None:
+        """Want all of `cids` now, in that order, those not here already: the caller (a
+        `FilePlan`) bounds how far ahead it asks; the session paces the peers, as in a
+        fetch."""
+        if self._node is None:
+            return
+        batch = []
+        for cid in cids:
+            key = cid.multihash
+            if (key not in self._wanted and key not in self._arrived
+                    and cid.hash_code != HashCode.IDENTITY and not self._store.has(cid)):
+                self._pending.pop(key, None)
+                batch.append(cid)
+        if batch:
+            self._want(batch)
+
+    def arrivals(self) -> list[CID]:
+        """Blocks that came in since the last call; held here until `get` or `take`."""
+        self._collect()
+        new, self._new = self._new, []
+        return new
+
+    def take(self, cid: CID) -> bytes | None:
+        """A block that came in, handed over now (None if it is not held here)."""
+        data = self._arrived.pop(cid.multihash, None)
+        if data is not None:
+            self._fill()
+        return data
+
     def prefetch(self, cids: list[CID]) -> None:
         """Blocks the walk will ask for next, in that order: wanted ahead, within the window."""
         if self._node is None:
@@ -133,6 +171,7 @@ class RequestBlocks:
             if key in self._wanted:
                 self._wanted.discard(key)
                 self._arrived[key] = data
+                self._new.append(cid)
 
     def close(self) -> None:
         if self._session is not None:
@@ -141,5 +180,6 @@ class RequestBlocks:
             assert self._node is not None
             self._node.exchange.pump()
         self._arrived.clear()
+        self._new.clear()
         self._pending.clear()
         self._wanted.clear()

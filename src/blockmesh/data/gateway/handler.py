@@ -29,7 +29,7 @@ from blockmesh.data.cid import CID, HashCode
 from blockmesh.data.dag import car as carfile
 from blockmesh.data.dag.unixfs import DataType
 from blockmesh.data.gateway import listing, ranges, sniff, walk
-from blockmesh.data.gateway.blocks import RequestBlocks
+from blockmesh.data.gateway.blocks import DEFAULT_READ_AHEAD, RequestBlocks
 from blockmesh.data.gateway.errors import (
     BadRequest,
     ContentNotFound,
@@ -101,15 +101,17 @@ class Gateway:
     `node` (None: a non-recursive gateway, missing content is 404)."""
 
     def __init__(self, store: Blockstore, node: Node | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT,
+                 timeout: float = DEFAULT_TIMEOUT, read_ahead: int = DEFAULT_READ_AHEAD,
                  subdomain_hosts: tuple[str, ...] = ("localhost",)) -> None:
         self.store = store
         self.node = node
         self.timeout = timeout
+        self.read_ahead = read_ahead
         self.subdomain_hosts = subdomain_hosts
 
     async def respond(self, request: Request) -> Response:
-        blocks = RequestBlocks(self.store, self.node, self.timeout)
+        blocks = RequestBlocks(self.store, self.node, self.timeout,
+                               read_ahead=self.read_ahead)
         try:
             response = await self._respond(request, blocks)
         except GatewayError as exc:

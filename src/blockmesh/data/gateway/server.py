@@ -169,11 +169,20 @@ class GatewayServer:
             try:
                 async with contextlib.aclosing(response.body) as body:  # type: ignore[type-var]
                     async for chunk in body:
-                        if chunk:
-                            pending += conn.send(h11.Data(data=chunk))
-                            if len(pending) >= FLUSH_SIZE:
-                                await _send_bytes(stream, pending)
-                                pending = bytearray()
+                        if not chunk:
+                            continue
+                        # a block-sized chunk goes to the socket as it is (h11 passes it
+                        # through), not copied twice into `pending`; framing bytes gather
+                        for piece in conn.send_with_data_passthrough(h11.Data(data=chunk)) or ():
+                            if len(piece) < FLUSH_SIZE:
+                                pending += piece
+                                continue
+                            await _send_bytes(stream, pending)
+                            pending = bytearray()
+                            await _send_bytes(stream, piece)
+                        if len(pending) >= FLUSH_SIZE:
+                            await _send_bytes(stream, pending)
+                            pending = bytearray()
             except BlockmeshError as exc:
                 # the status is out already: all that is left is to cut the stream short, so
                 # the client sees a truncated body rather than a complete-looking one

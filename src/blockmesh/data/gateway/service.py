@@ -3,7 +3,7 @@
 The gateway is a convenience beside the node, so an address that is taken (several daemons on
 one machine all default to kubo's 8080) does not stop the daemon: it says so in its banner, logs
 a warning, and `blockmesh id` reports no gateway. A malformed address is an error, as any bad
-config value is.
+config value is (a read-ahead under 1 MiB too).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import trio
 from blockmesh.data.gateway.address import listen_multiaddr, parse_listen
 from blockmesh.data.gateway.handler import Gateway
 from blockmesh.data.gateway.server import GatewayServer
+from blockmesh.data.store.config import ConfigError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -32,8 +33,11 @@ async def start_gateway(nursery: trio.Nursery, repo: Repo, node: Node, listen: s
     if not listen:
         return None, "Gateway server disabled ([gateway] listen is empty)"
     host, port = parse_listen(listen)
-    server = GatewayServer(Gateway(repo.blocks, node, timeout=repo.config.gateway.timeout),
-                           registry=registry)
+    config = repo.config.gateway
+    if config.read_ahead_mib < 1:
+        raise ConfigError("config gateway.read_ahead_mib must be at least 1")
+    server = GatewayServer(Gateway(repo.blocks, node, timeout=config.timeout,
+                                   read_ahead=config.read_ahead_mib << 20), registry=registry)
     try:
         bound = await nursery.start(server.serve, host, port)
     except OSError as exc:

@@ -4,7 +4,8 @@ entries, and the block sequences CAR responses carry.
 Every walk reads blocks through `RequestBlocks` (local repo, else Bitswap), so the same code
 serves local and remote content. File ranges use the UnixFS `blocksizes` of each node to skip
 subtrees wholly outside the range: a range read of a large file fetches only the blocks it
-needs, and memory stays at one block per tree level plus the prefetch window.
+needs. Which blocks a file read wants ahead, and when, is planned by `readahead.FilePlan`
+(a window of bytes); other walks want the links of each block they read, a few at a time.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from blockmesh.data.dag.links import links as block_links
 from blockmesh.data.dag.unixfs import DataType
 from blockmesh.data.gateway.blocks import RequestBlocks
 from blockmesh.data.gateway.errors import ContentNotFound, PathNotImplemented
+from blockmesh.data.gateway.readahead import FilePlan
 from blockmesh.errors import DecodeError, UnsupportedError
 
 #: Blocks one CAR response may carry, repeats included (dups=y); a million 256 KiB leaves is
 #: 256 GiB, far past any DAG served whole over HTTP.
 MAX_CAR_BLOCKS = 1 << 20
-MAX_FILE_DEPTH = 64
 
 
 @dataclass
@@ -179,76 +180,45 @@ async def file_range(blocks: RequestBlocks, target: Resolved, start: int,
         yield target.block[start:stop]
         return
     assert target.node is not None
-    async for piece in _node_range(blocks, target.node, target.unixfs, start, stop, 0):
+    plan = FilePlan(target.node, target.unixfs, start, stop, blocks.read_ahead)
+    async for piece in _follow(blocks, plan):
+        assert isinstance(piece, bytes)
         yield piece
-
-
-def _children(node: dagpb.Node, data: unixfs.UnixFSData, start: int,
-              stop: int) -> tuple[bytes, list[tuple[CID, int, int]]]:
-    """(the node's own data, [(child, child_start, child_stop)…]) overlapping [start, stop)."""
-    if len(data.blocksizes) != len(node.links):
-        raise DecodeError(f"UnixFS file node has {len(node.links)} links but "
-                          f"{len(data.blocksizes)} blocksizes")
-    own = data.data or b""
-    out = []
-    offset = len(own)
-    for link, size in zip(node.links, data.blocksizes, strict=True):
-        if offset < stop and offset + size > start:
-            out.append((link.cid, max(start - offset, 0), min(stop - offset, size)))
-        offset += size
-        if offset >= stop:
-            break
-    return own, out
-
-
-async def _node_range(blocks: RequestBlocks, node: dagpb.Node, data: unixfs.UnixFSData,
-                      start: int, stop: int, depth: int) -> AsyncIterator[bytes]:
-    if depth > MAX_FILE_DEPTH:
-        raise DecodeError(f"file DAG deeper than {MAX_FILE_DEPTH} levels")
-    own, children = _children(node, data, start, stop)
-    if start < len(own):
-        yield own[start:min(stop, len(own))]
-    blocks.prefetch([cid for cid, _, _ in children])
-    for cid, child_start, child_stop in children:
-        block = await blocks.get(cid)
-        if cid.codec == Codec.RAW:
-            yield block[child_start:child_stop]
-            continue
-        if cid.codec != Codec.DAG_PB:
-            raise DecodeError(f"file node links to a {cid.codec_name} block")
-        child, child_data = _decode_pb(cid, block)
-        if child_data is None or child_data.type not in (DataType.FILE, DataType.RAW):
-            raise DecodeError("file node links to something that is not file data")
-        async for piece in _node_range(blocks, child, child_data, child_start, child_stop,
-                                       depth + 1):
-            yield piece
 
 
 async def file_blocks(blocks: RequestBlocks, target: Resolved, start: int,
                       stop: int) -> AsyncIterator[tuple[CID, bytes]]:
     """The blocks below the file root `target` that hold bytes [start, stop), depth-first
     (the root itself is not included: the caller has already sent it)."""
-    if target.unixfs is None or target.node is None:
+    if target.unixfs is None or target.node is None or start >= stop:
         return
-    async for item in _node_blocks(blocks, target.node, target.unixfs, start, stop, 0):
+    plan = FilePlan(target.node, target.unixfs, start, stop, blocks.read_ahead,
+                    with_blocks=True)
+    async for item in _follow(blocks, plan):
+        assert isinstance(item, tuple)
         yield item
 
 
-async def _node_blocks(blocks: RequestBlocks, node: dagpb.Node, data: unixfs.UnixFSData,
-                       start: int, stop: int, depth: int) -> AsyncIterator[tuple[CID, bytes]]:
-    if depth > MAX_FILE_DEPTH:
-        raise DecodeError(f"file DAG deeper than {MAX_FILE_DEPTH} levels")
-    _, children = _children(node, data, start, stop)
-    blocks.prefetch([cid for cid, _, _ in children])
-    for cid, child_start, child_stop in children:
-        block = await blocks.get(cid)
-        yield cid, block
-        if cid.codec == Codec.DAG_PB:
-            child, child_data = _decode_pb(cid, block)
-            if child_data is not None and child.links:
-                async for item in _node_blocks(blocks, child, child_data, child_start,
-                                               child_stop, depth + 1):
-                    yield item
+async def _follow(blocks: RequestBlocks,
+                  plan: FilePlan) -> AsyncIterator[bytes | tuple[CID, bytes]]:
+    """Drive a FilePlan: want what it asks for, let it expand interior nodes that came in
+    ahead, and wait only for the block the walk has reached."""
+    while True:
+        wants = plan.wants()
+        if wants:
+            blocks.want(wants)
+        for cid in blocks.arrivals():
+            if plan.expects(cid):
+                block = blocks.take(cid)
+                if block is not None:
+                    plan.arrived(cid, block)
+        step = plan.step()
+        if step is None:
+            return
+        if isinstance(step, CID):
+            plan.supply(await blocks.get(step))
+        else:
+            yield step
 
 
 # -- directories -------------------------------------------------------------------------------
