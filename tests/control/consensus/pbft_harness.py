@@ -523,8 +523,6 @@ class Simulation:
             self._at(deadline, lambda: self._client_tick(c, deadline))
 
     def _client_send(self, c: str, env: pb.PBFTMessage) -> None:
-        """To the primary the client believes in, or to every replica when retransmitting."""
-        targets = self.clients[c].recipients()
         if c == self.sloppy and self.mac_only and self.rng.random() < 0.5:
             # One copy for every replica, its entries right for a random subset of them only
             # (perhaps the primary's alone): no replica can tell it from an honest request.
@@ -534,10 +532,10 @@ class Simulation:
                 if i not in good:
                     req.authenticator[i] = self.rng.randbytes(16)
             split = request_envelope(req)
-            for r in targets:
+            for r in self.nodes:
                 self.send(c, r, split)
             return
-        for r in targets:
+        for r in self.nodes:
             if c == self.sloppy and self.rng.random() < 0.5:
                 req = pb.Request.FromString(env.payload)
                 req.authenticator[self.rng.randrange(len(self.nodes))] = self.rng.randbytes(16)

@@ -2,10 +2,8 @@
 
 A `ClusterClient` holds one connection per replica, shared by any number of `ClientSession`s.
 A session is one client identity with one request in flight (PBFT's client model): it sends
-the request to the primary, and each backup a watch (authenticators.watch_envelope) on which
-the backup answers once it executed the request; after the client's retry interval without
-f+1 matching signed replies, it sends the request itself to every replica, so that backups
-hold it and suspect a primary that does not order it (consensus/client.py).
+the signed request to every replica, because backups must see it too to suspect a silent
+primary, and accepts the result once f+1 replicas sent matching signed replies.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from blockmesh.control.cluster.config import ClusterConfig
 from blockmesh.control.cluster.identity import ClientIdentity
 from blockmesh.control.cluster.replies import answered_reply
 from blockmesh.control.consensus import PBFTClient
-from blockmesh.control.consensus.authenticators import PairKeys, watch_envelope
+from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.consensus.messages import ReplyVerifier
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
@@ -147,7 +145,6 @@ class ClientSession:
         signer = identity.signer()
         self.client_id = signer.node_id
         keys = PairKeys(signer.node_id, signer.private, cluster.public_keys(), client_side=True)
-        self._keys = keys
         self._client = PBFTClient(signer, [n.id for n in cluster.nodes], owner.verifier,
                                   first_timestamp=first_timestamp(), pair_keys=keys,
                                   sign=owner.sign_requests)
@@ -165,8 +162,7 @@ class ClientSession:
             raise
 
     async def _execute(self, operation: bytes) -> bytes:
-        """Send to the primary (watches to the backups, the request itself to all of them
-        after the retry interval) and wait for f+1 matching replies. Answers are taken
+        """Send to every usable replica and wait for f+1 matching replies. Answers are taken
         in the transport's callbacks, so a request costs no task wake-up per replica; a
         replica that failed or refused for a reason that may pass is asked again after
         RETRY_DELAY (a timer, only then). Once so many replicas' latest dial failed that
@@ -175,36 +171,17 @@ class ClientSession:
         quorum = owner.cluster.committee.f + 1
         undialled: set[str] = set()
         loop = asyncio.get_running_loop()
-        client = self._client
-        envelope = client.request(operation, time.monotonic())
+        envelope = self._client.request(operation, time.monotonic())
         wire = envelope.SerializeToString()
         result: asyncio.Future[bytes] = loop.create_future()
         calls: dict[str, asyncio.Future[object]] = {}
         retries: dict[str, asyncio.TimerHandle] = {}
         refusals: dict[str, str] = {}
-        watching: set[str] = set()  # replicas sent a watch, not the request
 
         def submit(node: str) -> None:
             retries.pop(node, None)
-            if node in client.recipients():
-                watching.discard(node)
-                calls[node] = owner.replicas[node].submit_then(
-                    envelope, wire, lambda answer: answered(node, answer))
-                return
-            watching.add(node)
-            watch = watch_envelope(self._keys, envelope, node)
             calls[node] = owner.replicas[node].submit_then(
-                watch, watch.SerializeToString(), lambda answer: answered(node, answer))
-
-        def resend() -> None:
-            """Overdue: the request itself to every replica that only had a watch."""
-            if result.done() or client.tick(time.monotonic()) is None:
-                return
-            for node in list(watching):
-                call = calls.pop(node, None)
-                if call is not None:
-                    call.cancel()
-                    submit(node)
+                envelope, wire, lambda answer: answered(node, answer))
 
         def retry(node: str, delay: float) -> None:
             retries[node] = loop.call_later(delay, submit, node)
@@ -239,14 +216,9 @@ class ClientSession:
                 submit(node)
             else:
                 retry(node, owner._down_until[node] - now)
-        deadline = client.next_deadline()
-        overdue = None if deadline is None else loop.call_at(
-            loop.time() + deadline - now, resend)
         try:
             return await result
         finally:
-            if overdue is not None:
-                overdue.cancel()
             for call in calls.values():
                 call.cancel()
             for handle in retries.values():

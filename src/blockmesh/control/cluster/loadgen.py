@@ -2,9 +2,8 @@
 
 Each client waits for f+1 matching replies before sending its next request, so the offered
 load adapts to what the cluster sustains and latency is measured end to end (sign, send to
-the primary and watches to the backups, order, execute, reply, check f+1 signatures).
-Requests are KV SETs whose value has the requested size, so every one of them changes the
-replicated state.
+every replica, order, execute, reply, check f+1 signatures). Requests are KV SETs whose value
+has the requested size, so every one of them changes the replicated state.
 """
 
 from __future__ import annotations

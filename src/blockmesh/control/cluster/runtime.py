@@ -39,7 +39,7 @@ from blockmesh.control.consensus import (
     SqliteStore,
 )
 from blockmesh.control.consensus.app import is_read_only
-from blockmesh.control.consensus.authenticators import PairKeys, check_watch
+from blockmesh.control.consensus.authenticators import PairKeys
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import (
@@ -179,9 +179,6 @@ class Replica:
         except BlockmeshError:
             self.store.close()
             raise
-        #: This replica's MAC keys with each client: the engine's, and the runtime's for watches.
-        self._client_macs = PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
-                                     client_side=False)
         self.engine = PBFTReplica(
             self.signer,
             [n.id for n in cluster.nodes],
@@ -190,7 +187,8 @@ class Replica:
             app if app is not None else KeyValueApp(),
             cluster.params(),
             recovered=self.store.load(),
-            pair_keys=self._client_macs,
+            pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
+                               client_side=False),
             authorize=client_policy(cluster, read_only),
             peer_keys=PairKeys(node.node_id, self.signer.private, cluster.public_keys(),
                                client_side=False, peers=True),
@@ -287,9 +285,6 @@ class Replica:
 
     def _on_submit(self, envelope: pb.PBFTMessage, respond: Responder) -> None:
         assert self._inbox is not None
-        if not envelope.payload:
-            self._on_watch(envelope, respond)
-            return
         try:
             request = pb.Request.FromString(envelope.payload)
         except Exception:  # protobuf raises its own DecodeError; anything else is garbage too
@@ -303,17 +298,6 @@ class Replica:
             return
         self._waiters.setdefault(key, []).append(respond)
         self._arrivals.setdefault(key, time.monotonic())
-
-    def _on_watch(self, watch: pb.PBFTMessage, respond: Responder) -> None:
-        """A client waiting here for the reply to a request it sent the primary first
-        (authenticators.watch_envelope): answered when this replica executes the request, and
-        left to time out otherwise. The engine never sees it: a backup learns the request from
-        the PRE_PREPARE. (Already executed here, it goes unanswered: the client retransmits to
-        every replica after its retry interval, and a repeat is answered from the reply cache.)"""
-        if not check_watch(self._client_macs, watch):
-            respond(self._refusal("bad_client_signature"))
-            return
-        self._waiters.setdefault((watch.node_id, watch.sequence), []).append(respond)
 
     def _prune_waiters(self, now: float) -> None:
         """Forget responders the transport already answered (timed out): a request that is

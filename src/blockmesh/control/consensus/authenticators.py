@@ -149,32 +149,3 @@ def check_vector(keys: MacKeys, sender: str, index: int, count: int, tag: bytes,
     expected = keys.mac(sender, data)
     start = index * MAC_SIZE
     return expected is not None and hmac.compare_digest(tag[start:start + MAC_SIZE], expected)
-
-
-_WATCH_LABEL = b"bm-pbft-watch\x00"  # no Request serialization starts so: a domain of its own
-
-
-def _watch_bytes(client_id: str, timestamp: int, digest: bytes) -> bytes:
-    return _WATCH_LABEL + pb.PBFTMessage(type=pb.REQUEST, sequence=timestamp, digest=digest,
-                                         node_id=client_id).SerializeToString(deterministic=True)
-
-
-def watch_envelope(keys: MacKeys, request: pb.PBFTMessage, replica: str) -> pb.PBFTMessage:
-    """What a client sends a backup instead of `request` (a REQUEST envelope) when the request
-    goes to the primary first (client.py): no payload, the client, timestamp and digest, under
-    the client's MAC for `replica`. Replies travel on the client's calls to each replica, so a
-    backup needs a call to answer once it executes the request; this one costs it no parsing,
-    authenticating or queuing of the request itself."""
-    watch = pb.PBFTMessage(type=pb.REQUEST, sequence=request.sequence, digest=request.digest,
-                           node_id=request.node_id)
-    watch.signature = keys.mac(replica, _watch_bytes(request.node_id, request.sequence,
-                                                     request.digest)) or b""
-    return watch
-
-
-def check_watch(keys: MacKeys, watch: pb.PBFTMessage) -> bool:
-    """True when `watch` carries its client's MAC for this replica: only the client itself may
-    wait here for its replies."""
-    expected = keys.mac(watch.node_id, _watch_bytes(watch.node_id, watch.sequence, watch.digest))
-    return (expected is not None and len(watch.signature) == MAC_SIZE
-            and hmac.compare_digest(watch.signature, expected))

@@ -2,11 +2,6 @@
 
 f+1 replies with the same result from distinct replicas include at least one honest replica,
 and an honest replica only answers with what the agreed log produced.
-
-As in Castro & Liskov, a request goes to the primary first (`recipients`): the backups learn
-it from the PRE_PREPARE, which spares each of them receiving, parsing and authenticating every
-request a second time. Only a retransmission goes to every replica; then the backups hold the
-request themselves and suspect a primary that does not get it ordered.
 """
 
 from __future__ import annotations
@@ -34,10 +29,6 @@ class _Outstanding:
     envelope: pb.PBFTMessage
     resend_at: float
     votes: dict[str, bytes]
-    #: The views the replies in `votes` were given in.
-    views: dict[str, int]
-    #: Retransmitted: sent to every replica.
-    broadcast: bool = False
 
 
 class PBFTClient:
@@ -56,7 +47,6 @@ class PBFTClient:
         first_timestamp: int = 1,
         pair_keys: MacKeys | None = None,
         sign: bool = True,
-        primary_first: bool = True,
     ) -> None:
         """`pair_keys` (this client's MAC keys with each replica) adds an authenticator to
         every request, so replicas can skip the Ed25519 check. With `sign` False (which needs
@@ -64,8 +54,7 @@ class PBFTClient:
         request signature and no check of one (replies stay signed), at the price of the
         liveness caveat in docs/benchmarks.md ("MAC-only client requests") that a Byzantine
         client can exploit.
-        Pass a shared ReplyVerifier as `replica_keys` when many clients live in one process.
-        `primary_first` False sends every request to every replica at once."""
+        Pass a shared ReplyVerifier as `replica_keys` when many clients live in one process."""
         if not sign and pair_keys is None:
             raise ValueError("an unsigned request needs MAC keys to be authenticated at all")
         self.client_id = signer.node_id
@@ -78,9 +67,6 @@ class PBFTClient:
         self._retry = retry_interval
         self._next_timestamp = first_timestamp
         self._current: _Outstanding | None = None
-        self._primary_first = primary_first
-        #: The view this client believes the replicas are in, from the replies it accepted.
-        self._view = 0
         self.drops: Counter[str] = Counter()
 
     @property
@@ -88,7 +74,7 @@ class PBFTClient:
         return self._current is not None
 
     def request(self, operation: bytes, now: float) -> pb.PBFTMessage:
-        """The REQUEST envelope (signed unless MAC-only), to send to `recipients()`."""
+        """The REQUEST envelope (signed unless MAC-only) to send to every replica."""
         if self._current is not None:
             raise RuntimeError("a PBFT client has one request in flight at a time")
         if self._sign:
@@ -99,31 +85,20 @@ class PBFTClient:
         if self._pair_keys is not None:
             authenticate(req, self._pair_keys, self.committee.nodes, request_signing_bytes(req))
         env = request_envelope(req)
-        self._current = _Outstanding(self._next_timestamp, env, now + self._retry, {}, {})
+        self._current = _Outstanding(self._next_timestamp, env, now + self._retry, {})
         self._next_timestamp += 1
         return env
-
-    def recipients(self) -> tuple[str, ...]:
-        """Where the request in flight goes: the primary of the view this client last saw
-        replies from, or every replica once retransmitted (or with `primary_first` off). A
-        wrong guess (the view changed) costs one retransmission interval."""
-        cur = self._current
-        if cur is None or cur.broadcast or not self._primary_first:
-            return self.committee.nodes
-        return (self.committee.primary(self._view),)
 
     def abandon(self) -> None:
         """Give up the request in flight (after a timeout); its late replies are dropped."""
         self._current = None
 
     def tick(self, now: float) -> pb.PBFTMessage | None:
-        """The request again when replies are overdue (replicas answer repeats from a cache),
-        now for every replica (`recipients`)."""
+        """The request again when replies are overdue (replicas answer repeats from a cache)."""
         cur = self._current
         if cur is None or now < cur.resend_at:
             return None
         cur.resend_at = now + self._retry
-        cur.broadcast = True
         return cur.envelope
 
     def next_deadline(self) -> float | None:
@@ -167,11 +142,7 @@ class PBFTClient:
             raise InvalidMessage(refused)
         result = body.result
         cur.votes[node_id] = result
-        cur.views[node_id] = view
-        matching = [n for n, r in cur.votes.items() if r == result]
-        if len(matching) > self.committee.f:
+        if sum(1 for r in cur.votes.values() if r == result) > self.committee.f:
             self._current = None
-            # The lowest view among f+1 replies: no higher than some correct replica's.
-            self._view = min(cur.views[n] for n in matching)
             return result
         return None
