@@ -45,6 +45,8 @@ class Cluster:
                             for c, s in self.client_signers.items()}
         self.replica_macs = {r: PairKeys(r, s.private, client_public, client_side=False)
                              for r, s in self.signers.items()}
+        self.peer_macs = {r: PairKeys(r, s.private, replica_public, client_side=False, peers=True)
+                          for r, s in self.signers.items()}
         self.clients = {c: PBFTClient(s, self.nodes, self.keys, pair_keys=self.client_macs[c])
                         for c, s in self.client_signers.items()}
         self.stores = stores if stores is not None else {r: MemoryStore() for r in self.nodes}
@@ -66,7 +68,7 @@ class Cluster:
         self.replicas[r] = PBFTReplica(
             self.signers[r], self.nodes, self.keys, self.client_keys, self.apps[r], self.params,
             recovered=self.stores[r].load() if recover else None, pair_keys=self.replica_macs[r],
-            authorize=self.authorize)
+            authorize=self.authorize, peer_keys=self.peer_macs[r])
         self.down.discard(r)
         return self.replicas[r]
 

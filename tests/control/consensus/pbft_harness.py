@@ -27,7 +27,13 @@ from blockmesh.control.consensus import (
     PBFTReplica,
 )
 from blockmesh.control.consensus.app import encode_delete, encode_get, encode_set
-from blockmesh.control.consensus.authenticators import MacKeys, PairKeys, authenticate
+from blockmesh.control.consensus.authenticators import (
+    MAC_SIZE,
+    MacKeys,
+    PairKeys,
+    authenticate,
+    mac_vector,
+)
 from blockmesh.control.consensus.blocks import block_hash
 from blockmesh.control.consensus.messages import (
     request_envelope,
@@ -52,7 +58,8 @@ SIM_PARAMS = PBFTParams(
 )
 
 FORGED_KEY = b"forged"
-BYZANTINE_KINDS = ("equivocate", "forge", "replay", "conflict", "silent", "forge_request")
+BYZANTINE_KINDS = ("equivocate", "forge", "replay", "conflict", "silent", "forge_request",
+                   "forge_commit")
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,16 @@ def make_pair_keys(clients: dict, replicas: dict, rng: random.Random, ed25519: b
             {r: TableKeys({c: secret[c, r] for c in clients}) for r in replicas})
 
 
+def make_peer_keys(replicas: dict, rng: random.Random, ed25519: bool) -> dict[str, MacKeys]:
+    """The MAC keys each replica shares with the others (for COMMITs)."""
+    if ed25519:
+        public = {r: k.public_key for r, k in replicas.items()}
+        return {r: PairKeys(r, s.private, public, False, peers=True) for r, s in replicas.items()}
+    secret = {(a, b): rng.randbytes(32) for a in replicas for b in replicas if a < b}
+    return {r: TableKeys({o: secret[min(r, o), max(r, o)] for o in replicas if o != r})
+            for r in replicas}
+
+
 def make_keys(ids: list[str], rng: random.Random, ed25519: bool):
     if ed25519:
         signers = {i: Signer.generate(i) for i in ids}
@@ -146,6 +163,7 @@ class Simulation:
         self.client_signers, self.client_keys = make_keys(self.client_ids, self.rng, ed25519)
         self.client_macs, self.replica_macs = make_pair_keys(  # own generator: seeds replay
             self.client_signers, self.signers, random.Random(seed * 7919 + 17), ed25519)
+        self.peer_macs = make_peer_keys(self.signers, random.Random(seed * 7919 + 29), ed25519)
         #: c0 garbles MAC entries of its requests and now and then sends one whose MACs are
         #: right but whose signature is not (FORGED_KEY), which must never execute.
         self.sloppy = "c0" if sloppy_client else None
@@ -286,7 +304,7 @@ class Simulation:
         self.replicas[r] = PBFTReplica(
             self.signers[r], self.nodes, self.replica_keys, self.client_keys, self.apps[r],
             self.params, recovered=self.stores[r].load() if recovered else None,
-            pair_keys=self.replica_macs[r])
+            pair_keys=self.replica_macs[r], peer_keys=self.peer_macs[r])
         self._next_tick[r] = float("inf")
 
     def _crash(self, r: str) -> None:
@@ -337,9 +355,13 @@ class Simulation:
         kind = self.byzantine.get(r)
         if kind == "equivocate" and msg.type == pb.PRE_PREPARE and dst in self.nodes[::2]:
             msg = self._twin_pre_prepare(r, msg)
-        elif kind == "conflict" and msg.type in (pb.PREPARE, pb.COMMIT) and self.rng.random() < .5:
+        elif kind == "conflict" and msg.type == pb.PREPARE and self.rng.random() < .5:
             msg = sign_envelope(self.signers[r], msg.type, msg.view, msg.sequence,
                                 self.rng.randbytes(32))
+        elif kind == "conflict" and msg.type == pb.COMMIT and self.rng.random() < .5:
+            msg = self._mac_commit(r, r, msg.view, msg.sequence, self.rng.randbytes(32))
+        elif kind == "forge_commit" and msg.type == pb.COMMIT:
+            msg = self._forge_commits(r, dst, msg)
         elif kind == "forge_request" and msg.type == pb.PRE_PREPARE:
             msg = self._forged_request_pre_prepare(r, msg)
         elif kind == "forge":
@@ -349,6 +371,35 @@ class Simulation:
             forged.digest = self.rng.randbytes(32) if forged.digest else forged.digest
             self.send(r, dst, forged)
         self.send(r, dst, msg)
+
+    def _mac_commit(self, r: str, author: str, view: int, seq: int,
+                    digest: bytes) -> pb.PBFTMessage:
+        """A COMMIT claiming `author`, with the MAC vector `r` can compute (its own keys)."""
+        msg = pb.PBFTMessage(type=pb.COMMIT, view=view, sequence=seq, digest=digest,
+                             node_id=author)
+        msg.signature = mac_vector(self.peer_macs[r], self.nodes, r,
+                                   msg.SerializeToString(deterministic=True))
+        return msg
+
+    def _forge_commits(self, r: str, dst: str, msg: pb.PBFTMessage) -> pb.PBFTMessage:
+        """A Byzantine replica's COMMITs to `dst`: the same vote claimed by every other replica
+        (in this view or a later one, which view sync must not follow) under the only MACs it
+        can compute, its own, and its own COMMIT with a random digest; the vote itself goes
+        out with the entry for `dst` garbled half of the time. None of it may count at `dst`:
+        with MAC keys per pair, `r` cannot make another replica's entry for `dst`."""
+        for author in self.nodes:
+            if author not in (r, dst):
+                view = msg.view + (self.rng.randint(1, 3) if self.rng.random() < 0.3 else 0)
+                self.send(r, dst, self._mac_commit(r, author, view, msg.sequence, msg.digest))
+        self.send(r, dst, self._mac_commit(r, r, msg.view, msg.sequence, self.rng.randbytes(32)))
+        if self.rng.random() < 0.5 and dst in self.nodes:
+            garbled = pb.PBFTMessage()
+            garbled.CopyFrom(msg)
+            start = self.nodes.index(dst) * MAC_SIZE
+            garbled.signature = (msg.signature[:start] + self.rng.randbytes(MAC_SIZE)
+                                 + msg.signature[start + MAC_SIZE:])
+            return garbled
+        return msg
 
     def _forged_request_pre_prepare(self, r: str, msg: pb.PBFTMessage) -> pb.PBFTMessage:
         """A Byzantine primary's batch with a client request it made up (FORGED_KEY) or one

@@ -1,5 +1,6 @@
 """MAC authenticators on client requests: backups take a request by their own MAC entry, the
-primary by the signature, and neither a garbled entry nor a forged signature gets through."""
+primary by the signature, and neither a garbled entry nor a forged signature gets through.
+COMMITs carry MAC vectors among replicas: a bad entry or a borrowed name does not count."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from blockmesh.control.consensus.authenticators import (
     MAC_SIZE,
     PairKeys,
     authenticate,
+    mac_vector,
     verify_entry,
 )
 from blockmesh.control.consensus.client import PBFTClient
@@ -34,15 +36,20 @@ def _reader_c1(req: pb.Request) -> bool:
 class _CountingKeys:
     """Wraps a key ring and counts the Ed25519 checks made through it."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, envelopes: bool = False) -> None:
         self.inner = inner
         self.checks = 0
+        #: With `envelopes`, the message types of the envelopes checked.
+        self.envelopes = envelopes
+        self.checked: set[int] = set()
 
     def knows(self, node_id: str) -> bool:
         return self.inner.knows(node_id)
 
     def verify(self, node_id: str, signature: bytes, data: bytes) -> bool:
         self.checks += 1
+        if self.envelopes:
+            self.checked.add(pb.PBFTMessage.FromString(data).type)
         return self.inner.verify(node_id, signature, data)
 
 
@@ -247,3 +254,82 @@ def test_a_cluster_may_require_signatures():
     c.deliver()
     assert all(c.replicas[r].drops["unsigned_request"] == 1 for r in c.nodes)
     assert all(c.replicas[r].height == 0 for r in c.nodes)
+
+
+# ----------------------------------------------------------------- COMMITs by MAC vector
+
+
+def _commits_held_from_r1(c: Cluster) -> dict[str, pb.PBFTMessage]:
+    """Run one request until every replica sent its COMMIT, delivering none of them to r1."""
+    c.request("c0", encode_set(b"k", b"v"))
+    c.deliver(keep=lambda src, dst, m: not (dst == "r1" and m.type == pb.COMMIT))
+    commits = {m.node_id: m for _, m in c.sent if m.type == pb.COMMIT}
+    assert set(commits) == set(c.nodes) and c.heights()["r1"] == 0
+    return commits
+
+
+def test_replica_pair_keys_are_symmetric_and_unrelated_to_client_keys():
+    a, b = Signer.generate("r0"), Signer.generate("r1")
+    ab = PairKeys("r0", a.private, {"r1": b.public_key}, client_side=False, peers=True)
+    ba = PairKeys("r1", b.private, {"r0": a.public_key}, client_side=True, peers=True)
+    assert ab.key("r1") == ba.key("r0") is not None
+    as_client = PairKeys("r0", a.private, {"r1": b.public_key}, client_side=True)
+    assert as_client.key("r1") != ab.key("r1")
+
+
+def test_commits_carry_a_mac_vector_and_no_signature_check():
+    c = Cluster()
+    counting = _CountingKeys(c.keys, envelopes=True)
+    c.keys = counting
+    for r in c.nodes:
+        c.boot(r)
+    c.request("c0", encode_set(b"k", b"v"))
+    c.deliver()
+    assert c.heights() == dict.fromkeys(c.nodes, 1)
+    commits = [m for _, m in c.sent if m.type == pb.COMMIT]
+    assert len(commits) == 4 and all(len(m.signature) == 4 * MAC_SIZE for m in commits)
+    assert counting.checked and pb.COMMIT not in counting.checked
+
+
+def test_a_commit_with_a_bad_entry_or_another_replicas_name_does_not_count():
+    c = Cluster()
+    commits = _commits_held_from_r1(c)
+    r1 = c.replicas["r1"]
+    bad = pb.PBFTMessage()
+    bad.CopyFrom(commits["r2"])
+    bad.signature = bad.signature[:MAC_SIZE] + bytes(MAC_SIZE) + bad.signature[2 * MAC_SIZE:]
+    assert r1.receive(bad, c.now).metrics[0].label == "bad_mac"
+    # r3 claims to be r0 and r2, with the only MACs it can make: its own keys'.
+    for author in ("r0", "r2"):
+        forged = pb.PBFTMessage(type=pb.COMMIT, view=0, sequence=1,
+                                digest=commits["r3"].digest, node_id=author)
+        forged.signature = mac_vector(c.peer_macs["r3"], c.nodes, "r3",
+                                      forged.SerializeToString(deterministic=True))
+        assert r1.receive(forged, c.now).metrics[0].label == "bad_mac"
+    assert not r1.receive(commits["r3"], c.now).committed  # own + r3's: 2 of 3
+    assert r1.receive(commits["r2"], c.now).committed  # the genuine one counts
+
+
+def test_a_relayed_commit_counts_by_its_authors_entry():
+    """COMMITs relayed by a third replica (retransmission, `_send_proof`) still verify: the
+    recipient checks the entry their author made for it."""
+    c = Cluster()
+    commits = _commits_held_from_r1(c)
+    r1 = c.replicas["r1"]
+    for author in ("r0", "r2"):
+        relayed = pb.PBFTMessage()
+        relayed.CopyFrom(commits[author])
+        out = r1.receive(relayed, c.now, sender="r3")
+    assert out.committed and r1.height == 1
+
+
+def test_view_sync_ignores_commits_forged_in_a_higher_view():
+    c = Cluster()
+    r1 = c.replicas["r1"]
+    for author in ("r0", "r2", "r3"):
+        forged = pb.PBFTMessage(type=pb.COMMIT, view=3, sequence=1, digest=bytes(32),
+                                node_id=author)
+        forged.signature = mac_vector(c.peer_macs["r3"], c.nodes, "r3",
+                                      forged.SerializeToString(deterministic=True))
+        r1.receive(forged, c.now)
+    assert r1.view == 0 and not r1.view_changing  # only r3's own vote verified: 1 < f + 1

@@ -190,6 +190,8 @@ class Replica:
             pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
                                client_side=False),
             authorize=client_policy(cluster, read_only),
+            peer_keys=PairKeys(node.node_id, self.signer.private, cluster.public_keys(),
+                               client_side=False, peers=True),
         )
         self.transport = TRANSPORT_CLASSES[self.kind](
             self.signer,

@@ -1,4 +1,4 @@
-"""MAC authenticators for client requests (Castro & Liskov's normal-case authentication).
+"""MAC authenticators (Castro & Liskov's normal-case authentication): client requests, COMMITs.
 
 An Ed25519 check costs ~82 µs here; every replica checking every request's signature was a
 fifth of a replica's CPU per request. A client instead attaches one MAC per replica, each under
@@ -14,6 +14,16 @@ Pair keys need no handshake: both sides hold Ed25519 keys, which convert to X255
 (libsodium's birational map), so X25519(own private, other public) is a secret the two share.
 The MAC key is a keyed BLAKE2b of that secret and both identities, so each (client, replica)
 pair gets its own key and a replica cannot present its key as another pair's.
+
+Replicas authenticate their COMMITs the same way, with keys of their own (`peers=True`: another
+derivation, so a member that is also a client holds unrelated keys in the two roles). A COMMIT
+carries an authenticator vector, one MAC per replica (`mac_vector`): relayed by a third replica,
+each recipient still checks the entry its author made for it, which the relay cannot forge.
+What a vector does not give is agreement among recipients: its author may make the entry right
+for one replica and wrong for another. COMMITs count only towards the committed predicate of
+the replica that checks them, which needs no more than that their authors sent them; whatever
+a replica forwards as proof for others to check (PRE_PREPARE, PREPARE, CHECKPOINT, VIEW_CHANGE,
+NEW_VIEW) stays signed (engine.py).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from blockmesh.control.proto import pbft_pb2 as pb
 MAC_SIZE = 16
 _KEY_PERSON = b"bm-pbft-pairkey"
 _MAC_PERSON = b"bm-pbft-reqmac"
+_PEER_KEY_PERSON = b"bm-pbft-peerkey"
 
 
 class MacKeys(Protocol):
@@ -48,11 +59,13 @@ class PairKeys:
 
     `me` is this party's Ed25519 private key; `others` maps the other side's ids to their
     Ed25519 public keys. `client_side` says which end of each pair this party is, so both ends
-    feed the two ids to the key derivation in the same order."""
+    feed the two ids to the key derivation in the same order. `peers` makes keys among
+    replicas instead (the ids in sorted order, another derivation; `client_side` is unused)."""
 
     def __init__(self, me: str, private: SigningKey, others: Mapping[str, bytes],
-                 client_side: bool) -> None:
+                 client_side: bool, peers: bool = False) -> None:
         self._me = me
+        self._peers = peers
         self._private: PrivateKey = private.to_curve25519_private_key()
         self._others = dict(others)
         self._client_side = client_side
@@ -90,9 +103,13 @@ class PairKeys:
             shared = crypto_scalarmult(bytes(self._private), bytes(theirs))
         except (CryptoError, ValueError, TypeError):
             return None  # a low-order or malformed key: no usable secret, fall back to signatures
-        client, replica = (self._me, peer) if self._client_side else (peer, self._me)
-        ids = b"".join(struct.pack(">I", len(x)) + x for x in (client.encode(), replica.encode()))
-        return hashlib.blake2b(ids, key=shared, digest_size=32, person=_KEY_PERSON).digest()
+        if self._peers:
+            first, second = sorted((self._me, peer))
+        else:
+            first, second = (self._me, peer) if self._client_side else (peer, self._me)
+        ids = b"".join(struct.pack(">I", len(x)) + x for x in (first.encode(), second.encode()))
+        person = _PEER_KEY_PERSON if self._peers else _KEY_PERSON
+        return hashlib.blake2b(ids, key=shared, digest_size=32, person=person).digest()
 
 
 def _keyed(key: bytes) -> Any:
@@ -114,3 +131,21 @@ def verify_entry(req: pb.Request, keys: MacKeys, index: int, signed_bytes: bytes
     tag = req.authenticator[index]
     expected = keys.mac(req.client_id, signed_bytes)
     return expected is not None and len(tag) == MAC_SIZE and hmac.compare_digest(tag, expected)
+
+
+def mac_vector(keys: MacKeys, nodes: Sequence[str], me: str, data: bytes) -> bytes:
+    """The authenticator of a replica's message over `data`: one MAC per replica in `nodes`
+    order, MAC_SIZE bytes each (zeros for itself and for a peer it has no key with)."""
+    blank = bytes(MAC_SIZE)
+    return b"".join(blank if node == me else (keys.mac(node, data) or blank) for node in nodes)
+
+
+def check_vector(keys: MacKeys, sender: str, index: int, count: int, tag: bytes,
+                 data: bytes) -> bool:
+    """True when the entry at `index` of `tag` (a vector for `count` replicas) is `sender`'s
+    MAC of `data` under the key it shares with the replica at `index`."""
+    if len(tag) != count * MAC_SIZE:
+        return False
+    expected = keys.mac(sender, data)
+    start = index * MAC_SIZE
+    return expected is not None and hmac.compare_digest(tag[start:start + MAC_SIZE], expected)

@@ -1,4 +1,5 @@
-"""The PBFT replica as a sans-I/O state machine (Castro & Liskov, with signatures throughout).
+"""The PBFT replica as a sans-I/O state machine (Castro & Liskov; signatures where a message may
+serve as proof to a third party, MACs for COMMITs and for client requests).
 
 Inputs are start / receive / submit / tick / on_state_fetched, each given the current time;
 each returns an `Output` the runtime carries out (persist, then send). The engine never reads
@@ -11,6 +12,13 @@ Two choices worth knowing when reading the code:
   still catch up from retransmitted commits without voting.
 - Every sequence yields a block (an empty one for a null request), so block height == sequence
   and a checkpoint names a block.
+- With `peer_keys`, a COMMIT carries a MAC authenticator vector instead of a signature
+  (authenticators.py). No certificate contains COMMITs: a view change carries prepared
+  certificates (signed PRE_PREPARE and PREPAREs), state transfer checkpoint certificates
+  (signed CHECKPOINTs). COMMITs are relayed (`_commit_proof`) and counted by view sync, and in
+  both a recipient checks the entry made for it by the COMMIT's author, so a COMMIT counts at
+  a replica only if its author sent it that vote. An author that garbles some entries only
+  denies those recipients its vote, which a Byzantine replica can do by staying silent anyway.
 
 A replica keeps the NEW_VIEW of the last view it installed until it installs another, and
 answers a VIEW_CHANGE for that view (or an older one) with it, even while it is changing to a
@@ -27,7 +35,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from blockmesh.control.consensus.app import Application
-from blockmesh.control.consensus.authenticators import MacKeys, verify_entry
+from blockmesh.control.consensus.authenticators import (
+    MacKeys,
+    check_vector,
+    mac_vector,
+    verify_entry,
+)
 from blockmesh.control.consensus.blocks import ChainError, make_block, verify_chain
 from blockmesh.control.consensus.log import (
     MAX_COMMIT_VIEWS,
@@ -42,6 +55,7 @@ from blockmesh.control.consensus.messages import (
     SignatureChecker,
     SignerLike,
     VerifierLike,
+    envelope_signing_bytes,
     reply_digest,
     request_signing_bytes,
     sha256,
@@ -120,12 +134,15 @@ class PBFTReplica:
         recovered: RecoveredState | None = None,
         pair_keys: MacKeys | None = None,
         authorize: Callable[[pb.Request], bool] | None = None,
+        peer_keys: MacKeys | None = None,
     ) -> None:
         """`pair_keys` (this replica's MAC keys with each client) lets it accept a request by
         its authenticator entry instead of an Ed25519 check; without it, by signature only.
         `authorize` says whether a request's client may ask for its operation (a read-only
         client may not write); it must be deterministic and the same on every replica, since
-        backups apply it to the requests a primary proposes too."""
+        backups apply it to the requests a primary proposes too. `peer_keys` (this replica's
+        MAC keys with the other replicas) authenticates COMMITs by MAC vector instead of an
+        Ed25519 signature; every replica of a cluster must have them, or none."""
         self.node_id = signer.node_id
         self.committee = Committee(tuple(nodes))
         if self.node_id not in self.committee.nodes:
@@ -134,6 +151,7 @@ class PBFTReplica:
         self._signer = signer
         self._checker = SignatureChecker(replica_keys, client_keys, self.params.verified_cache_size)
         self._pair_keys = pair_keys
+        self._peer_keys = peer_keys
         self._authorize = authorize
         self._index = self.committee.nodes.index(self.node_id)
         #: Some pending request may be unsigned (taken by MAC): `_vet_pending` has work.
@@ -382,7 +400,7 @@ class PBFTReplica:
         if len(msg.payload) > self.params.max_payload_size:
             raise InvalidMessage("too_large")
         if kind in VOTES and msg.view > self.view:
-            joined = self._peer_views.observe(msg, self.view, self._verify)
+            joined = self._peer_views.observe(msg, self.view, self._verify_vote)
             if joined is not None:  # view_sync.py: the view f+1 replicas vote in
                 out.metrics.append(Metric("view_sync", joined))
                 self._start_view_change(joined, out, now)
@@ -422,6 +440,15 @@ class PBFTReplica:
     def _verify(self, msg: pb.PBFTMessage) -> None:
         if not self._checker.envelope(msg):
             raise InvalidMessage("bad_signature")
+
+    def _verify_vote(self, msg: pb.PBFTMessage) -> None:
+        """A COMMIT by its MAC entry for this replica (with `peer_keys`), any other message by
+        its signature."""
+        if msg.type != pb.COMMIT or self._peer_keys is None:
+            self._verify(msg)
+        elif not check_vector(self._peer_keys, msg.node_id, self._index, self.n, msg.signature,
+                              envelope_signing_bytes(msg)):
+            raise InvalidMessage("bad_mac")
 
     def _slot(self, seq: int) -> Slot:
         slot = self._log.get(seq)
@@ -740,9 +767,9 @@ class PBFTReplica:
             if msg.digest in known:
                 raise InvalidMessage("duplicate")
             if not slot.make_room_for_digest(view, sender, msg.digest, MAX_COMMITS_PER_VIEW):
-                self._verify(msg)
+                self._verify_vote(msg)
                 raise InvalidMessage("conflicting")
-        self._verify(msg)
+        self._verify_vote(msg)
         slot = self._slot(seq)
         if not slot.make_room_for_commit(view, sender, MAX_COMMIT_VIEWS):
             raise InvalidMessage("spam")
@@ -799,12 +826,22 @@ class PBFTReplica:
                                       prepares=[votes[s] for s in senders])
         slot.prepared_view = view
         slot.prepared_cert = cert
-        commit = self._sign(pb.COMMIT, view, seq, pre_prepare.digest)
+        commit = self._commit(view, seq, pre_prepare.digest)
         out.persist.append(SavePrepared(seq, cert))
         out.persist.append(SaveMessage(commit))
         out.send.append(Send(commit))
         slot.sent[(pb.COMMIT, view)] = commit
         slot.add_commit(view, self.node_id, commit)
+
+    def _commit(self, view: int, seq: int, digest: bytes) -> pb.PBFTMessage:
+        """This replica's COMMIT: its `signature` field holds the MAC vector with `peer_keys`."""
+        if self._peer_keys is None:
+            return self._sign(pb.COMMIT, view, seq, digest)
+        msg = pb.PBFTMessage(type=pb.COMMIT, view=view, sequence=seq, digest=digest,
+                             node_id=self.node_id)
+        msg.signature = mac_vector(self._peer_keys, self.committee.nodes, self.node_id,
+                                   msg.SerializeToString(deterministic=True))
+        return msg
 
     # ----------------------------------------------------------------- execution
 
