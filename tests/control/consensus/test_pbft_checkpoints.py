@@ -114,7 +114,7 @@ def test_state_transfer_rejects_blocks_that_break_the_hash_chain():
 def test_state_transfer_needs_a_certificate_with_2f_plus_1_valid_signatures():
     c = Cluster()
     r3, _ = lagging_with_fetch(c)
-    r3._transfer_cert = None  # forget what the checkpoints told it; trust only the answer
+    r3._transfer.target = None  # forget what the checkpoints told it; trust only the answer
     blocks = c.stores["r0"].blocks_from_height(1, 100)
     cert = pb.CheckpointCertificate()
     cert.CopyFrom(c.stores["r0"].checkpoint())

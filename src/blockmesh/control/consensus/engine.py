@@ -20,12 +20,11 @@ Two choices worth knowing when reading the code:
   a replica only if its author sent it that vote. An author that garbles some entries only
   denies those recipients its vote, which a Byzantine replica can do by staying silent anyway.
 
-A replica keeps the NEW_VIEW of the last view it installed until it installs another, and
-answers a VIEW_CHANGE for that view (or an older one) with it, even while it is changing to a
-later view itself. Forgetting it on leaving the view cost liveness (simulation seeds 4249 and
-8029): with one replica silent, a primary whose NEW_VIEW was lost timed out alone towards the
-next view; the other two, short of a quorum for its view and of f+1 for the next, waited for
-good.
+The engine holds the log, the watermarks and the view, and orchestrates the phases; each phase
+that keeps state of its own has a module that owns it: checkpoints.py (CHECKPOINT votes and
+certificates), state_transfer.py (when to fetch blocks, which fetched ones to adopt),
+view_change.py (VIEW_CHANGEs and the last NEW_VIEW), view_sync.py (the views peers vote in),
+view_timer.py (how long to wait for the primary); recovery.py rebuilds a replica from its store.
 """
 
 from __future__ import annotations
@@ -41,7 +40,8 @@ from blockmesh.control.consensus.authenticators import (
     mac_vector,
     verify_entry,
 )
-from blockmesh.control.consensus.blocks import ChainError, make_block, verify_chain
+from blockmesh.control.consensus.blocks import make_block
+from blockmesh.control.consensus.checkpoints import Checkpoints
 from blockmesh.control.consensus.log import (
     MAX_COMMIT_VIEWS,
     MAX_COMMITS_PER_VIEW,
@@ -64,7 +64,6 @@ from blockmesh.control.consensus.messages import (
 )
 from blockmesh.control.consensus.outputs import (
     ClientReply,
-    FetchState,
     Metric,
     Output,
     SaveBlock,
@@ -81,19 +80,17 @@ from blockmesh.control.consensus.proofs import (
     InvalidMessage,
     NewViewPlan,
     ParsedViewChange,
-    check_certificate,
-    make_certificate,
     parse_payload,
-    parse_view_change,
     plan_new_view,
 )
+from blockmesh.control.consensus.recovery import recover
+from blockmesh.control.consensus.state_transfer import StateTransfer
 from blockmesh.control.consensus.store import RecoveredState
+from blockmesh.control.consensus.view_change import ViewChanges
 from blockmesh.control.consensus.view_sync import VOTES, PeerViews
 from blockmesh.control.consensus.view_timer import ViewTimeout
 from blockmesh.control.proto import pbft_pb2 as pb
 
-#: VIEW_CHANGEs kept per sender (its newest views); honest replicas rarely need more than two.
-MAX_VIEW_CHANGES = 4
 #: Room for the client id, timestamp and signature around an operation in a REQUEST payload.
 REQUEST_OVERHEAD = 128
 #: The message types replicas send each other (REQUEST comes from clients).
@@ -168,11 +165,9 @@ class PBFTReplica:
         self._log: dict[int, Slot] = {}
         self._last_executed = 0
         self._head_hash = ZERO_HASH
-        self._stable: pb.CheckpointCertificate | None = None
         self._low = 0
-        self._own_checkpoints: dict[int, pb.PBFTMessage] = {}
-        self._checkpoint_votes: dict[int, dict[str, pb.PBFTMessage]] = {}
-        self._far_checkpoints: dict[str, pb.PBFTMessage] = {}
+        self._checkpoints = Checkpoints(self.committee, self.params.checkpoint_interval)
+        self._transfer = StateTransfer(self.params)
 
         self._pending: dict[ClientKey, _Pending] = {}
         self._queue: dict[ClientKey, None] = {}
@@ -181,31 +176,19 @@ class PBFTReplica:
         self._next_seq = 1
         self._max_accepted = 0
 
-        #: sender -> view -> its VIEW_CHANGE (a few newest views each, see MAX_VIEW_CHANGES)
-        self._view_changes: dict[str, dict[int, ParsedViewChange]] = {}
-        #: Own VIEW_CHANGEs since the last installed view, all retransmitted: a replica that
-        #: gave up on view v still lets v form if the others only lack its vote for v.
-        self._own_view_changes: dict[int, pb.PBFTMessage] = {}
-        #: The NEW_VIEW of the last view installed here, kept while changing to a later one:
-        #: the others may still wait for it (see _on_view_change).
-        self._new_view_msg: pb.PBFTMessage | None = None
-        self._new_view_resent: dict[str, float] = {}
+        self._view_change = ViewChanges(self.node_id, self.committee, self._checker,
+                                        self.params)
         self._peer_views = PeerViews(self.f)
         #: peer -> when it was last sent the proofs of what it lacks (see _heard_late).
         self._helped: dict[str, float] = {}
 
         self._request_deadline: float | None = None
         self._request_armed = 0.0
-        self._new_view_deadline: float | None = None
-        self._fetch_deadline: float | None = None
-        self._behind_since: float | None = None
-        self._behind_unknown = False
-        self._transfer_cert: pb.CheckpointCertificate | None = None
         self._retransmit_every = self.params.retransmit_interval
         self._retransmit_at = 0.0
 
         if recovered is not None:
-            self._recover(recovered)
+            recover(self, recovered)
 
     # ----------------------------------------------------------------- read-only state
 
@@ -235,7 +218,7 @@ class PBFTReplica:
 
     @property
     def stable_checkpoint(self) -> pb.CheckpointCertificate | None:
-        return self._stable
+        return self._checkpoints.stable
 
     @property
     def low_watermark(self) -> int:
@@ -267,11 +250,10 @@ class PBFTReplica:
     def next_deadline(self) -> float:
         """The earliest time tick() has work to do (also returned as Output.wake_at)."""
         times = [self._retransmit_at]
-        for t in (self._request_deadline, self._new_view_deadline, self._fetch_deadline):
+        for t in (self._request_deadline, self._view_change.deadline,
+                  self._transfer.next_deadline()):
             if t is not None:
                 times.append(t)
-        if self._behind_since is not None and self._fetch_deadline is None:
-            times.append(self._behind_since + self.params.state_transfer_delay)
         if (self._queue and self.is_primary and not self.view_changing
                 and self._next_seq <= self.high_watermark
                 and self._next_seq - self._last_executed <= self.params.max_inflight_batches):
@@ -316,7 +298,8 @@ class PBFTReplica:
     def tick(self, now: float) -> Output:
         out = Output()
         if self.view_changing:
-            if self._new_view_deadline is not None and now >= self._new_view_deadline:
+            deadline = self._view_change.deadline
+            if deadline is not None and now >= deadline:
                 self._start_view_change(self.view + 1, out, now)
         elif self._request_deadline is not None and now >= self._request_deadline:
             self._vet_pending(out)
@@ -324,9 +307,8 @@ class PBFTReplica:
                 self._start_view_change(self.view + 1, out, now)
             else:
                 self._request_deadline = None
-        if self._fetch_deadline is not None and now >= self._fetch_deadline:
-            self._fetch_deadline = None
-        self._maybe_fetch(out, now)
+        self._transfer.expire(now)
+        self._transfer.maybe_fetch(self._last_executed, out, now)
         self._propose(out, now)
         if now >= self._retransmit_at:
             self._retransmit(out, now)
@@ -344,44 +326,21 @@ class PBFTReplica:
         of the fetched block at that height are adopted: the hash chain vouches for the rest.
         """
         out = Output()
-        self._fetch_deadline = None
-        certs: list[pb.CheckpointCertificate] = []
-        if self._transfer_cert is not None:
-            certs.append(self._transfer_cert)
-        for cert in certificates:
-            try:
-                check_certificate(cert, self.committee, self._checker,
-                                  self.params.checkpoint_interval)
-            except InvalidMessage:
-                self._drop(out, "invalid_proof")
-                continue
-            certs.append(cert)
-        fresh = [b for b in blocks if b.height > self._last_executed]
-        try:
-            verify_chain(fresh, self._last_executed, self._head_hash)
-        except ChainError:
-            self._drop(out, "bad_state")
-            self._maybe_fetch(out, now)
+        adopted = self._transfer.fetched(blocks, certificates, self._last_executed,
+                                         self._head_hash, self.committee, self._checker,
+                                         self._drop, out, now)
+        if adopted is None:
             return self._finish(out, now)
-        by_height = {b.height: b for b in fresh}
-        usable = [c for c in certs
-                  if c.sequence in by_height and by_height[c.sequence].hash == c.state_digest]
-        if not usable:
-            self._drop(out, "unverified_state")
-            self._fetch_deadline = now + self.params.state_fetch_timeout
-            return self._finish(out, now)
-        best = max(usable, key=lambda c: c.sequence)
+        fresh, best = adopted
         for block in fresh:
-            if block.height > best.sequence:
-                break
             self._replay_block(block)
             self._record_block(block, out, now, announce=False)
         out.metrics.append(Metric("state_transfer", best.sequence))
         self._stabilize(best, out, now)
-        self._behind_unknown = len(self._far_checkpoints) > self.f
+        self._transfer.behind_unknown = len(self._checkpoints.far) > self.f
         self._execute_ready(out, now)
         self._propose(out, now)
-        self._maybe_fetch(out, now)
+        self._transfer.maybe_fetch(self._last_executed, out, now)
         return self._finish(out, now)
 
     # ----------------------------------------------------------------- dispatch
@@ -909,128 +868,54 @@ class PBFTReplica:
             msg = self._sign(pb.CHECKPOINT, self.view, block.height, block.hash,
                              pb.Checkpoint(height=block.height, state_digest=block.hash)
                              .SerializeToString(deterministic=True))
-            self._own_checkpoints[block.height] = msg
+            self._checkpoints.add_own(msg, self._low)
             out.send.append(Send(msg))
-            self._checkpoint_votes.setdefault(block.height, {})[self.node_id] = msg
             self._check_checkpoint(block.height, out, now)
 
     # ----------------------------------------------------------------- checkpoints
 
     def _on_checkpoint(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
-        seq, sender = msg.sequence, msg.node_id
-        if seq == 0 or seq % self.params.checkpoint_interval or len(msg.digest) != DIGEST_SIZE:
-            raise InvalidMessage("malformed")
-        if seq <= self._low:
-            raise InvalidMessage("outside_watermarks")
-        body = parse_payload(pb.Checkpoint, msg.payload)
-        if body.height != seq or body.state_digest != msg.digest:
-            raise InvalidMessage("malformed")
-        if seq <= self.high_watermark:
-            votes = self._checkpoint_votes.get(seq, {})
-            known = votes.get(sender)
-            if known is not None:
-                raise InvalidMessage("duplicate" if known.digest == msg.digest else "conflicting")
-            self._verify(msg)
-            self._checkpoint_votes.setdefault(seq, {})[sender] = msg
-            self._check_checkpoint(seq, out, now)
+        if self._checkpoints.receive(msg, self._low, self.high_watermark, self._verify):
+            self._check_checkpoint(msg.sequence, out, now)
             self._propose(out, now)
             return
-        known = self._far_checkpoints.get(sender)
-        if known is not None and known.sequence >= seq:
-            raise InvalidMessage("duplicate")
-        self._verify(msg)
-        self._far_checkpoints[sender] = msg
-        self._check_far_checkpoints(out, now)
+        cert = self._checkpoints.far_certificate()
+        if cert is not None:
+            self._learn_ahead(cert, out, now)
+        elif len(self._checkpoints.far) > self.f:
+            self._transfer.fell_behind(self._last_executed, out, now)
 
     def _check_checkpoint(self, seq: int, out: Output, now: float) -> None:
-        votes = self._checkpoint_votes.get(seq, {})
-        by_digest: dict[bytes, dict[str, pb.PBFTMessage]] = {}
-        for sender, msg in votes.items():
-            by_digest.setdefault(msg.digest, {})[sender] = msg
-        for digest, group in by_digest.items():
-            if len(group) < self.committee.quorum:
-                continue
-            cert = make_certificate(seq, digest, group, self.committee)
-            if seq > self._last_executed:
-                self._learn_ahead(cert, out, now)
-                return
-            own = self._own_checkpoints.get(seq)
-            if own is not None and own.digest == digest:
-                self._stabilize(cert, out, now)
-            else:
-                out.metrics.append(Metric("checkpoint_mismatch", seq))
+        cert = self._checkpoints.certificate(seq)
+        if cert is None:
             return
-
-    def _check_far_checkpoints(self, out: Output, now: float) -> None:
-        groups: dict[tuple[int, bytes], dict[str, pb.PBFTMessage]] = {}
-        for sender, msg in self._far_checkpoints.items():
-            groups.setdefault((msg.sequence, msg.digest), {})[sender] = msg
-        for (seq, digest), group in sorted(groups.items(), reverse=True):
-            if len(group) >= self.committee.quorum:
-                self._learn_ahead(make_certificate(seq, digest, group, self.committee), out, now)
-                return
-        if len(self._far_checkpoints) > self.f:
-            self._behind_unknown = True
-            if self._behind_since is None:
-                self._behind_since = now
-            self._maybe_fetch(out, now)
+        if seq > self._last_executed:
+            self._learn_ahead(cert, out, now)
+        elif self._checkpoints.agrees(cert):
+            self._stabilize(cert, out, now)
+        else:
+            out.metrics.append(Metric("checkpoint_mismatch", seq))
 
     def _stabilize(self, cert: pb.CheckpointCertificate, out: Output, now: float) -> None:
         """Adopt a stable checkpoint: the only place the watermarks move."""
         seq = cert.sequence
         if seq <= self._low:
             return
-        self._stable = cert
         self._low = seq
         if not self.view_changing:
             self._vc_timeout.checkpoint()
         out.persist.append(SaveCheckpoint(cert))
         out.metrics.append(Metric("checkpoint_stable", seq))
         self._log = {s: slot for s, slot in self._log.items() if s > seq}
-        self._checkpoint_votes = {s: v for s, v in self._checkpoint_votes.items() if s > seq}
-        self._own_checkpoints = {s: m for s, m in self._own_checkpoints.items() if s >= seq}
-        if self._transfer_cert is not None and self._transfer_cert.sequence <= seq:
-            self._transfer_cert = None
-        if self._transfer_cert is None and not self._behind_unknown:
-            self._behind_since = None
+        moved = self._checkpoints.stabilize(cert, self.high_watermark)
+        self._transfer.stabilized(seq)
         self._next_seq = max(self._next_seq, seq + 1)
-        moved = sorted({m.sequence for m in self._far_checkpoints.values()
-                        if m.sequence <= self.high_watermark})
-        for sender, msg in list(self._far_checkpoints.items()):
-            if msg.sequence <= self.high_watermark:
-                del self._far_checkpoints[sender]
-                if msg.sequence > seq:
-                    self._checkpoint_votes.setdefault(msg.sequence, {})[sender] = msg
         for s in moved:
             if s > self._low:
                 self._check_checkpoint(s, out, now)
 
-    # ----------------------------------------------------------------- state transfer
-
     def _learn_ahead(self, cert: pb.CheckpointCertificate, out: Output, now: float) -> None:
-        if self._transfer_cert is None or cert.sequence > self._transfer_cert.sequence:
-            self._transfer_cert = cert
-        if self._behind_since is None:
-            self._behind_since = now
-        self._maybe_fetch(out, now)
-
-    def _maybe_fetch(self, out: Output, now: float) -> None:
-        target = self._transfer_cert
-        if target is not None and target.sequence <= self._last_executed:
-            self._transfer_cert = target = None
-        if target is None and not self._behind_unknown:
-            self._behind_since = None
-            return
-        if self._fetch_deadline is not None or out.fetch is not None:
-            return
-        since = self._behind_since if self._behind_since is not None else now
-        if (target is not None
-                and target.sequence - self._last_executed < self.params.checkpoint_interval
-                and now - since < self.params.state_transfer_delay):
-            return
-        out.fetch = FetchState(self._last_executed + 1, target.sequence if target else 0, target)
-        out.metrics.append(Metric("state_fetch"))
-        self._fetch_deadline = now + self.params.state_fetch_timeout
+        self._transfer.learn_ahead(cert, self._last_executed, out, now)
 
     # ----------------------------------------------------------------- view change
 
@@ -1040,14 +925,15 @@ class PBFTReplica:
         self._vc_timeout.view_changed()
         self._forget_mac_only()
         self._request_deadline = None
-        self._new_view_deadline = None
+        self._view_change.deadline = None
         self._max_accepted = 0
         prepared = {seq: (slot.prepared_view, slot.prepared_cert.pre_prepare.digest,
                           slot.prepared_cert.pre_prepare)
                     for seq, slot in sorted(self._log.items())
                     if seq > self._low and slot.prepared_cert is not None}
-        proof = list(self._stable.proof) if self._stable is not None else []
-        digest = self._stable.state_digest if self._stable is not None else b""
+        stable = self._checkpoints.stable
+        proof = list(stable.proof) if stable is not None else []
+        digest = stable.state_digest if stable is not None else b""
         body = pb.ViewChange(
             stable_sequence=self._low,
             checkpoint_proof=proof,
@@ -1056,80 +942,33 @@ class PBFTReplica:
         )
         msg = self._sign(pb.VIEW_CHANGE, target, self._low, digest,
                          body.SerializeToString(deterministic=True))
-        self._own_view_changes[target] = msg
         out.persist.append(SaveView(target, True))
         out.persist.append(SaveMessage(msg))
         out.send.append(Send(msg))
         out.metrics.append(Metric("view_change", target))
-        self._add_view_change(ParsedViewChange(
+        self._view_change.started(ParsedViewChange(
             msg, target, self.node_id, self._low, digest, tuple(proof), prepared))
         self._check_view_changes(out, now)
 
     def _on_view_change(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
-        view, sender = msg.view, msg.node_id
-        if view < self.view or (view == self.view and not self.view_changing):
-            # Also while this replica is changing to a later view: if it alone installed the
-            # view the asker waits for, the asker can reach neither that view (its primary
-            # moved on) nor ours (f+1 replicas must ask for it first) without this NEW_VIEW.
-            if self._new_view_msg is not None and view <= self._new_view_msg.view:
-                self._resend_new_view(msg, out, now)
-                return
-            raise InvalidMessage("wrong_view")
-        known = self._view_changes.get(sender, {})
-        if view in known:
-            raise InvalidMessage("duplicate")
-        if len(known) >= MAX_VIEW_CHANGES and view < min(known):
-            raise InvalidMessage("wrong_view")
-        try:
-            parsed = parse_view_change(msg, self.committee, self._checker,
-                                       self.params.checkpoint_interval, self.params.log_window)
-        except InvalidMessage as exc:
-            raise InvalidMessage(exc.reason if exc.reason == "bad_signature" else "invalid_proof",
-                                 str(exc)) from None
-        self._add_view_change(parsed)
-        self._check_view_changes(out, now)
-
-    def _add_view_change(self, parsed: ParsedViewChange) -> None:
-        known = self._view_changes.setdefault(parsed.sender, {})
-        known[parsed.view] = parsed
-        while len(known) > MAX_VIEW_CHANGES:
-            del known[min(known)]
-        mine = self._own_view_changes
-        while len(mine) > MAX_VIEW_CHANGES:
-            del mine[min(mine)]
-
-    def _resend_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
-        """A replica still asking for a view we installed missed the NEW_VIEW that installed it;
-        relaying it (the primary's signature travels with it) lets that replica catch up."""
-        last = self._new_view_resent.get(msg.node_id)
-        if last is not None and now - last < self.params.retransmit_interval:
-            raise InvalidMessage("duplicate")
-        self._verify(msg)
-        self._new_view_resent[msg.node_id] = now
-        assert self._new_view_msg is not None
-        out.send.append(Send(self._new_view_msg, to=msg.node_id))
+        if self._view_change.receive(msg, self.view, self.view_changing, out, now, self._verify):
+            self._check_view_changes(out, now)
 
     def _check_view_changes(self, out: Output, now: float) -> None:
-        higher = [max(views) for views in self._view_changes.values()
-                  if max(views) > self.view]
-        if len(higher) > self.f:
-            self._start_view_change(min(higher), out, now)
+        changes = self._view_change
+        joined = changes.joinable(self.view)
+        if joined is not None:
+            self._start_view_change(joined, out, now)
             return
-        if not self.view_changing:
+        if not self.view_changing or not changes.has_quorum(self.view):
             return
-        same = [s for s, views in self._view_changes.items() if self.view in views]
-        if len(same) < self.committee.quorum:
-            return
-        if self._new_view_deadline is None:
-            self._new_view_deadline = now + self._timeout()
-        if self.is_primary and (self._new_view_msg is None or self._new_view_msg.view < self.view):
+        if changes.deadline is None:
+            changes.deadline = now + self._timeout()
+        if self.is_primary and changes.awaits_new_view(self.view):
             self._send_new_view(out, now)
 
     def _send_new_view(self, out: Output, now: float) -> None:
-        others = [s for s in self.committee.ordered(self._view_changes)
-                  if s != self.node_id and self.view in self._view_changes[s]]
-        chosen = [self._view_changes[s][self.view]
-                  for s in [self.node_id, *others][: self.committee.quorum]]
+        chosen = self._view_change.quorum(self.view)
         plan = plan_new_view(self.view, chosen)
         pre_prepares = [self._sign(pb.PRE_PREPARE, self.view, seq, digest, payload)
                         for seq, payload, digest in plan.entries]
@@ -1149,40 +988,11 @@ class PBFTReplica:
         return self._parse_batch(payload, digest, authenticate=False)[0]
 
     def _on_new_view(self, msg: pb.PBFTMessage, out: Output, now: float) -> None:
-        view = msg.view
-        if msg.node_id != self.committee.primary(view):
-            raise InvalidMessage("wrong_sender")
-        if view < self.view:
-            raise InvalidMessage("wrong_view")
-        if view == self.view and not self.view_changing:
-            raise InvalidMessage("duplicate")
-        self._verify(msg)
-        body = parse_payload(pb.NewView, msg.payload)
-        changes: list[ParsedViewChange] = []
-        senders: set[str] = set()
-        for vc in body.view_changes:
-            if (vc.type != pb.VIEW_CHANGE or vc.view != view or vc.node_id in senders
-                    or not self._checker.knows_replica(vc.node_id)):
-                raise InvalidMessage("invalid_proof", "foreign view change in new view")
-            try:
-                changes.append(parse_view_change(vc, self.committee, self._checker,
-                                                 self.params.checkpoint_interval,
-                                                 self.params.log_window))
-            except InvalidMessage as exc:
-                raise InvalidMessage("invalid_proof", str(exc)) from None
-            senders.add(vc.node_id)
-        if len(senders) < self.committee.quorum:
-            raise InvalidMessage("invalid_proof", "new view without a quorum of view changes")
-        plan = plan_new_view(view, changes)
-        if len(body.pre_prepares) != len(plan.entries) or msg.sequence != plan.low:
-            raise InvalidMessage("invalid_proof", "new view re-issues the wrong sequences")
+        plan, body = self._view_change.check_new_view(msg, self.view, self.view_changing,
+                                                      self._verify)
         batches: list[Batch | None] = []
         for pp, (seq, _payload, digest) in zip(body.pre_prepares, plan.entries, strict=True):
-            if (pp.type != pb.PRE_PREPARE or pp.node_id != msg.node_id or pp.view != view
-                    or pp.sequence != seq or pp.digest != digest):
-                raise InvalidMessage("invalid_proof", f"new view pre-prepare for {seq} differs")
-            if not self._checker.envelope(pp):
-                raise InvalidMessage("invalid_proof", "new view pre-prepare signature")
+            self._view_change.check_reissued(pp, msg, seq, digest)
             batches.append(self._batch_for(seq, pp.payload, digest) if seq > self._low else None)
         self._enter_new_view(plan, list(body.pre_prepares), batches, msg, out, now)
 
@@ -1198,23 +1008,16 @@ class PBFTReplica:
         view = plan.view
         self.view = view
         self.view_changing = False
-        self._new_view_deadline = None
-        self._own_view_changes = {}
-        self._new_view_msg = msg
-        self._new_view_resent = {}
+        self._view_change.installed(msg)
         if self.is_primary:
             self._next_seq = max(plan.high, self._low, self._last_executed) + 1
         out.persist.append(SaveMessage(msg))  # kept through later views, to relay after a crash
         out.persist.append(SaveView(view, False))
         out.metrics.append(Metric("new_view", view))
-        self._view_changes = {
-            s: later for s, views in self._view_changes.items()
-            if (later := {v: p for v, p in views.items() if v > view})}
         if plan.certificate is not None and plan.low > self._low:
-            own = self._own_checkpoints.get(plan.low)
             if plan.low > self._last_executed:
                 self._learn_ahead(plan.certificate, out, now)
-            elif own is not None and own.digest == plan.certificate.state_digest:
+            elif self._checkpoints.agrees(plan.certificate):
                 self._stabilize(plan.certificate, out, now)
         self._max_accepted = 0
         for pp, batch in zip(pre_prepares, batches, strict=True):
@@ -1254,8 +1057,9 @@ class PBFTReplica:
         self._retransmit_every = min(self._retransmit_every * 2,
                                      self.params.max_retransmit_interval)
         sent = len(out.send)
-        out.send.extend(Send(m) for _, m in sorted(self._own_view_changes.items()))
-        done_by = {n: self._checkpointed(n) for n in self.committee.nodes if n != self.node_id}
+        out.send.extend(Send(m) for _, m in sorted(self._view_change.own.items()))
+        done_by = {n: self._checkpoints.checkpointed(n, self._low)
+                   for n in self.committee.nodes if n != self.node_id}
         for seq, slot in sorted(self._log.items()):
             if seq <= self._last_executed:
                 holders = slot.holders()
@@ -1272,15 +1076,11 @@ class PBFTReplica:
             if slot.committed is not None:
                 out.send.extend(Send(m) for m in self._commit_proof(slot)
                                 if m.node_id != self.node_id)
-        if self._own_checkpoints:
-            out.send.append(Send(self._own_checkpoints[max(self._own_checkpoints)]))
+        own_checkpoint = self._checkpoints.newest_own()
+        if own_checkpoint is not None:
+            out.send.append(Send(own_checkpoint))
         if len(out.send) > sent:
             out.metrics.append(Metric("retransmit", len(out.send) - sent))
-
-    def _checkpointed(self, peer: str) -> int:
-        """The highest sequence `peer` is known to have executed (by its CHECKPOINT)."""
-        return max((s for s, votes in self._checkpoint_votes.items() if peer in votes),
-                   default=self._low)
 
     def _send_proof(self, slot: Slot, peer: str, out: Output) -> None:
         """What lets `peer` execute a sequence committed here: its batch and 2f+1 COMMITs."""
@@ -1324,74 +1124,3 @@ class PBFTReplica:
                 self._send_proof(known, peer, out)
         if len(out.send) > sent:
             out.metrics.append(Metric("retransmit", len(out.send) - sent))
-
-    # ----------------------------------------------------------------- recovery
-
-    def _recover(self, state: RecoveredState) -> None:
-        """Rebuild from the store: replay blocks, then reload this replica's own votes."""
-        interval = self.params.checkpoint_interval
-        if state.checkpoint is not None:
-            self._stable = state.checkpoint
-            self._low = state.checkpoint.sequence
-        hashes: dict[int, bytes] = {}
-        for block in state.blocks:
-            verify_chain([block], self._last_executed, self._head_hash)
-            self._replay_block(block)
-            self._head_hash = block.hash
-            self._last_executed = block.height
-            if block.height >= self._low and block.height % interval == 0:
-                hashes[block.height] = block.hash
-        if self._last_executed < self._low:
-            raise InvalidMessage("malformed", "store has a stable checkpoint above its blocks")
-        for seq, digest in hashes.items():
-            body = pb.Checkpoint(height=seq, state_digest=digest)
-            msg = self._sign(pb.CHECKPOINT, state.view, seq, digest,
-                             body.SerializeToString(deterministic=True))
-            self._own_checkpoints[seq] = msg
-            if seq > self._low:
-                self._checkpoint_votes.setdefault(seq, {})[self.node_id] = msg
-        self.view = state.view
-        self.view_changing = state.view_changing
-        for msg in state.messages:
-            self._recover_message(msg)
-        for seq, cert in state.prepared:
-            if seq <= self._low:
-                continue
-            slot = self._slot(seq)
-            pp = cert.pre_prepare
-            slot.batches.setdefault(pp.digest, self._parse_batch(pp.payload, pp.digest,
-                                                                 authenticate=False)[0])
-            slot.pre_prepares.setdefault(pp.digest, pp)
-            if pp.view > slot.prepared_view:
-                slot.prepared_view = pp.view
-                slot.prepared_cert = cert
-        accepted_now = [seq for seq, slot in self._log.items() if self.view in slot.accepted]
-        self._max_accepted = max(accepted_now, default=0)
-        self._next_seq = max(self._max_accepted, self._low, self._last_executed) + 1
-
-    def _recover_message(self, msg: pb.PBFTMessage) -> None:
-        kind, view, seq = msg.type, msg.view, msg.sequence
-        if kind in (pb.PRE_PREPARE, pb.PREPARE, pb.COMMIT) and seq <= self._low:
-            return
-        if kind == pb.PRE_PREPARE:
-            slot = self._slot(seq)
-            slot.batches.setdefault(msg.digest, self._parse_batch(msg.payload, msg.digest,
-                                                                  authenticate=False)[0])
-            slot.pre_prepares.setdefault(msg.digest, msg)
-            slot.accepted[view] = msg
-        elif kind == pb.PREPARE:
-            slot = self._slot(seq)
-            slot.sent[(kind, view)] = msg
-            slot.add_prepare(view, self.node_id, msg)
-        elif kind == pb.COMMIT:
-            slot = self._slot(seq)
-            slot.sent[(kind, view)] = msg
-            slot.add_commit(view, self.node_id, msg)
-        elif kind == pb.VIEW_CHANGE and view == self.view and self.view_changing:
-            self._own_view_changes[view] = msg
-            self._add_view_change(parse_view_change(
-                msg, self.committee, self._checker, self.params.checkpoint_interval,
-                self.params.log_window))
-        elif kind == pb.NEW_VIEW and view <= self.view and (
-                self._new_view_msg is None or view > self._new_view_msg.view):
-            self._new_view_msg = msg
