@@ -44,16 +44,16 @@ class Resolved:
         """Bytes of the file (or raw block) this names."""
         if self.kind == "raw" or self.unixfs is None:
             return len(self.block)
-        return file_size(self.node, self.unixfs)
+        return file_size(self.unixfs)
 
 
-def file_size(node: dagpb.Node | None, data: unixfs.UnixFSData) -> int:
+def file_size(data: unixfs.UnixFSData) -> int:
     if data.filesize is not None:
         return data.filesize
     return len(data.data or b"") + sum(data.blocksizes)
 
 
-def _decode_pb(cid: CID, block: bytes) -> tuple[dagpb.Node, unixfs.UnixFSData | None]:
+def _decode_pb(block: bytes) -> tuple[dagpb.Node, unixfs.UnixFSData | None]:
     node = dagpb.decode(block)
     return node, None if node.data is None else unixfs.decode(node.data)
 
@@ -80,7 +80,7 @@ async def load(blocks: RequestBlocks, cid: CID) -> Resolved:
     block = await blocks.get(cid)
     node = data = None
     if cid.codec == Codec.DAG_PB:
-        node, data = _decode_pb(cid, block)
+        node, data = _decode_pb(block)
     return Resolved(cid, block, _kind(cid, data), [cid], [cid], node, data)
 
 
@@ -144,7 +144,7 @@ async def _hamt_lookup(blocks: RequestBlocks, node: dagpb.Node, data: unixfs.Uni
         if child is None:
             return None
         path_blocks.append(child)
-        node, sub = _decode_pb(child, await blocks.get(child))
+        node, sub = _decode_pb(await blocks.get(child))
         if sub is None or sub.type != DataType.HAMT_SHARD:
             raise DecodeError(f"HAMT bucket {prefix} of a shard does not lead to a shard")
         data = sub
@@ -216,7 +216,7 @@ async def _node_range(blocks: RequestBlocks, node: dagpb.Node, data: unixfs.Unix
             continue
         if cid.codec != Codec.DAG_PB:
             raise DecodeError(f"file node links to a {cid.codec_name} block")
-        child, child_data = _decode_pb(cid, block)
+        child, child_data = _decode_pb(block)
         if child_data is None or child_data.type not in (DataType.FILE, DataType.RAW):
             raise DecodeError("file node links to something that is not file data")
         async for piece in _node_range(blocks, child, child_data, child_start, child_stop,
@@ -244,7 +244,7 @@ async def _node_blocks(blocks: RequestBlocks, node: dagpb.Node, data: unixfs.Uni
         block = await blocks.get(cid)
         yield cid, block
         if cid.codec == Codec.DAG_PB:
-            child, child_data = _decode_pb(cid, block)
+            child, child_data = _decode_pb(block)
             if child_data is not None and child.links:
                 async for item in _node_blocks(blocks, child, child_data, child_start,
                                                child_stop, depth + 1):
@@ -284,7 +284,7 @@ async def _shard_entries(blocks: RequestBlocks, node: dagpb.Node,
             raise DecodeError(f"HAMT link name {name!r} lacks its bucket prefix")
         if len(name) == 2:
             yield link.cid, None
-            child, data = _decode_pb(link.cid, await blocks.get(link.cid))
+            child, data = _decode_pb(await blocks.get(link.cid))
             if data is None or data.type != DataType.HAMT_SHARD:
                 raise DecodeError("HAMT bucket link does not lead to a shard")
             async for item in _shard_entries(blocks, child, depth + 1):
