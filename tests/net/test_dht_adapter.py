@@ -88,8 +88,10 @@ async def test_one_peer_over_its_quota_is_refused_and_our_own_records_stay():
     async with hosts[0].run(), hosts[1].run(), trio.open_nursery() as nursery:
         for dht in (a, c):
             await nursery.start(dht.run)
+        assert not c.has_peers()  # the reprovider skips its rounds until this turns true
         await hosts[1].connect(hosts[0].addrs()[0])
         await _until(lambda: len(c.networks[0].table) == 1)
+        assert c.has_peers()
         net = c.networks[0]
         me = c._peer_info(c.self_id, net)
         assert me is not None

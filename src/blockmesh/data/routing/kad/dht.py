@@ -407,6 +407,10 @@ class DHT:
         return [net for net in self.networks if len(net.table)]
 
     # -- content routing -------------------------------------------------------------------------
+    def has_peers(self) -> bool:
+        """`ContentRouting.has_peers`: some DHT has a peer in its table."""
+        return bool(self._active())
+
     async def provide(self, cid: CID) -> None:
         """`ContentRouting.provide`: see `announce`."""
         await self.announce(cid)
