@@ -40,6 +40,9 @@ class DictRouting:
         self.lookups: list[CID] = []
         directory.addrs[peer_id] = addrs
 
+    def has_peers(self) -> bool:
+        return any(peer != self.peer_id for peer in self.directory.addrs)
+
     async def provide(self, cid: CID) -> None:
         await trio.lowlevel.checkpoint()
         if self.fail_provide:

@@ -186,3 +186,21 @@ def test_connection_manager_trims_to_low_water_keeps_protected_and_peering_redia
             helper.wait(15)
         if helper.stdout is not None:
             helper.stdout.close()
+
+
+def test_filters_add_that_cannot_be_saved_leaves_no_live_rule(tmp_path, daemons):
+    """A config write that fails (its temporary file's name taken by a directory) takes the
+    batch's live rules back: the daemon never enforces rules its config does not hold."""
+    init(tmp_path / "a")
+    a = start(tmp_path / "a")
+    daemons.append(a)
+    blocker = a.repo / f".{settings.CONFIG_FILE}.{a.proc.pid}.tmp"
+    blocker.mkdir()
+    rules = ["/ip4/10.0.0.0/ipcidr/8", "/ip4/192.168.0.0/ipcidr/16"]
+    assert run(a.repo, "swarm", "filters", "add", *rules, check=False).returncode != 0
+    assert as_json(run(a.repo, "swarm", "filters", "ls", "--json"))["Strings"] == []
+    assert settings.load(a.repo).filters.deny == []
+    blocker.rmdir()
+    run(a.repo, "swarm", "filters", "add", *rules)
+    assert as_json(run(a.repo, "swarm", "filters", "ls", "--json"))["Strings"] == rules
+    assert settings.load(a.repo).filters.deny == rules

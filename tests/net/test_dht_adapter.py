@@ -10,10 +10,11 @@ import trio
 from blockmesh.data import varint
 from blockmesh.data.cid import CID, Codec, digest
 from blockmesh.data.net import Host, Identity, NetConfig, StreamError
-from blockmesh.data.routing import ipns
+from blockmesh.data.routing import ipns, pubkey
 from blockmesh.data.routing.kad.dht import DHT, DHTConfig, peer_bytes
 from blockmesh.data.routing.kad.messages import Message, MessageType, Record, frame
 from blockmesh.data.routing.kad.table import LAN_PROTOCOL
+from blockmesh.errors import BlockmeshError
 
 LOOPBACK = NetConfig(listen_addrs=("/ip4/127.0.0.1/tcp/0",))
 
@@ -73,7 +74,7 @@ async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
         # A holder with an older record is sent the newer one by whoever reads both.
         newer = ipns.create(hosts[1].identity, b"/ipfs/" + str(cid).encode(), sequence=2,
                             eol_ns=ipns.lifetime_eol(time.time()))
-        b.values.put(key, newer, now=trio.current_time(), unix_now=time.time())
+        b.values.put_own(key, newer, now=trio.current_time(), unix_now=time.time())
         assert await c.get_value(key) == newer
         await _until(lambda: a.values.get(key, now=trio.current_time(),
                                           unix_now=time.time()) == newer, 10.0)
@@ -82,4 +83,52 @@ async def test_servers_admit_servers_answer_and_survive_a_bad_peer():
                               Message(MessageType.FIND_NODE, key=peer_bytes(hosts[1].peer_id)))
         assert reply is not None and [p.id for p in reply.closer_peers] == [b.self_id]
         assert await c.find_peer(hosts[1].peer_id)
+        nursery.cancel_scope.cancel()
+
+
+async def test_one_peer_over_its_quota_is_refused_and_our_own_records_stay():
+    """A client pushing more provider records and values than its quota at a server over real
+    streams: the excess is refused and counted, the server's own record still answers."""
+    hosts = [Host(Identity.generate(), LOOPBACK) for _ in range(2)]
+    a = DHT(hosts[0], DHTConfig(mode="dhtserver", rpc_timeout=5.0,
+                                provider_records_per_peer=3, values_per_peer=2))
+    c = DHT(hosts[1], DHTConfig(mode="dhtclient", rpc_timeout=5.0))
+    async with hosts[0].run(), hosts[1].run(), trio.open_nursery() as nursery:
+        for dht in (a, c):
+            await nursery.start(dht.run)
+        assert not c.has_peers()  # the reprovider skips its rounds until this turns true
+        await hosts[1].connect(hosts[0].addrs()[0])
+        await _until(lambda: len(c.networks[0].table) == 1)
+        assert c.has_peers()
+        net = c.networks[0]
+        me = c._peer_info(c.self_id, net)
+        assert me is not None
+        cids = [CID(1, Codec.RAW, digest(b"block %d" % i)) for i in range(5)]
+        for cid in cids:
+            await c._send(net, a.self_id, Message(MessageType.ADD_PROVIDER, key=cid.multihash,
+                                                  provider_peers=(me,)), expect_reply=False)
+        await _until(lambda: a.stats()["providers"]["refused_peer_quota"] == 2)
+        assert len(a.providers) == 3 and a.providers.held_by(c.self_id) == 3
+
+        stored = 0
+        for _ in range(3):
+            ident = Identity.generate()
+            key = b"/pk/" + peer_bytes(ident.peer_id)
+            raw = pubkey.PublicKey(pubkey.ED25519, ident.public_key).serialize()
+            try:
+                await c._send(net, a.self_id, Message(MessageType.PUT_VALUE, key=key,
+                                                      record=Record(key, raw)))
+                stored += 1
+            except BlockmeshError:  # the refused one: the server resets the stream
+                pass
+        assert stored == 2 and a.stats()["values"] == {
+            "records": 2, "own": 0, "refused_full": 0, "refused_peer_quota": 1}
+
+        # The server's own record, added when the store holds the client's, is served first.
+        a.providers.add_own(cids[0].multihash, trio.current_time())
+        reply = await c._send(net, a.self_id,
+                              Message(MessageType.GET_PROVIDERS, key=cids[0].multihash))
+        assert reply is not None
+        assert [p.id for p in reply.provider_peers] == [a.self_id, c.self_id]
+        assert hosts[0].is_connected(hosts[1].peer_id)
         nursery.cancel_scope.cancel()

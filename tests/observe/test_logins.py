@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import trio
+from prometheus_client import CollectorRegistry
+
+from blockmesh.daemon.http import HttpServer, JsonReply, Reply
 from blockmesh.observe.logins import MAX_LOGINS, MAX_SESSIONS, WebLogins
+from blockmesh.observe.web import WebApi
+
+TOKEN = "api-token"
 
 
 class Clock:
@@ -53,3 +60,58 @@ def test_tables_are_bounded_oldest_first() -> None:
     assert all(s is not None for s in sessions)
     assert not logins.session_valid(sessions[0])  # type: ignore[arg-type]
     assert logins.session_valid(sessions[-1])  # type: ignore[arg-type]
+
+
+def test_checking_a_login_token_does_not_spend_it() -> None:
+    clock = Clock()
+    logins = WebLogins(clock, login_ttl=10)
+    token = logins.issue_login()
+    assert logins.login_valid(token) and logins.login_valid(token)
+    assert logins.redeem(token) is not None
+    assert not logins.login_valid(token)
+    late = logins.issue_login()
+    clock.now += 10
+    assert not logins.login_valid(late) and logins.redeem(late) is None
+
+
+async def test_a_login_answered_503_busy_can_be_retried() -> None:
+    """Over a real socket: while the API's only request slot is taken, the login link gets
+    503; once the slot is free, the same link logs in (it was not spent on the 503)."""
+    release, entered = trio.Event(), trio.Event()
+
+    async def slow(path: str, body: dict) -> Reply:
+        entered.set()
+        await release.wait()
+        return JsonReply({"done": True})
+
+    logins = WebLogins()
+    web = WebApi(None, CollectorRegistry(), logins)  # type: ignore[arg-type]  # login only
+    server = HttpServer(slow, TOKEN, max_requests=1, web=web)
+    token = logins.issue_login()
+    login = f"GET /dashboard?login={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve, "127.0.0.1", 0)
+            post = (f"POST /api/v0/id HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
+                    "\r\nContent-Length: 2\r\n\r\n{}").encode()
+            nursery.start_soon(_answer, port, post)
+            await entered.wait()
+            busy = await _answer(port, login)
+            assert busy.startswith(b"HTTP/1.1 503 ")
+            release.set()
+            served = await _answer(port, login)
+            assert served.startswith(b"HTTP/1.1 303 ")
+            assert b"set-cookie: blockmesh_session" in served
+            again = await _answer(port, login)
+            assert again.startswith(b"HTTP/1.1 403 ")  # spent by the served one
+            nursery.cancel_scope.cancel()
+
+
+async def _answer(port: int, raw: bytes) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(raw)
+        answer = bytearray()
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    return bytes(answer)

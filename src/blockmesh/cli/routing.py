@@ -116,4 +116,11 @@ def stats_dht(as_json: bool) -> None:
         for cpl, size in sorted(table["buckets"].items(), key=lambda kv: int(kv[0])):
             click.echo(f"  bucket {int(cpl):3d}: {size} peers")
     providers = reply["providers"]
-    click.echo(f"provider records: {providers['records']} for {providers['keys']} keys")
+    click.echo(f"provider records: {providers['records']} for others, {providers['own']} "
+               f"of our own, for {providers['keys']} keys; refused: "
+               f"{providers['refused_peer_quota']} over a peer's quota, "
+               f"{providers['refused_full']} store full")
+    values = reply["values"]
+    click.echo(f"values: {values['records']} for others, {values['own']} of our own; refused: "
+               f"{values['refused_peer_quota']} over a peer's quota, "
+               f"{values['refused_full']} store full")

@@ -14,7 +14,7 @@ from blockmesh.daemon import fields
 from blockmesh.daemon.dispatch import Routes
 from blockmesh.daemon.http import HttpError, JsonReply, Reply
 from blockmesh.data.connectivity import settings
-from blockmesh.data.connectivity.filters import parse_rule
+from blockmesh.data.connectivity.filters import Rule, parse_rule
 from blockmesh.data.connectivity.service import PEERING_TAG
 from blockmesh.data.net import parse_peer_id
 from blockmesh.data.node import Node
@@ -83,13 +83,25 @@ class ConnectivityApi(Routes):
     async def filters_ls(self, body: dict[str, Any]) -> Reply:
         return JsonReply(self._filter_lists())
 
+    def _save_or_roll_back(self, before: tuple[list[Rule], list[Rule]]) -> None:
+        """Write the live rules to the config; if that fails, the live rules go back to
+        `before`, so the running node never enforces what the config does not say."""
+        filters = self.node.host.filters
+        try:
+            settings.filters_save(self.repo, filters)
+        except BaseException:
+            filters.restore(before)
+            raise
+
     async def filters_add(self, body: dict[str, Any]) -> Reply:
+        """All or nothing: every rule is checked (syntax, peer ids, room under the cap)
+        before any takes effect, and a failed config write takes them all back."""
         rules = [canonical_rule(t) for t in _texts(body, "filters")]
         allow = fields.flag(body, "allow")
         filters = self.node.host.filters
-        for rule in rules:
-            filters.add(rule, allow=allow)
-        settings.filters_save(self.repo, filters)
+        before = filters.state()
+        filters.add_all(rules, allow=allow)
+        self._save_or_roll_back(before)
         closed = await self.node.host.close_filtered()
         return JsonReply({"Strings": rules, "Closed": closed})
 
@@ -103,9 +115,10 @@ class ConnectivityApi(Routes):
             missing = [r for r in rules if r not in filters.lists()[1 if allow else 0]]
             if missing:
                 raise HttpError(404, f"no such filter: {', '.join(missing)}")
+        before = filters.state()
         for rule in rules:
             filters.remove(rule, allow=allow)
-        settings.filters_save(self.repo, filters)
+        self._save_or_roll_back(before)
         # Removing an allow rule can deny what it admitted.
         closed = await self.node.host.close_filtered() if allow else []
         return JsonReply({"Strings": rules, "Closed": closed})

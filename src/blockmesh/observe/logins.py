@@ -41,6 +41,17 @@ class WebLogins:
         _put(self._logins, _digest(token), self._clock() + self.login_ttl, MAX_LOGINS)
         return token
 
+    def login_valid(self, token: str) -> bool:
+        """Whether `token` is a live login token, without spending it: a request is checked
+        when its head arrives but may still be refused (503 busy) before it is served, and
+        only a served one may use the token up (`redeem`)."""
+        key = _digest(token)
+        expiry = self._logins.get(key)
+        if expiry is not None and expiry <= self._clock():
+            del self._logins[key]
+            return False
+        return expiry is not None
+
     def redeem(self, token: str) -> str | None:
         """A new session id for a live login token, which dies here; None for any other."""
         expiry = self._logins.pop(_digest(token), None)

@@ -126,7 +126,7 @@ class DataPlaneCollector(Collector):
             yield _gauge("blockmesh_blockstore_size_bytes", "Bytes of blocks in the blockstore "
                          "(recounted a few seconds after a change)", store.bytes)
         if observer.pin_count is not None:
-            yield _gauge("blockmesh_pins", "Local pins (recounted with the blockstore)",
+            yield _gauge("blockmesh_pins", "Local pins (recounted every second)",
                          observer.pin_count)
         ops = node.repo.blocks.ops
         operations = CounterMetricFamily("blockmesh_blockstore_operations",

@@ -7,6 +7,8 @@ docs/security.md):
   from another page (`Sec-Fetch-Site` other than same-origin or none): a page the gateway serves
   on another port of 127.0.0.1 is same-site and would otherwise ride on the cookie;
 - `/dashboard?login=<one-time token>`, which sets the cookie and redirects to the bare URL.
+  The token is checked with the head but spent only when the request is served, so a `503`
+  (every request slot busy) leaves the link good for a retry.
 
 Everything here only reads; no GET changes the node. Live updates are server-sent events: a
 snapshot a second, on at most MAX_EVENT_STREAMS connections at once, each ended after
@@ -49,6 +51,8 @@ SECURITY_HEADERS = (
     ("cache-control", "no-store"),
 )
 _BROWSER_SITES = (b"same-origin", b"none")
+_USED_LOGIN = ("this login link was used already or has expired: run `blockmesh dashboard` "
+               "for a new one")
 
 BEARER = "bearer"
 SESSION = "session"
@@ -87,11 +91,11 @@ class WebApi:
         path, query = _split(request.target.decode("ascii", "replace"))
         headers = dict(request.headers)
         if path == "/dashboard" and "login" in query:
-            session = self.logins.redeem(query["login"])
-            if session is None:
-                raise HttpError(403, "this login link was used already or has expired: run "
-                                     "`blockmesh dashboard` for a new one")
-            return (LOGIN, session)
+            # Checked here, spent in `get`: only once the request is actually served (a 503
+            # busy answer, or a client gone before its turn, leaves the link usable).
+            if not self.logins.login_valid(query["login"]):
+                raise HttpError(403, _USED_LOGIN)
+            return (LOGIN, query["login"])
         session = _cookie(headers.get(b"cookie", b""), self.cookie)
         if session is not None and self.logins.session_valid(session):
             site = headers.get(b"sec-fetch-site")
@@ -104,7 +108,10 @@ class WebApi:
     async def get(self, target: str, grant: object) -> Reply:
         path, _ = _split(target)
         if isinstance(grant, tuple) and grant[0] == LOGIN:
-            cookie = (f"{self.cookie}={grant[1]}; HttpOnly; SameSite=Strict; Path=/; "
+            session = self.logins.redeem(grant[1])
+            if session is None:  # another request with the same link was served meanwhile
+                raise HttpError(403, _USED_LOGIN)
+            cookie = (f"{self.cookie}={session}; HttpOnly; SameSite=Strict; Path=/; "
                       f"Max-Age={int(self.logins.session_ttl)}")
             return BytesReply(b"", "text/plain", 303, (
                 ("location", "/dashboard"), ("set-cookie", cookie), *SECURITY_HEADERS))

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from blockmesh.data.connectivity import filters as filters_module
 from blockmesh.data.connectivity.backoff import Backoff, BackoffPolicy
 from blockmesh.data.connectivity.connmgr import ConnManager, ConnMgrPolicy
 from blockmesh.data.connectivity.filters import FilterError, Filters, parse_rule
@@ -239,3 +240,21 @@ def test_reachability_kinds():
     assert reachability(("/ip4/127.0.0.1/tcp/1", "/ip4/192.168.1.2/tcp/1")) == "private"
     assert reachability(("/ip6/2606:4700::1/tcp/1", "/ip6/::1/tcp/1")) == "public"
     assert reachability(("/dns4/example.com/tcp/1",)) == "unknown"
+
+
+def test_adding_a_batch_of_filters_is_all_or_nothing(monkeypatch):
+    monkeypatch.setattr(filters_module, "MAX_RULES", 3)
+    filters = Filters.from_lists(["/ip4/10.0.0.0/ipcidr/8"], [])
+    with pytest.raises(FilterError):  # the second does not parse: the first is not added
+        filters.add_all(["/ip4/192.168.0.0/ipcidr/16", "/ip4/300.0.0.1"])
+    with pytest.raises(FilterError, match="at most 3"):  # 3 new ones do not fit beside 1
+        filters.add_all(["/ip4/1.0.0.0/ipcidr/8", "/ip4/2.0.0.0/ipcidr/8", "/p2p/x"])
+    assert filters.lists() == (["/ip4/10.0.0.0/ipcidr/8"], [])
+    before = filters.state()
+    rules = filters.add_all(["/ip4/1.2.3.4/ipcidr/8", "/ip4/1.0.0.0/ipcidr/8",
+                             "/ip4/10.0.0.0/ipcidr/8"])  # duplicates take no room
+    assert [r.text for r in rules] == ["/ip4/1.0.0.0/ipcidr/8"] * 2 + ["/ip4/10.0.0.0/ipcidr/8"]
+    assert filters.lists() == (["/ip4/10.0.0.0/ipcidr/8", "/ip4/1.0.0.0/ipcidr/8"], [])
+    deny = filters.deny
+    filters.restore(before)
+    assert filters.lists() == (["/ip4/10.0.0.0/ipcidr/8"], []) and filters.deny is deny

@@ -108,6 +108,29 @@ def test_provider_records_expire_renew_and_are_bounded():
     assert store.add(b"k3", b"a", (), 161.0)
 
 
+def test_one_peer_holds_at_most_its_quota_and_our_own_records_sit_outside_every_cap():
+    store = ProviderStore(validity=100.0, max_per_key=2, max_records=5, max_per_peer=2,
+                          self_id=b"me")
+    store.add_own(b"k1", 0.0)
+    assert store.add(b"k1", b"a", (), 0.0) and store.add(b"k2", b"a", (), 0.0)
+    assert not store.add(b"k3", b"a", (), 1.0)  # a's quota is spent
+    assert store.refused_peer_quota == 1 and store.held_by(b"a") == 2
+    assert store.add(b"k1", b"a", (), 2.0)  # a held record can still be renewed
+    # The per-key cap evicts the oldest remote provider, never our own record.
+    assert store.add(b"k1", b"b", (), 3.0) and store.add(b"k1", b"c", (), 4.0)
+    assert store.get(b"k1", 5.0) == [(b"me", ()), (b"c", ()), (b"b", ())]
+    assert store.held_by(b"a") == 1 and len(store) == 3
+    assert store.add(b"k2", b"d", (), 5.0) and store.add(b"k3", b"d", (), 5.0)
+    assert not store.add(b"k4", b"e", (), 6.0) and store.refused_full == 1  # 5 in all
+    store.add_own(b"k4", 6.0)  # ours go in however full the store is
+    store.add_own(b"k5", 6.0)
+    assert store.own() == 3 and len(store) == 5 and store.keys() == 5
+    assert store.get(b"k4", 7.0) == [(b"me", ())]
+    assert store.gc(101.0) == 2  # a's k2 record and our first k1 record expired at 100
+    assert store.held_by(b"a") == 0 and store.own() == 2
+    assert store.get(b"k1", 101.0) == [(b"c", ()), (b"b", ())]
+
+
 def test_modes_follow_kubos_routing_type_and_the_listen_addresses():
     assert server_modes("auto", ["/ip4/127.0.0.1/tcp/0"]) == (True, False)
     assert server_modes("auto", ["/ip4/0.0.0.0/tcp/4001"]) == (True, False)

@@ -97,6 +97,25 @@ class Filters:
             rules.append(rule)
         return rule
 
+    def add_all(self, texts: list[str], *, allow: bool = False) -> list[Rule]:
+        """Add every rule or, when one does not parse or they would not all fit under
+        MAX_RULES, none (FilterError). Returns the rules, canonical, in the order given."""
+        rules = [parse_rule(text) for text in texts]
+        target = self.allow if allow else self.deny
+        new = [rule for rule in dict.fromkeys(rules) if rule not in target]
+        if len(self.deny) + len(self.allow) + len(new) > MAX_RULES:
+            raise FilterError(f"at most {MAX_RULES} filter rules: {len(new)} more do not fit")
+        target.extend(new)
+        return rules
+
+    def state(self) -> tuple[list[Rule], list[Rule]]:
+        """A copy of both lists, for `restore` when an edit could not be saved."""
+        return list(self.deny), list(self.allow)
+
+    def restore(self, state: tuple[list[Rule], list[Rule]]) -> None:
+        """Put back the lists `state` copied (in place: the host holds this object)."""
+        self.deny[:], self.allow[:] = state
+
     def remove(self, text: str, *, allow: bool = False) -> bool:
         """Remove a rule; False if there was no such rule."""
         rule = parse_rule(text)

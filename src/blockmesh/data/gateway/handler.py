@@ -166,7 +166,7 @@ class Gateway:
                 raise NotAcceptable(f"{target.cid} is {target.cid.codec_name}; converting it "
                                     "to dag-cbor is not implemented")
             return self._block(request, target, DAG_CBOR, f'"{target.cid}.dag-cbor"', common,
-                               _content_location(request, routed, chosen, "dag-cbor"))
+                               _content_location(request, chosen, "dag-cbor"))
         return await self._deserialized(request, routed, target, common, blocks)
 
     # -- trustless responses ---------------------------------------------------------------------
@@ -175,7 +175,7 @@ class Gateway:
         name = routed.query.get("filename") or f"{target.cid}.bin"
         extra = [("content-disposition", _disposition("attachment", name)),
                  ("x-content-type-options", "nosniff"),
-                 *_content_location(request, routed, chosen, "raw")]
+                 *_content_location(request, chosen, "raw")]
         return self._block(request, target, RAW, f'"{target.cid}.raw"', common, extra)
 
     def _block(self, request: Request, target: walk.Resolved, content_type: str, etag: str,
@@ -198,7 +198,7 @@ class Gateway:
         headers += [("content-type", params.content_type()),
                     ("content-disposition", _disposition("attachment", name)),
                     ("x-content-type-options", "nosniff"), ("accept-ranges", "none"),
-                    *_content_location(request, routed, chosen, "car")]
+                    *_content_location(request, chosen, "car")]
         return Response(200, headers, _car_body(blocks, routed.path.cid, target, params))
 
     # -- deserialized responses ------------------------------------------------------------------
@@ -378,7 +378,7 @@ def _disposition(kind: str, filename: str | None) -> str:
     return value
 
 
-def _content_location(request: Request, routed: Routed, chosen: Negotiated,
+def _content_location(request: Request, chosen: Negotiated,
                       fmt: str) -> list[tuple[str, str]]:
     if not chosen.from_accept:
         return []

@@ -2,13 +2,18 @@
 streamed bodies.
 
 Everything about *what* to answer lives in `handler.Gateway`; this module only moves bytes.
-Request heads are bounded in size (MAX_HEAD) and time (HEAD_TIMEOUT, also the keep-alive idle
-limit); at most `max_connections` connections are served at once (more wait in the kernel's
-accept queue). Bodies go out with `send_all`, which returns only once the socket took the bytes,
-so a slow client slows the DAG walk rather than growing a buffer; a client that disconnects
-mid-stream makes the next send fail, which closes the body generator and the request's Bitswap
-session in `finally` — nothing is left behind. Counters and a latency histogram go to the
-Prometheus registry the daemon passes in.
+At most `max_connections` connections are served at once (more wait in the kernel's accept
+queue), so every read that holds a slot is bounded: a request head in size (MAX_HEAD) and in
+time (HEAD_TIMEOUT for the whole head, also the keep-alive idle limit), a request body (which
+GET and HEAD never need) in size (MAX_BODY: 413) and in time (BODY_TIMEOUT for the whole body:
+408), read before any content is looked up. A request h11 cannot parse, head or body, is
+answered 400 and its connection closed.
+
+Bodies go out with `send_all`, which returns only once the socket took the bytes, so a slow
+client slows the DAG walk rather than growing a buffer; a client that disconnects mid-stream
+makes the next send fail, which closes the body generator and the request's Bitswap session in
+`finally`: nothing is left behind. Counters and a latency histogram go to the Prometheus
+registry the daemon passes in.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 MAX_HEAD = 16 << 10
 HEAD_TIMEOUT = 10.0
+MAX_BODY = 16 << 10  # a GET or HEAD body means nothing here; a small one is read and dropped
+BODY_TIMEOUT = 10.0
+LINGER = 1.0
 SEND_TIMEOUT = 60.0
 READ_SIZE = 64 << 10
 FLUSH_SIZE = 64 << 10
@@ -37,8 +45,12 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
                     30, 60)
 
 
-class _BadHead(GatewayError):
-    status = 400
+class _Refused(GatewayError):
+    """A request the adapter refuses before the gateway sees it (400, 408, 413)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class GatewayMetrics:
@@ -57,11 +69,14 @@ class GatewayMetrics:
 class GatewayServer:
     def __init__(self, gateway: Gateway, *, registry: CollectorRegistry | None = None,
                  max_connections: int = MAX_CONNECTIONS,
-                 head_timeout: float = HEAD_TIMEOUT) -> None:
+                 head_timeout: float = HEAD_TIMEOUT, body_timeout: float = BODY_TIMEOUT,
+                 max_body: int = MAX_BODY) -> None:
         self.gateway = gateway
         self.metrics = GatewayMetrics(registry)
         self._slots = trio.CapacityLimiter(max_connections)
         self._head_timeout = head_timeout
+        self._body_timeout = body_timeout
+        self._max_body = max_body
         self.active_streams = 0  # bodies being sent right now (tests check it returns to 0)
 
     async def serve(self, host: str, port: int,
@@ -89,14 +104,17 @@ class GatewayServer:
                     except h11.LocalProtocolError:
                         return
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
-                    h11.LocalProtocolError) as exc:
+                    h11.ProtocolError) as exc:
                 logger.debug("gateway client went away: %s", exc)
             except Exception:  # one broken request must not take the daemon down
                 logger.exception("gateway request failed")
             finally:
-                with trio.move_on_after(1), contextlib.suppress(
+                with contextlib.suppress(
                         trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    await stream.aclose()
+                    if conn.our_state is h11.MUST_CLOSE:
+                        await _linger(stream)
+                    with trio.move_on_after(1):
+                        await stream.aclose()
 
     async def _read_head(self, stream: trio.SocketStream,
                          conn: h11.Connection) -> h11.Request | None:
@@ -124,32 +142,53 @@ class GatewayServer:
                           message: str) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        error = _BadHead(message)
-        error.status = status
-        response = error_response(error)
-        await self._send_response(stream, conn, response, "GET", close=True)
+        await self._send_response(stream, conn, error_response(_Refused(status, message)),
+                                  "GET", close=True)
 
     async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection,
                         head: h11.Request) -> None:
         started = time.perf_counter()
         method = head.method.decode("ascii", "replace")
-        request = Request(method, head.target.decode("latin-1"),
-                          {k.decode("latin-1").lower(): v.decode("latin-1")
-                           for k, v in head.headers})
-        response = await self.gateway.respond(request)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
         try:
-            # a GET carries no body we use; read to its end so the connection can be reused
-            while conn.their_state is h11.SEND_BODY:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    with trio.fail_after(self._head_timeout):
-                        conn.receive_data(await stream.receive_some(READ_SIZE))
-            await self._send_response(stream, conn, response, method, close=False)
+            await self._drop_body(stream, conn, headers)
+        except _Refused as exc:
+            response = error_response(exc)
+            close = True
+        else:
+            response = await self.gateway.respond(
+                Request(method, head.target.decode("latin-1"), headers))
+            close = False
+        try:
+            await self._send_response(stream, conn, response, method, close=close)
         finally:
             response.close()
             label = method if method in ("GET", "HEAD") else "other"
             self.metrics.requests.labels(label, str(response.status)).inc()
             self.metrics.duration.labels(label).observe(time.perf_counter() - started)
+
+    async def _drop_body(self, stream: trio.SocketStream, conn: h11.Connection,
+                         headers: dict[str, str]) -> None:
+        """Read the request body to its end (so the connection can be reused) and drop it:
+        no GET or HEAD needs one. Read before the content is looked up, so a refused request
+        costs no DAG walk; `_Refused` when it is too big, too slow or malformed."""
+        if int(headers.get("content-length", "0")) > self._max_body:  # h11 checked the digits
+            raise _Refused(413, f"request body over {self._max_body} bytes")
+        received = 0
+        with trio.move_on_after(self._body_timeout) as scope:
+            while conn.their_state is h11.SEND_BODY:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    raise _Refused(400, f"bad HTTP request body: {exc}") from None
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(READ_SIZE))
+                elif isinstance(event, h11.Data):
+                    received += len(event.data)
+                    if received > self._max_body:
+                        raise _Refused(413, f"request body over {self._max_body} bytes")
+        if scope.cancelled_caught:
+            raise _Refused(408, f"request body not received within {self._body_timeout:g} s")
 
     async def _send_response(self, stream: trio.SocketStream, conn: h11.Connection,
                              response: Response, method: str, *, close: bool) -> None:
@@ -192,6 +231,16 @@ class GatewayServer:
                 self.active_streams -= 1
         pending += conn.send(h11.EndOfMessage())
         await _send_bytes(stream, pending)
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """After a refusal sent with `connection: close`: end our side, then read and drop what
+    the client still sends for up to LINGER seconds, so closing with unread bytes does not
+    reset the connection before the client has read the refusal."""
+    await stream.send_eof()
+    with trio.move_on_after(LINGER):
+        while await stream.receive_some(READ_SIZE):
+            pass
 
 
 async def _send_bytes(stream: trio.SocketStream, data: bytes | bytearray) -> None:

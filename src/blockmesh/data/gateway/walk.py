@@ -45,16 +45,16 @@ class Resolved:
         """Bytes of the file (or raw block) this names."""
         if self.kind == "raw" or self.unixfs is None:
             return len(self.block)
-        return file_size(self.node, self.unixfs)
+        return file_size(self.unixfs)
 
 
-def file_size(node: dagpb.Node | None, data: unixfs.UnixFSData) -> int:
+def file_size(data: unixfs.UnixFSData) -> int:
     if data.filesize is not None:
         return data.filesize
     return len(data.data or b"") + sum(data.blocksizes)
 
 
-def _decode_pb(cid: CID, block: bytes) -> tuple[dagpb.Node, unixfs.UnixFSData | None]:
+def _decode_pb(block: bytes) -> tuple[dagpb.Node, unixfs.UnixFSData | None]:
     node = dagpb.decode(block)
     return node, None if node.data is None else unixfs.decode(node.data)
 
@@ -81,7 +81,7 @@ async def load(blocks: RequestBlocks, cid: CID) -> Resolved:
     block = await blocks.get(cid)
     node = data = None
     if cid.codec == Codec.DAG_PB:
-        node, data = _decode_pb(cid, block)
+        node, data = _decode_pb(block)
     return Resolved(cid, block, _kind(cid, data), [cid], [cid], node, data)
 
 
@@ -145,7 +145,7 @@ async def _hamt_lookup(blocks: RequestBlocks, node: dagpb.Node, data: unixfs.Uni
         if child is None:
             return None
         path_blocks.append(child)
-        node, sub = _decode_pb(child, await blocks.get(child))
+        node, sub = _decode_pb(await blocks.get(child))
         if sub is None or sub.type != DataType.HAMT_SHARD:
             raise DecodeError(f"HAMT bucket {prefix} of a shard does not lead to a shard")
         data = sub
@@ -254,7 +254,7 @@ async def _shard_entries(blocks: RequestBlocks, node: dagpb.Node,
             raise DecodeError(f"HAMT link name {name!r} lacks its bucket prefix")
         if len(name) == 2:
             yield link.cid, None
-            child, data = _decode_pb(link.cid, await blocks.get(link.cid))
+            child, data = _decode_pb(await blocks.get(link.cid))
             if data is None or data.type != DataType.HAMT_SHARD:
                 raise DecodeError("HAMT bucket link does not lead to a shard")
             async for item in _shard_entries(blocks, child, depth + 1):

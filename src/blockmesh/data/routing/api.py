@@ -29,6 +29,11 @@ class Provider:
 class ContentRouting(Protocol):
     """Announce and find content and peers."""
 
+    def has_peers(self) -> bool:
+        """Whether anyone could take an announcement now (a DHT with an empty table cannot),
+        so callers skip whole rounds instead of failing once per CID."""
+        ...
+
     async def provide(self, cid: CID) -> None:
         """Announce that this node can serve ``cid``; raises RoutingError if nobody took it."""
         ...

@@ -21,6 +21,8 @@ DEFAULT_STRATEGY = "all"
 DEFAULT_INTERVAL = 22 * 3600.0
 #: kubo waits this long after start before its first round, so start-up is not slowed.
 INITIAL_DELAY = 60.0
+#: A round skipped for want of routing peers is tried again this much later.
+RETRY_DELAY = 60.0
 #: Roots waiting to be announced at once; beyond this they wait for the next round.
 MAX_PENDING = 4096
 
@@ -76,11 +78,14 @@ class Reprovider:
     interval: float
     start: float
     initial_delay: float = INITIAL_DELAY
+    retry_delay: float = RETRY_DELAY
     _pending: dict[bytes, CID] = field(default_factory=dict)
     _next_full: float | None = None
     last_full: float | None = None
     last_count: int = 0
     dropped: int = 0
+    skipped_rounds: int = 0
+    _hold_until: float = 0.0  # deferred roots wait until then
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -109,8 +114,10 @@ class Reprovider:
         return queued
 
     def poll(self, now: float) -> Round:
-        roots = list(self._pending.values())
-        self._pending.clear()
+        roots: list[CID] = []
+        if now >= self._hold_until:
+            roots = list(self._pending.values())
+            self._pending.clear()
         full = self._next_full is not None and now >= self._next_full
         if full:
             self._next_full = None  # set again by `finished`, so rounds never overlap
@@ -123,10 +130,20 @@ class Reprovider:
         if self.interval > 0:
             self._next_full = now + self.interval
 
+    def skipped(self, now: float, job: Round) -> None:
+        """`job` found nobody to announce to: its roots wait and its full round (if it was
+        one) comes again `retry_delay` later, not a whole interval later, so a node that finds
+        peers a minute after start announces then."""
+        self.provide_now(job.roots)
+        self._hold_until = now + self.retry_delay
+        if job.full:
+            self.skipped_rounds += 1
+            if self.interval > 0:
+                self._next_full = now + min(self.retry_delay, self.interval)
+
     def next_wake(self, now: float) -> float | None:
         """Seconds until `poll` has work, None if only `provide_now` can create some."""
+        waits = [max(0.0, self._next_full - now)] if self._next_full is not None else []
         if self._pending:
-            return 0.0
-        if self._next_full is None:
-            return None
-        return max(0.0, self._next_full - now)
+            waits.append(max(0.0, self._hold_until - now))
+        return min(waits) if waits else None

@@ -53,5 +53,14 @@ class PinStore:
             if kind is None or kind == pin_kind:
                 yield CID.decode(raw), pin_kind
 
+    def summary(self, limit: int) -> tuple[int, list[tuple[CID, str]]]:
+        """How many pins there are and the first `limit` of them (in `list`'s order), read
+        without fetching every row."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM pins").fetchone()
+            rows = self._db.execute("SELECT cid, kind FROM pins ORDER BY kind, cid LIMIT ?",
+                                    (limit,)).fetchall()
+        return count, [(CID.decode(raw), kind) for raw, kind in rows]
+
     def close(self) -> None:
         self._db.close()

@@ -47,6 +47,7 @@ from blockmesh.data.routing.kad.messages import (
     Record,
     frame,
 )
+from blockmesh.data.routing.kad.providers import MAX_PER_PEER as PROVIDERS_PER_PEER
 from blockmesh.data.routing.kad.providers import ProviderStore
 from blockmesh.data.routing.kad.rpc import read_message, request
 from blockmesh.data.routing.kad.table import (
@@ -59,6 +60,7 @@ from blockmesh.data.routing.kad.table import (
     is_public_addr,
     key_of,
 )
+from blockmesh.data.routing.kad.values import MAX_PER_PEER as VALUES_PER_PEER
 from blockmesh.data.routing.kad.values import ValueStore
 from blockmesh.errors import BlockmeshError, NotFound, UnsupportedError
 
@@ -86,6 +88,8 @@ class DHTConfig:
     address_book_size: int = 10_000
     maintenance_interval: float = 60.0
     provider_gc_interval: float = 3600.0  # go-libp2p-kad-dht defaultCleanupInterval (1 h)
+    provider_records_per_peer: int = PROVIDERS_PER_PEER  # kubo: no per-peer limit
+    values_per_peer: int = VALUES_PER_PEER
 
 
 @dataclass
@@ -152,8 +156,9 @@ class DHT:
         if self.config.mode == "none":
             raise UnsupportedError("routing type 'none' runs no DHT")
         self.self_id = peer_bytes(host.peer_id)
-        self.providers = ProviderStore()
-        self.values = ValueStore()
+        self.providers = ProviderStore(max_per_peer=self.config.provider_records_per_peer,
+                                       self_id=self.self_id)
+        self.values = ValueStore(max_per_peer=self.config.values_per_peer)
         lan_server, wan_server = server_modes(self.config.mode, host.config.listen_addrs)
         self.networks = [
             Network("lan", LAN, RoutingTable(self.self_id), lan_server),
@@ -402,6 +407,10 @@ class DHT:
         return [net for net in self.networks if len(net.table)]
 
     # -- content routing -------------------------------------------------------------------------
+    def has_peers(self) -> bool:
+        """`ContentRouting.has_peers`: some DHT has a peer in its table."""
+        return bool(self._active())
+
     async def provide(self, cid: CID) -> None:
         """`ContentRouting.provide`: see `announce`."""
         await self.announce(cid)
@@ -410,7 +419,7 @@ class DHT:
         """Announce that this node has `cid`: store our own record, then ADD_PROVIDER to the k
         closest peers of each DHT. Returns how many peers took the record."""
         key = cid.multihash
-        self.providers.add(key, self.self_id, (), self._now())
+        self.providers.add_own(key, self._now())
         active = self._active()
         if not active:
             raise DHTError("cannot provide: no DHT peers known yet (connect to a DHT server)")
@@ -516,7 +525,7 @@ class DHT:
     async def put_value(self, key: bytes, value: bytes) -> int:
         """Validate and keep `value` under `key`, then PUT_VALUE it to the k closest peers of
         each DHT; returns how many stored it (each echoes the record back, as go does)."""
-        self.values.put(key, value, now=self._now(), unix_now=time.time())
+        self.values.put_own(key, value, now=self._now(), unix_now=time.time())
         active = self._active()
         if not active:
             raise DHTError("cannot put a value: no DHT peers known yet")
@@ -576,8 +585,10 @@ class DHT:
             raise NotFound(f"no value for {key!r} in the DHT")
         best = found[records.select(key, found)]
         if local is not None and local != best:
+            source = next(peer for _, peer, value in answers if value == best)
             with contextlib.suppress(RecordError):
-                self.values.put(key, best, now=self._now(), unix_now=time.time())
+                self.values.put(key, best, sender=source, now=self._now(),
+                                unix_now=time.time())
         stale = [(net, peer) for net, peer, value in answers if value != best]
         if stale and self._nursery is not None:
             self._nursery.start_soon(self._correct, key, best, stale)
@@ -636,7 +647,8 @@ class DHT:
             record = msg.record
             if record is None or record.key != msg.key:
                 raise KadDecodeError("PUT_VALUE without a record for its key")
-            self.values.put(msg.key, record.value, now=now, unix_now=time.time())
+            self.values.put(msg.key, record.value, sender=sender_raw, now=now,
+                            unix_now=time.time())
             return Message(MessageType.PUT_VALUE, key=msg.key, record=record)
         if (msg.type in (MessageType.GET_PROVIDERS, MessageType.ADD_PROVIDER)
                 and not 0 < len(msg.key) <= MAX_PROVIDER_KEY):
@@ -645,7 +657,9 @@ class DHT:
             for info in msg.provider_peers:
                 if info.id == sender_raw:  # a peer may only announce itself (as go checks)
                     self._accept_peer(info, net)
-                    self.providers.add(msg.key, info.id, (), now)
+                    if not self.providers.add(msg.key, info.id, (), now):
+                        logger.debug("provider record from %s refused (store or quota full)",
+                                     sender)
             return None
         closer = self._closer(net, msg.key, sender_raw)
         if msg.type is MessageType.GET_PROVIDERS:
@@ -683,8 +697,13 @@ class DHT:
                 "buckets": {str(cpl): size for cpl, size in net.table.bucket_sizes().items()},
                 "table": sorted(peer_text(p) for p in net.table.peers()),
             }
-        out["providers"] = {"records": len(self.providers), "keys": self.providers.keys()}
-        out["values"] = len(self.values)
+        out["providers"] = {"records": len(self.providers), "own": self.providers.own(),
+                            "keys": self.providers.keys(),
+                            "refused_full": self.providers.refused_full,
+                            "refused_peer_quota": self.providers.refused_peer_quota}
+        out["values"] = {"records": len(self.values), "own": self.values.own(),
+                         "refused_full": self.values.refused_full,
+                         "refused_peer_quota": self.values.refused_peer_quota}
         out["lookups"] = [stat.__dict__ for stat in self.lookups]
         return out
 
