@@ -90,3 +90,21 @@ async def test_python_api_from_the_package_root(tmp_path):
             assert bob.provide(from_path) == 1
             info = bob.network_info()
             assert info["connected_peers"][0]["id"] == alice.peer_id
+
+
+async def test_replies_spread_over_several_streams_and_all_arrive(tmp_path):
+    """A fetch of many 256 KiB blocks keeps more replies queued than one stream's window
+    carries, so the server opens further reply streams (up to REPLY_STREAMS); the fetcher
+    reads blocks from every one of them."""
+    from blockmesh.data.node.exchange import REPLY_STREAMS
+
+    alice, bob = _node(tmp_path, "alice"), _node(tmp_path, "bob")
+    data = os.urandom(8 * 1024 * 1024)
+    with trio.fail_after(60):
+        async with alice.run(), bob.run():
+            cid = alice.add_bytes(data)
+            await bob.connect(alice.addrs()[0])
+            assert await bob.cat(cid) == data
+            streams = alice.exchange._peers[bob.peer_id].streams
+            assert 1 < streams <= REPLY_STREAMS
+            assert bob.repo.verify().corrupt == []

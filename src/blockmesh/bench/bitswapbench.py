@@ -3,7 +3,10 @@ large file between blockmesh and Helia and Helia -> Helia, two processes each.
 
 blockmesh sides run in `bitswap_worker` child processes; kubo sides are `KuboNode` workers. The
 fetcher's time runs from its first want to the last block stored (blockmesh) or around the
-`Download` call (kubo, which includes writing the file out). Peak RSS is the fetching process's.
+kubo call: `Download` by default, which also reads the whole file into memory and writes it out
+(for a directory: every file, after walking the HAMT), or with `kubo_pin` a recursive pin, which
+fetches the DAG into kubo's blockstore and nothing more, the same work as blockmesh's fetch.
+Peak RSS is the fetching process's.
 """
 
 from __future__ import annotations
@@ -96,11 +99,16 @@ def _peak_rss(pid: int, run: Callable[[], None]) -> int:
     return peak
 
 
-def _kubo_fetch(workdir: Path, name: str, addr: str, cid: str) -> tuple[float, int]:
+def _kubo_fetch(workdir: Path, name: str, addr: str, cid: str,
+                pin: bool = False) -> tuple[float, int]:
     with KuboNode(workdir / name) as kubo:
         kubo.connect(addr)
         start = time.perf_counter()
-        rss = _peak_rss(kubo.pid, lambda: kubo.download(cid, workdir / f"{name}.out", timeout=900))
+        if pin:
+            rss = _peak_rss(kubo.pid, lambda: kubo.pin(cid, timeout=900))
+        else:
+            rss = _peak_rss(kubo.pid,
+                            lambda: kubo.download(cid, workdir / f"{name}.out", timeout=900))
         return time.perf_counter() - start, rss
 
 
@@ -148,8 +156,12 @@ def make_small_files(root: Path, count: int, size: int) -> Path:
     return root
 
 
-def run_transfers(size: int, small_blocks: int, workdir: Path,
-                  log: Callable[[str], None]) -> tuple[list[TransferRow], str | None]:
+def run_transfers(size: int, small_blocks: int, workdir: Path, log: Callable[[str], None],
+                  kubo_pin: bool = False,
+                  helia: bool = True) -> tuple[list[TransferRow], str | None]:
+    """Every direction between blockmesh and kubo for the large file and the small files (then
+    the Helia rows unless `helia` is False). With `kubo_pin` kubo fetches by pinning; its rows
+    then carry the DAG's block count when kubo's import gave the same root CID."""
     reason = kubo_unavailable_reason()
     rows: list[TransferRow] = []
     big = workdir / "big.bin"
@@ -163,13 +175,15 @@ def run_transfers(size: int, small_blocks: int, workdir: Path,
         server = _Server(workdir, f"bm-serve-{len(rows)}", path)
         try:
             result = _bm_fetch(workdir, f"bm-fetch-{len(rows)}", server.addr, server.cid)
-            rows.append(TransferRow("bm->bm", payload, nbytes, int(result["blocks"]),
+            blocks = int(result["blocks"])
+            rows.append(TransferRow("bm->bm", payload, nbytes, blocks,
                                     result["seconds"], int(result["max_rss"])))
             if reason is None:
                 log(f"blockmesh -> kubo, {payload}")
                 seconds, rss = _kubo_fetch(workdir, f"kubo-fetch-{len(rows)}", server.addr,
-                                           server.cid)
-                rows.append(TransferRow("bm->kubo", payload, nbytes, None, seconds, rss))
+                                           server.cid, kubo_pin)
+                rows.append(TransferRow("bm->kubo", payload, nbytes,
+                                        blocks if kubo_pin else None, seconds, rss))
         finally:
             server.close()
         if reason is not None:
@@ -182,9 +196,12 @@ def run_transfers(size: int, small_blocks: int, workdir: Path,
             rows.append(TransferRow("kubo->bm", payload, nbytes, int(result["blocks"]),
                                     result["seconds"], int(result["max_rss"])))
             log(f"kubo -> kubo, {payload}")
-            seconds, rss = _kubo_fetch(workdir, f"kubo-fetch-{len(rows)}", addr, cid)
-            rows.append(TransferRow("kubo->kubo", payload, nbytes, None, seconds, rss))
-    rows.extend(run_helia_transfers(big, size, workdir, log))
+            seconds, rss = _kubo_fetch(workdir, f"kubo-fetch-{len(rows)}", addr, cid, kubo_pin)
+            same_dag = kubo_pin and cid == server.cid
+            rows.append(TransferRow("kubo->kubo", payload, nbytes,
+                                    int(result["blocks"]) if same_dag else None, seconds, rss))
+    if helia:
+        rows.extend(run_helia_transfers(big, size, workdir, log))
     return rows, reason
 
 

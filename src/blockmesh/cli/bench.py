@@ -69,23 +69,28 @@ def bench_import(sizes: tuple[int, ...], repeat: int, workdir: str | None, skip_
 @click.option("--small-blocks", default=10000, show_default=True,
               help="How many 1 KiB files (one block each) in the many-small-blocks run.")
 @click.option("--skip-block-sizes", is_flag=True, help="Skip the seed's 1 KiB/64 KiB/1 MiB runs.")
+@click.option("--kubo-pin", is_flag=True,
+              help="kubo fetches by a recursive pin (blocks into its store, no file output, as "
+                   "blockmesh's fetch) instead of Download.")
+@click.option("--skip-helia", is_flag=True, help="Skip the Helia rows.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Where repos, logs and test files go (default: a temporary directory).")
 @json_option
-def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, workdir: str | None,
-                  as_json: bool) -> None:
+def bench_bitswap(size_mib: int, small_blocks: int, skip_block_sizes: bool, kubo_pin: bool,
+                  skip_helia: bool, workdir: str | None, as_json: bool) -> None:
     """Bitswap MB/s and blocks/s in every direction between blockmesh, kubo and Helia."""
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="blockmesh-bench-", dir=workdir) as tmp:
         rows, reason = run_transfers(size_mib * MiB, small_blocks, Path(tmp),
-                                     lambda m: console.log(m))
+                                     lambda m: console.log(m), kubo_pin, not skip_helia)
         sizes = [] if skip_block_sizes else run_block_sizes(Path(tmp), lambda m: console.log(m))
     baseline = {r.payload: r for r in rows if r.scenario == "kubo->kubo"}
     if as_json:
         emit_json({"transfers": [{**vars(r), "mbps": r.mbps} for r in rows + sizes],
-                   "kubo_unavailable": reason})
+                   "kubo_fetch": "pin" if kubo_pin else "download", "kubo_unavailable": reason})
         return
-    table = Table(title="Bitswap fetch, two processes on loopback")
+    table = Table(title="Bitswap fetch, two processes on loopback "
+                        f"(kubo fetches by {'pin' if kubo_pin else 'Download'})")
     for column in ("direction", "payload", "MB/s", "blocks/s", "ratio to kubo->kubo", "peak RSS"):
         table.add_column(column, justify="right")
     for r in rows + sizes:

@@ -1,9 +1,16 @@
 """The Bitswap network adapter: moves bytes between libp2p streams and the sans-I/O engines.
 
-Everything here runs in one trio task tree, so the engines need no locks. Per peer there is one
-outbound stream that this node opens (boxo reads replies only on streams the other side
-opened) and one writer task draining that peer's envelopes; every inbound stream gets a reader
-that feeds decoded messages to the engines. After every input the outbox is pumped.
+Everything here runs in one trio task tree, so the engines need no locks. Per peer this node
+opens its own outbound streams (boxo reads replies only on streams the other side opened), each
+with one writer task; every inbound stream gets a reader that feeds decoded messages to the
+engines. After every input the outbox is pumped.
+
+Wantlist messages go, in order, on the peer's first stream. Replies (blocks, presences) may go
+on any of up to `REPLY_STREAMS` streams, opened as replies queue up: a Yamux stream carries at
+most its receive window per round trip, and go-yamux starts each stream's window at 256 KiB and
+grows it only when the reader drains it within a few RTTs, so one stream to a kubo fetcher
+stalls on window updates about once per 256 KiB block. boxo's server never meets this: it
+opens a new stream for every reply.
 """
 
 from __future__ import annotations
@@ -22,15 +29,21 @@ logger = logging.getLogger(__name__)
 TICK_INTERVAL = 0.5
 OPEN_TIMEOUT = 10.0
 REGISTER_WAIT = 10.0
+#: Streams per peer that may carry replies at once. With the server's 1 MiB of outstanding
+#: bytes per peer, four 256 KiB windows cover it.
+REPLY_STREAMS = 4
 
 
 @dataclass
 class _Peer:
-    stream: Stream | None = None
-    queue: deque[Envelope] = field(default_factory=deque)
-    wake: trio.Event = field(default_factory=trio.Event)
+    stream: Stream | None = None  # the first stream: wantlists, and replies too
+    queue: deque[Envelope] = field(default_factory=deque)  # wantlists, first stream only
+    replies: deque[Envelope] = field(default_factory=deque)  # for any of the peer's streams
+    wake: trio.Event = field(default_factory=trio.Event)  # shared by the peer's writers
     ready: trio.Event = field(default_factory=trio.Event)
     closed: bool = False
+    streams: int = 1  # streams open or being opened
+    idle: int = 0  # writers waiting for an envelope
 
 
 class Exchange:
@@ -100,7 +113,20 @@ class Exchange:
             return
         state.ready.set()
         self.pump()
-        await self._writer(peer_id, state)
+        await self._writer(peer_id, state, stream, first=True)
+
+    async def _open_reply_stream(self, peer_id: str, state: _Peer) -> None:
+        assert state.stream is not None
+        try:
+            stream = await self.host.new_stream(peer_id, [state.stream.protocol],
+                                                timeout=OPEN_TIMEOUT)
+        except NetError as exc:  # the first stream still carries everything
+            logger.info("no further Bitswap stream to %s: %s", peer_id, exc)
+            return
+        if state.closed:
+            await stream.reset()
+            return
+        await self._writer(peer_id, state, stream, first=False)
 
     def _detach(self, peer_id: str) -> None:
         state = self._peers.pop(peer_id, None)
@@ -113,16 +139,24 @@ class Exchange:
         self._signal_progress()
         self.pump()
 
-    async def _writer(self, peer_id: str, state: _Peer) -> None:
-        assert state.stream is not None
-        stream = state.stream
+    async def _writer(self, peer_id: str, state: _Peer, stream: Stream, *, first: bool) -> None:
         try:
             while not state.closed:
-                if not state.queue:
-                    state.wake = trio.Event()
-                    await state.wake.wait()
+                if first and state.queue:
+                    envelope = state.queue.popleft()
+                elif state.replies:
+                    envelope = state.replies.popleft()
+                else:
+                    # Writers share one event, replaced only once set (replacing it earlier
+                    # would strand the others); each re-checks the queues after waking.
+                    if state.wake.is_set():
+                        state.wake = trio.Event()
+                    state.idle += 1
+                    try:
+                        await state.wake.wait()
+                    finally:
+                        state.idle -= 1
                     continue
-                envelope = state.queue.popleft()
                 await stream.write(envelope.data)
                 self.bitswap.message_sent(envelope)
                 self.pump()
@@ -178,7 +212,14 @@ class Exchange:
             if state is None or state.closed or state.stream is None:
                 self.bitswap.message_sent(envelope)  # releases its budget; the peer is gone
                 continue
-            state.queue.append(envelope)
+            if not (envelope.message.entries or envelope.message.full):  # a reply
+                state.replies.append(envelope)
+                if (len(state.replies) > state.idle and state.streams < REPLY_STREAMS
+                        and self._nursery is not None):
+                    state.streams += 1
+                    self._nursery.start_soon(self._open_reply_stream, envelope.peer, state)
+            else:
+                state.queue.append(envelope)
             state.wake.set()
 
     # -- waiting for blocks ----------------------------------------------------------------------
