@@ -26,8 +26,10 @@ import trio
 
 from blockmesh.data.cid import CID, HashCode, Multihash
 from blockmesh.data.gateway.errors import ContentNotFound, GatewayTimeout
+from blockmesh.data.limits import MAX_BLOCK_SIZE
 from blockmesh.data.node.node import PROVIDER_CHECK_INTERVAL
 from blockmesh.data.store.blockstore import Blockstore
+from blockmesh.errors import DecodeError
 
 if TYPE_CHECKING:
     from blockmesh.data.bitswap.session import Session
@@ -39,6 +41,10 @@ DEFAULT_WINDOW = 32
 #: blocks of 256 KiB: what one peer has in flight for a `fetch` session
 #: (`max_inflight_blocks_per_peer`), so the gateway keeps Bitswap as busy as a fetch does.
 DEFAULT_READ_AHEAD = 32 << 20
+#: What a planned read may hold beyond its read-ahead before it concludes that the file's nodes
+#: understate their blocks: the block the walk is in, and one interior node on its way to
+#: being expanded.
+HELD_SLACK = 2 * MAX_BLOCK_SIZE
 
 
 class RequestBlocks:
@@ -51,7 +57,10 @@ class RequestBlocks:
         self.read_ahead = read_ahead
         self._session: Session | None = None
         self._arrived: OrderedDict[bytes, bytes] = OrderedDict()
-        self._new: list[CID] = []  # arrived since the last `arrivals`
+        self._held = 0  # bytes in _arrived
+        #: A FilePlan drives this request (`want`): arrivals are reported and bounded in bytes.
+        self._planned = False
+        self._new: list[CID] = []  # arrived since the last `arrivals` (planned reads only)
         self._wanted: set[bytes] = set()
         self._pending: OrderedDict[bytes, CID] = OrderedDict()  # prefetch not yet wanted
 
@@ -63,9 +72,7 @@ class RequestBlocks:
             return Multihash.decode(cid.multihash).digest
         key = cid.multihash
         if key in self._arrived:
-            data = self._arrived.pop(key)
-            self._fill()
-            return data
+            return self._hand_over(key)
         if self._store.has(cid):
             return self._store.get(cid)
         if self._node is None:
@@ -77,9 +84,7 @@ class RequestBlocks:
         while True:
             self._collect()
             if key in self._arrived:
-                data = self._arrived.pop(key)
-                self._fill()
-                return data
+                return self._hand_over(key)
             left = deadline - trio.current_time()
             if left <= 0:
                 raise GatewayTimeout(f"block {cid} did not arrive over Bitswap within "
@@ -110,6 +115,7 @@ class RequestBlocks:
         fetch."""
         if self._node is None:
             return
+        self._planned = True
         batch = []
         for cid in cids:
             key = cid.multihash
@@ -128,9 +134,14 @@ class RequestBlocks:
 
     def take(self, cid: CID) -> bytes | None:
         """A block that came in, handed over now (None if it is not held here)."""
-        data = self._arrived.pop(cid.multihash, None)
-        if data is not None:
-            self._fill()
+        if cid.multihash not in self._arrived:
+            return None
+        return self._hand_over(cid.multihash)
+
+    def _hand_over(self, key: bytes) -> bytes:
+        data = self._arrived.pop(key)
+        self._held -= len(data)
+        self._fill()
         return data
 
     def prefetch(self, cids: list[CID]) -> None:
@@ -171,7 +182,15 @@ class RequestBlocks:
             if key in self._wanted:
                 self._wanted.discard(key)
                 self._arrived[key] = data
-                self._new.append(cid)
+                self._held += len(data)
+                if self._planned:
+                    self._new.append(cid)
+        if self._planned and self._held > self.read_ahead + HELD_SLACK:
+            # A FilePlan wants only blocks within `read_ahead` bytes of what was sent, by the
+            # sizes the file's nodes claim; holding more than that means the claims lie.
+            raise DecodeError(f"file blocks larger than the sizes its nodes claim: "
+                              f"{self._held} bytes arrived ahead of a {self.read_ahead}-byte "
+                              f"read-ahead")
 
     def close(self) -> None:
         if self._session is not None:
@@ -180,6 +199,7 @@ class RequestBlocks:
             assert self._node is not None
             self._node.exchange.pump()
         self._arrived.clear()
+        self._held = 0
         self._new.clear()
         self._pending.clear()
         self._wanted.clear()

@@ -8,7 +8,9 @@ inside a window of bytes: a block whose first wanted byte lies less than `window
 what the response has sent is wanted at once, and an interior node that arrives ahead of the
 response is expanded on arrival (`arrived`), so its children are wanted before the walk reaches
 them rather than one round trip after. What the response holds ahead of its client is thereby
-at most the window plus one block; the rest waits, as CIDs only, until the window moves on.
+at most the window plus one block, as far as the sizes the file's nodes claim are true (the
+driver's `RequestBlocks` stops a read that holds more); the rest waits, as CIDs only, until
+the window moves on.
 
 The plan is a tree expanded lazily: the response walks it depth-first (`step`, `supply`); wants
 come out of `wants` in file order, kept in a heap of (first byte, order) until the window
