@@ -107,4 +107,8 @@ async def test_replies_spread_over_several_streams_and_all_arrive(tmp_path):
             assert await bob.cat(cid) == data
             streams = alice.exchange._peers[bob.peer_id].streams
             assert 1 < streams <= REPLY_STREAMS
+            # and they were opened, not only attempted: bob holds its own stream plus alice's
+            _, open_streams = bob.host.connection_counts()
+            bitswap = sum(n for protocol, n in open_streams.items() if "bitswap" in protocol)
+            assert bitswap == 1 + streams
             assert bob.repo.verify().corrupt == []

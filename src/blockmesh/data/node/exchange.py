@@ -122,16 +122,22 @@ class Exchange:
                                                 timeout=OPEN_TIMEOUT)
         except NetError as exc:  # the first stream still carries everything
             logger.info("no further Bitswap stream to %s: %s", peer_id, exc)
+            state.streams -= 1
             return
         if state.closed:
             await stream.reset()
             return
         await self._writer(peer_id, state, stream, first=False)
 
-    def _detach(self, peer_id: str) -> None:
-        state = self._peers.pop(peer_id, None)
-        if state is None:
+    def _detach(self, peer_id: str, state: _Peer | None = None) -> None:
+        """Forget a peer (its connection closed, or its first stream failed). Given `state`,
+        only if that is still the peer's current state: a writer of an earlier connection that
+        fails late must not detach the one that replaced it."""
+        current = self._peers.get(peer_id)
+        if current is None or (state is not None and current is not state):
             return
+        del self._peers[peer_id]
+        state = current
         state.closed = True
         state.wake.set()
         state.ready.set()
@@ -140,8 +146,10 @@ class Exchange:
         self.pump()
 
     async def _writer(self, peer_id: str, state: _Peer, stream: Stream, *, first: bool) -> None:
+        envelope: Envelope | None = None
         try:
             while not state.closed:
+                envelope = None
                 if first and state.queue:
                     envelope = state.queue.popleft()
                 elif state.replies:
@@ -161,9 +169,16 @@ class Exchange:
                 self.bitswap.message_sent(envelope)
                 self.pump()
         except NetError as exc:
-            logger.info("Bitswap stream to %s failed: %s", peer_id, exc)
-            self.bitswap.stream_error(peer_id, f"write failed: {exc}", trio.current_time())
-            self._detach(peer_id)
+            if first:
+                logger.info("Bitswap stream to %s failed: %s", peer_id, exc)
+                self.bitswap.stream_error(peer_id, f"write failed: {exc}", trio.current_time())
+                self._detach(peer_id, state)
+            else:  # an extra reply stream: its reply goes out on another, the peer stays
+                logger.info("a Bitswap reply stream to %s failed: %s", peer_id, exc)
+                state.streams -= 1
+                if envelope is not None and not state.closed:
+                    state.replies.appendleft(envelope)
+                    state.wake.set()
         finally:
             await stream.close()
 
