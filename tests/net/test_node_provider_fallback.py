@@ -125,6 +125,13 @@ async def test_dead_provider_address_is_survived(tmp_path: Path) -> None:
             assert bob.provider_search.stats.failed_dials >= 1
 
 
+class _Ceiling(random.Random):
+    """Full jitter that always draws its upper bound, so the delay is exactly the ceiling."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 async def test_dead_provider_is_backed_off_between_searches(tmp_path: Path) -> None:
     """A provider none of whose addresses answered is skipped by the next searches until its
     backoff delay has passed, then dialled again."""
@@ -138,11 +145,11 @@ async def test_dead_provider_is_backed_off_between_searches(tmp_path: Path) -> N
         async with bob.run():
             search = ProviderConnector(bob.host, routing, dial_timeout=5.0,
                                        backoff=BackoffPolicy(base=1.0, cap=1.0),
-                                       rng=random.Random(7))
+                                       rng=_Ceiling())
             assert await search.connect_providers(cid) == 0
             assert (search.stats.failed_dials, search.stats.backed_off) == (1, 0)
             assert await search.connect_providers(cid) == 0  # within the delay: no dial
             assert (search.stats.failed_dials, search.stats.backed_off) == (1, 1)
-            await trio.sleep(1.1)  # past the largest delay the policy can draw
+            await trio.sleep(1.1)  # past the delay: the policy's ceiling, 1 s
             assert await search.connect_providers(cid) == 0
             assert (search.stats.failed_dials, search.stats.backed_off) == (2, 1)

@@ -94,11 +94,18 @@ async def test_a_login_answered_503_busy_can_be_retried() -> None:
             port = await nursery.start(server.serve, "127.0.0.1", 0)
             post = (f"POST /api/v0/id HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
                     "\r\nContent-Length: 2\r\n\r\n{}").encode()
-            nursery.start_soon(_answer, port, post)
+            answered = trio.Event()
+
+            async def slow_post() -> None:
+                await _answer(port, post)
+                answered.set()
+
+            nursery.start_soon(slow_post)
             await entered.wait()
             busy = await _answer(port, login)
             assert busy.startswith(b"HTTP/1.1 503 ")
             release.set()
+            await answered.wait()  # its slot is free once its answer is out
             served = await _answer(port, login)
             assert served.startswith(b"HTTP/1.1 303 ")
             assert b"set-cookie: blockmesh_session" in served
