@@ -18,11 +18,7 @@
 #      loop requests, 6000), P99_BOUND (ms, 500), ANCHOR, BFTSMART_ROOT, BFTSMART_DUR (180),
 #      BFTSMART_WARMUP (110), PY (python)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-ANCHOR=${ANCHOR:-$here/../shared/anchors/bftsmart/run_bench.sh}
-[ -f "$ANCHOR" ] || ANCHOR=/work/shared/anchors/bftsmart/run_bench.sh
-PY=${PY:-$here/.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. "$(dirname "$0")/anchor_env.sh"
 RATES=${RATES:-500,1000,1250,1500,1750,2000,2250,2500,3000,3500,4000,5000,6000,8000,10000}
 CLIENTS=${CLIENTS:-96}
 SIZE=${SIZE:-0}

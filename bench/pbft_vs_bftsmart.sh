@@ -9,11 +9,7 @@
 # env: SIZE (request bytes for both, default 0), ANCHOR (the anchor script),
 #      BFTSMART_DUR / BFTSMART_WARMUP (seconds), PY (python)
 set -eu
-here=$(cd "$(dirname "$0")/.." && pwd)
-ANCHOR=${ANCHOR:-$here/../shared/anchors/bftsmart/run_bench.sh}
-[ -f "$ANCHOR" ] || ANCHOR=/work/shared/anchors/bftsmart/run_bench.sh
-PY=${PY:-$here/.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. "$(dirname "$0")/anchor_env.sh"
 SIZE=${SIZE:-0}
 echo "== $(date -u +%FT%TZ) blockmesh $(git -C "$here" rev-parse --short HEAD)"
 "$PY" "$here/bench/pbft_bench.py" --size "$SIZE" --batching on --mode closed --skip-view-change \

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from blockmesh.daemon.apifile import ApiAddress, read_api_file
@@ -222,3 +223,15 @@ def finish(proc: subprocess.Popen[bytes]) -> None:
         proc.communicate(timeout=STOP_TIMEOUT)
         raise
     assert proc.returncode == 0, err.decode()
+
+
+async def http_exchange(port: int, raw: bytes) -> bytes:
+    """Send one raw HTTP request to 127.0.0.1:`port` and read the answer until the server
+    closes the connection (for servers driven in the test's own trio loop)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(raw)
+        answer = bytearray()
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    return bytes(answer)

@@ -7,6 +7,7 @@ import contextlib
 import json
 
 import trio
+from daemons import http_exchange
 
 from blockmesh.daemon.http import HttpServer, JsonReply, Reply
 
@@ -25,13 +26,7 @@ def request(path: str = "/api/v0/id", token: str | None = TOKEN, body: bytes = b
 
 async def call(port: int, raw: bytes) -> tuple[int, dict]:
     """Send `raw`, read the whole answer; the status and the JSON body."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(raw)
-        answer = bytearray()
-        while chunk := await stream.receive_some(65536):
-            answer += chunk
-    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    head, _, body = (await http_exchange(port, raw)).partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+from daemons import http_exchange
 from prometheus_client import CollectorRegistry
 
 from blockmesh.daemon.http import HttpServer, JsonReply, Reply
@@ -97,28 +98,19 @@ async def test_a_login_answered_503_busy_can_be_retried() -> None:
             answered = trio.Event()
 
             async def slow_post() -> None:
-                await _answer(port, post)
+                await http_exchange(port, post)
                 answered.set()
 
             nursery.start_soon(slow_post)
             await entered.wait()
-            busy = await _answer(port, login)
+            busy = await http_exchange(port, login)
             assert busy.startswith(b"HTTP/1.1 503 ")
             release.set()
             await answered.wait()  # its slot is free once its answer is out
-            served = await _answer(port, login)
+            served = await http_exchange(port, login)
             assert served.startswith(b"HTTP/1.1 303 ")
             assert b"set-cookie: blockmesh_session" in served
-            again = await _answer(port, login)
+            again = await http_exchange(port, login)
             assert again.startswith(b"HTTP/1.1 403 ")  # spent by the served one
             nursery.cancel_scope.cancel()
 
-
-async def _answer(port: int, raw: bytes) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(raw)
-        answer = bytearray()
-        while chunk := await stream.receive_some(65536):
-            answer += chunk
-    return bytes(answer)
