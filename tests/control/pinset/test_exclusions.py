@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pinset_ops import (
@@ -28,7 +29,9 @@ from pinset_ops import (
 
 from blockmesh.control.pinset import PinsetApp
 from blockmesh.control.pinset.app import MAX_EXCLUSION_DOUBLINGS
+from blockmesh.control.pinset.config import PinsetConfig
 from blockmesh.control.proto import pinset_pb2 as pb
+from blockmesh.errors import DecodeError
 
 X = cid_of("x")
 PERIOD = 50_000
@@ -222,3 +225,14 @@ def test_same_history_replayed_later_gives_the_same_state() -> None:
     for (operation, sender), digest in zip(log, digests, strict=True):
         replayed.execute(operation, sender)
         assert replayed.state_digest() == digest
+
+
+def test_the_period_comes_from_the_pinset_table_of_cluster_toml() -> None:
+    assert PinsetConfig().policy().exclusion_period_ms == 300_000
+    table = PinsetConfig(exclusion_period=42.5).to_table()
+    assert table["exclusion_period"] == 42.5
+    assert PinsetConfig.from_table(table).policy().exclusion_period_ms == 42_500
+    assert PinsetConfig.from_table({}).exclusion_period == 300.0
+    for bad in (0.5, 31 * 86400):
+        with pytest.raises(DecodeError, match="exclusion_period"):
+            PinsetConfig.from_table({"exclusion_period": bad})
