@@ -236,3 +236,13 @@ def test_the_period_comes_from_the_pinset_table_of_cluster_toml() -> None:
     for bad in (0.5, 31 * 86400):
         with pytest.raises(DecodeError, match="exclusion_period"):
             PinsetConfig.from_table({"exclusion_period": bad})
+
+
+def test_an_exclusion_decided_before_the_clock_started_lasts_its_term_from_the_start() -> None:
+    app = new_app(reallocate_after_ms=NEVER_DOWN, exclusion_period_ms=PERIOD)
+    app.execute(pin_add(X, 4, 4), WRITER)
+    _exclude(app, "node0")  # the cluster clock is still 0 here
+    beat_all(app, 1_700_000_000_000)
+    assert "node0" not in app.allocations(X)
+    beat_all(app, 1_700_000_000_000 + PERIOD)
+    assert "node0" in app.allocations(X)

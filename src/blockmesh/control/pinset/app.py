@@ -311,6 +311,14 @@ class PinsetApp:
 
     def _after_clock_moved(self) -> None:
         now = self._clock.now_ms
+        if not self._started_ms and now:
+            # The clock started here (f+1 members reported): members not heard from yet get
+            # the whole period from now, not from the epoch their unset time would mean, and
+            # exclusions decided before it started get their whole term from now too.
+            self._started_ms = now
+            self._readmissions = [(until + now, key, m) for until, key, m in self._readmissions]
+            for pin in self._pins.values():
+                pin.excluded = {m: until + now for m, until in pin.excluded.items()}
         while self._expiries and self._expiries[0][0] <= now:
             expire_at, key = heapq.heappop(self._expiries)
             pin = self._pins.get(key)
@@ -325,10 +333,6 @@ class PinsetApp:
                 readmitted.add(key)
         for key in sorted(readmitted):
             self._reconcile(self._pins[key])
-        if not self._started_ms and now:
-            # The clock started here (f+1 members reported): members not heard from yet get
-            # the whole period from now, not from the epoch their unset time would mean.
-            self._started_ms = now
         limit = self.policy.reallocate_after_ms
         down = {m for m in self.members
                 if now - max(self._info[m].last_seen_ms, self._started_ms) > limit}
