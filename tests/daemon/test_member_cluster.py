@@ -25,8 +25,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def members(tmp_path: Path) -> Iterator[LocalMembers]:
-    cluster = LocalMembers.create(tmp_path / "c", pinset=PinsetConfig(reallocate_after=4,
-                                                                      audit_interval=1))
+    # Exclusions end after 10 s: a member slow enough under load to fail audits is back in
+    # time for the steps below to find enough eligible members.
+    cluster = LocalMembers.create(tmp_path / "c", pinset=PinsetConfig(
+        reallocate_after=4, audit_interval=1, exclusion_period=10))
     with cluster:
         cluster.start_all()
         yield cluster

@@ -11,8 +11,9 @@ from that, and shape this module:
   distinct members make it, so at least one honest member did.
 - **Allocation is stored state, changed by ordered events.** It is computed when a pin is added,
   and changed when an allocated member is down for longer than the policy allows (measured with
-  the cluster clock, see `clock.py`), when audits exclude a member, when a returning member makes
-  a pin over-replicated, or on `recover`. Free-space changes alone never move data around.
+  the cluster clock, see `clock.py`), when audits exclude a member, when an exclusion runs out,
+  when a returning member makes a pin over-replicated, or on `recover`. Free-space changes alone
+  never move data around.
 - **Every input is bounded and every failure is a result**, never an exception: a malformed or
   forbidden operation answers BAD_REQUEST or FORBIDDEN on every replica alike and changes nothing.
 """
@@ -39,6 +40,10 @@ MAX_TAG = 64
 MAX_MESSAGE = 512
 #: Status reports in one batch: a few dozen bytes each, within MAX_OPERATION_SIZE.
 MAX_BATCH = 64
+#: A member's k-th exclusion from one pin lasts exclusion_period_ms * 2**(k-1), doubling at most
+#: this many times (1024 periods: about 3.5 days with the default 5 minutes), so a member
+#: that keeps failing stays out for long stretches yet never for good without an operator.
+MAX_EXCLUSION_DOUBLINGS = 10
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class PinsetPolicy:
     #: An allocated member whose last heartbeat is older than this on the cluster clock is down,
     #: and its pins get a replacement.
     reallocate_after_ms: int = 60_000
+    #: How long a member's first exclusion from a pin lasts on the cluster clock (each further
+    #: one for the same pin lasts twice the previous); then it is eligible again and re-audited.
+    exclusion_period_ms: int = 300_000
 
 
 class _Refused(BlockmeshError):
@@ -78,7 +86,11 @@ class _Pin:
     expire_at_ms: int
     size: int
     allocations: list[str] = field(default_factory=list)
-    excluded: set[str] = field(default_factory=set)
+    #: member -> the cluster-clock time its exclusion from this pin ends.
+    excluded: dict[str, int] = field(default_factory=dict)
+    #: member -> how many times it was excluded from this pin (until `recover`): sets the length
+    #: of its next exclusion, and members with fewer are preferred when a slot is filled.
+    strikes: dict[str, int] = field(default_factory=dict)
     #: target member -> the members that reported a failed audit of it.
     audit_failures: dict[str, set[str]] = field(default_factory=dict)
     statuses: dict[str, _Status] = field(default_factory=dict)
@@ -114,6 +126,8 @@ class PinsetApp:
         self._started_ms = 0  # the cluster clock's first value
         self._by_member: dict[str, set[bytes]] = {m: set() for m in self.members}
         self._expiries: list[tuple[int, bytes]] = []
+        #: (end of an exclusion, pin, member); stale entries are skipped when popped.
+        self._readmissions: list[tuple[int, bytes, str]] = []
 
     # ------------------------------------------------------------------ the Application side
 
@@ -216,6 +230,7 @@ class PinsetApp:
     def _recover(self, cid: CID) -> None:
         pin = self._pin(cid)
         pin.excluded.clear()
+        pin.strikes.clear()
         pin.audit_failures.clear()
         for member, status in pin.statuses.items():
             if status.state == pb.PIN_ERROR and member in pin.allocations:
@@ -261,33 +276,63 @@ class PinsetApp:
         target = report.target
         if target not in self._info or target == auditor:
             raise _Refused(pb.Result.BAD_REQUEST, "an audit names another member")
+        if target in pin.excluded:
+            # Already out: accusations now would count against its next term, which must be
+            # earned by f+1 failures of audits made after it is eligible again.
+            return
         failures = pin.audit_failures.setdefault(target, set())
         if report.ok:
             failures.discard(auditor)
         else:
             failures.add(auditor)
-        if len(failures) >= self.f + 1 and target not in pin.excluded:
+        if len(failures) >= self.f + 1:
             # f+1 distinct accusers include an honest one: the target failed a real audit.
-            pin.excluded.add(target)
-            pin.statuses[target] = _Status(pb.PIN_ERROR, self._clock.now_ms,
-                                           f"failed audits by {', '.join(sorted(failures))}")
+            self._exclude(pin, target, failures)
             self._reconcile(pin)
-        if not failures:
+        elif not failures:
             del pin.audit_failures[target]
+
+    def _exclude(self, pin: _Pin, member: str, accusers: set[str]) -> None:
+        """Exclude for a term that doubles with each repeat: an honest member that was merely
+        slow is back soon, a member that keeps failing spends ever longer out."""
+        strikes = pin.strikes.get(member, 0) + 1
+        pin.strikes[member] = strikes
+        now = self._clock.now_ms
+        until = now + self.policy.exclusion_period_ms \
+            * 2 ** min(strikes - 1, MAX_EXCLUSION_DOUBLINGS)
+        pin.excluded[member] = until
+        del pin.audit_failures[member]  # spent: the next exclusion needs f+1 new failures
+        heapq.heappush(self._readmissions, (until, bytes(pin.cid), member))
+        pin.statuses[member] = _Status(
+            pb.PIN_ERROR, now,
+            f"failed audits by {', '.join(sorted(accusers))}; excluded until {until}")
 
     # ------------------------------------------------------------------ time-driven changes
 
     def _after_clock_moved(self) -> None:
         now = self._clock.now_ms
+        if not self._started_ms and now:
+            # The clock started here (f+1 members reported): members not heard from yet get
+            # the whole period from now, not from the epoch their unset time would mean, and
+            # exclusions decided before it started get their whole term from now too.
+            self._started_ms = now
+            self._readmissions = [(until + now, key, m) for until, key, m in self._readmissions]
+            for pin in self._pins.values():
+                pin.excluded = {m: until + now for m, until in pin.excluded.items()}
         while self._expiries and self._expiries[0][0] <= now:
             expire_at, key = heapq.heappop(self._expiries)
             pin = self._pins.get(key)
             if pin is not None and pin.expire_at_ms == expire_at:
                 self._remove(pin.cid)
-        if not self._started_ms and now:
-            # The clock started here (f+1 members reported): members not heard from yet get
-            # the whole period from now, not from the epoch their unset time would mean.
-            self._started_ms = now
+        readmitted: set[bytes] = set()
+        while self._readmissions and self._readmissions[0][0] <= now:
+            until, key, member = heapq.heappop(self._readmissions)
+            pin = self._pins.get(key)
+            if pin is not None and pin.excluded.get(member) == until:
+                del pin.excluded[member]
+                readmitted.add(key)
+        for key in sorted(readmitted):
+            self._reconcile(self._pins[key])
         limit = self.policy.reallocate_after_ms
         down = {m for m in self.members
                 if now - max(self._info[m].last_seen_ms, self._started_ms) > limit}
@@ -316,7 +361,7 @@ class PinsetApp:
             candidates = [(m, self._info[m].free_space) for m in self.members
                           if m not in allocations and m not in pin.excluded
                           and m not in self._down and self._has_room(m, pin)]
-            added = rank(bytes(pin.cid), candidates)[:target - len(live)]
+            added = self._ranked(pin, candidates)[:target - len(live)]
             allocations += added
             for member in added:
                 current = pin.statuses.get(member)
@@ -325,12 +370,18 @@ class PinsetApp:
         elif len(live) > target:
             # Over-replicated (a member came back): keep the best placed holders, and only drop
             # the others once those kept all say pinned, so the pin never dips below its factor.
-            order = rank(bytes(pin.cid), [(m, self._info[m].free_space) for m in live])
+            order = self._ranked(pin, [(m, self._info[m].free_space) for m in live])
             pinned = [m for m in order if self._state(pin, m) == pb.PINNED]
             keep = (pinned + [m for m in order if m not in pinned])[:target]
             if all(self._state(pin, m) == pb.PINNED for m in keep):
                 allocations = [m for m in allocations if m in keep or m in self._down]
         self._set_allocations(pin, allocations)
+
+    def _ranked(self, pin: _Pin, candidates: list[tuple[str, int]]) -> list[str]:
+        """Rendezvous order, members with fewer exclusions from this pin first: a member back
+        from an exclusion takes a slot only when no member with a cleaner record can, so a
+        liar is re-admitted only where the pin would otherwise lack a holder."""
+        return sorted(rank(bytes(pin.cid), candidates), key=lambda m: pin.strikes.get(m, 0))
 
     def _has_room(self, member: str, pin: _Pin) -> bool:
         info = self._info[member]
@@ -383,6 +434,10 @@ class PinsetApp:
         for view in self.pins():
             data = view.SerializeToString(deterministic=True)
             h.update(len(data).to_bytes(4, "big") + data)
+            pin = self._pins[view.cid]
+            h.update(repr((sorted(pin.excluded.items()), sorted(pin.strikes.items()),
+                           sorted((m, sorted(a)) for m, a in pin.audit_failures.items())))
+                     .encode())
         for member in self.members:
             info = self._info[member]
             h.update(repr((member, info.last_seen_ms, info.free_space, info.tags,

@@ -12,8 +12,9 @@ byte, within the audit's timeout. What it does not prove: that the member stores
 (it could fetch them from another holder while answering; a timeout shorter than a fetch
 makes that harder, never impossible), nor that it holds the blocks nobody asked for (sampling a
 fresh random path each time makes long-term cheating unlikely, not impossible). A member that
-is merely slow can fail an audit; it is re-allocated, not punished further, and `recover` lets
-an operator put it back.
+is merely slow can fail an audit, so an exclusion is a term, not a verdict: it ends on the
+cluster clock (`exclusion_period`, doubling at each repeat for the same pin), then the member
+is eligible and audited afresh; `recover` lets an operator end it sooner (see `app.py`).
 """
 
 from __future__ import annotations
