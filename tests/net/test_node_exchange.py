@@ -112,3 +112,22 @@ async def test_replies_spread_over_several_streams_and_all_arrive(tmp_path):
             bitswap = sum(n for protocol, n in open_streams.items() if "bitswap" in protocol)
             assert bitswap == 1 + streams
             assert bob.repo.verify().corrupt == []
+
+
+async def test_small_replies_stay_in_order_on_the_first_stream(tmp_path):
+    """Replies of small blocks never take the extra reply streams: spread, they reach the peer
+    out of order, which stalled kubo's recursive pin (docs/benchmarks.md)."""
+    alice, bob = _node(tmp_path, "alice"), _node(tmp_path, "bob")
+    tree = tmp_path / "small"
+    tree.mkdir()
+    files = {f"{i:04d}": os.urandom(1024) for i in range(600)}
+    for name, data in files.items():
+        (tree / name).write_bytes(data)
+    with trio.fail_after(60):
+        async with alice.run(), bob.run():
+            root = alice.add_path(tree, recursive=True)[-1].cid
+            await bob.connect(alice.addrs()[0])
+            await bob.get(root, tmp_path / "out")
+            assert alice.exchange._peers[bob.peer_id].streams == 1
+    for name, data in files.items():
+        assert (tmp_path / "out" / name).read_bytes() == data

@@ -5,12 +5,17 @@ opens its own outbound streams (boxo reads replies only on streams the other sid
 with one writer task; every inbound stream gets a reader that feeds decoded messages to the
 engines. After every input the outbox is pumped.
 
-Wantlist messages go, in order, on the peer's first stream. Replies (blocks, presences) may go
-on any of up to `REPLY_STREAMS` streams, opened as replies queue up: a Yamux stream carries at
-most its receive window per round trip, and go-yamux starts each stream's window at 256 KiB and
+Wantlist messages go, in order, on the peer's first stream. Big replies may go on any of up to
+`REPLY_STREAMS` streams, opened as replies queue up: a Yamux stream carries at most its receive
+window per round trip, and go-yamux starts each stream's window at 256 KiB and
 grows it only when the reader drains it within a few RTTs, so one stream to a kubo fetcher
 stalls on window updates about once per 256 KiB block. boxo's server never meets this: it
 opens a new stream for every reply.
+
+Only replies of at least `SPREAD_MIN_BYTES` spread; smaller ones (presences, batches of small
+blocks) stay on the first stream, in the order the server made them. Replies spread over
+streams reach the peer out of order, and kubo's recursive pin of 10,000 one-KiB blocks then
+stalled until its 30 s rebroadcast in 3 of 7 runs (none in order; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ REGISTER_WAIT = 10.0
 #: Streams per peer that may carry replies at once. With the server's 1 MiB of outstanding
 #: bytes per peer, four 256 KiB windows cover it.
 REPLY_STREAMS = 4
+#: Smallest reply (block and presence bytes) that may leave the first stream: a stream's
+#: window is not what limits replies smaller than this.
+SPREAD_MIN_BYTES = 64 * 1024
 
 
 @dataclass
 class _Peer:
     stream: Stream | None = None  # the first stream: wantlists, and replies too
-    queue: deque[Envelope] = field(default_factory=deque)  # wantlists, first stream only
-    replies: deque[Envelope] = field(default_factory=deque)  # for any of the peer's streams
+    queue: deque[Envelope] = field(default_factory=deque)  # first stream only, in order
+    replies: deque[Envelope] = field(default_factory=deque)  # big replies, for any stream
     wake: trio.Event = field(default_factory=trio.Event)  # shared by the peer's writers
     ready: trio.Event = field(default_factory=trio.Event)
     closed: bool = False
@@ -227,7 +235,8 @@ class Exchange:
             if state is None or state.closed or state.stream is None:
                 self.bitswap.message_sent(envelope)  # releases its budget; the peer is gone
                 continue
-            if not (envelope.message.entries or envelope.message.full):  # a reply
+            is_reply = not (envelope.message.entries or envelope.message.full)
+            if is_reply and envelope.work >= SPREAD_MIN_BYTES:  # may take any stream
                 state.replies.append(envelope)
                 if (len(state.replies) > state.idle and state.streams < REPLY_STREAMS
                         and self._nursery is not None):
