@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import tomli_w
 
+from blockmesh.bench.pbft_clients import run_split_load, shares
 from blockmesh.control.cluster.client import ClusterClient
 from blockmesh.control.cluster.config import (
     ClusterConfig,
@@ -234,6 +235,19 @@ def test_four_replicas_commit_agree_and_report(make_cluster, kind):
                          {n.id: n.tls_cert for n in c.config.nodes})
     assert len(asyncio.run(unauthenticated(None))) == 8
     assert len(asyncio.run(unauthenticated(stranger))) == 8
+
+
+def test_a_load_split_over_two_processes_commits_every_request(make_cluster):
+    """The benchmark's --client-processes: two load-generator processes, disjoint identities,
+    one merged result, and the CPU they spent reported back."""
+    c = make_cluster("tcp")
+    for node in NODES:
+        c.start(node)
+    c.wait_meshed(NODES)
+    result, cpu = run_split_load(c.root / "cluster.toml", 16, "tcp", WAIT, False,
+                                 shares(4, 24, 4, 2))
+    assert result.committed == 24 and result.failed == 0, result.summary()
+    assert result.clients == 4 and len(result.latencies) == 24 and cpu > 0
 
 
 @KINDS

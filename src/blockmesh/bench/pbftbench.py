@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar
 
 import psutil
 
+from blockmesh.bench.pbft_clients import run_split_load, shares
 from blockmesh.control import event_loop
 from blockmesh.control.cluster.client import ClientSession, ClusterClient, RequestFailed
 from blockmesh.control.cluster.config import (
@@ -444,14 +445,25 @@ def _cpu_per_request(before: dict[str, float], after: dict[str, float],
 
 
 def run_closed(cluster: LocalCluster, batching: bool, size: int, clients: int, count: int,
-               warmup: int) -> Row:
+               warmup: int, processes: int = 1) -> Row:
     """Warm-up and measurement run as one load, so the CPU readings straddle both; the
-    CPU columns divide by every request of the cell, warm-up included."""
+    CPU columns divide by every request of the cell, warm-up included. `processes` > 1
+    splits the clients over that many load-generator processes (bench/pbft_clients.py),
+    whose CPU the "client" column adds up."""
     before = cluster.batch_totals()
     cpu_before = cluster.cpu_seconds()
-    result = event_loop.run(run_load(cluster.config, count, size, clients, cluster.kind,
-                                     warmup, REQUEST_TIMEOUT, cluster.sign_requests))
-    cpu = _cpu_per_request(cpu_before, cluster.cpu_seconds(), result.committed + warmup)
+    if processes == 1:
+        result = event_loop.run(run_load(cluster.config, count, size, clients, cluster.kind,
+                                         warmup, REQUEST_TIMEOUT, cluster.sign_requests))
+        spent = 0.0
+    else:
+        assert cluster.config.directory is not None  # loaded from its cluster.toml
+        result, spent = run_split_load(cluster.config.directory / "cluster.toml", size,
+                                       cluster.kind, REQUEST_TIMEOUT, cluster.sign_requests,
+                                       shares(clients, count, warmup, processes))
+    cpu_after = cluster.cpu_seconds()
+    cpu_after["client"] += spent
+    cpu = _cpu_per_request(cpu_before, cpu_after, result.committed + warmup)
     mean = _mean_batch(before, cluster.batch_totals())
     ordered = sorted(result.latencies)
     return Row(cluster.kind, "closed", batching, size, clients, None, result.committed,
@@ -540,6 +552,8 @@ class Plan:
     #: Replicas as `cluster start` processes ("standalone") or hosted by member daemons.
     hosted: str = "standalone"
     p99_bound_ms: float = P99_BOUND_MS
+    #: Closed loop: load-generator processes the clients are split over.
+    client_processes: int = 1
 
 
 def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = None) -> BenchResult:
@@ -557,7 +571,7 @@ def run_bench(plan: Plan, workdir: Path, log: Log, profile_dir: Path | None = No
                 for size in plan.sizes:
                     if "closed" in plan.modes:
                         row = run_closed(cluster, batching, size, plan.clients, plan.count,
-                                         plan.warmup)
+                                         plan.warmup, plan.client_processes)
                         log(_describe(row))
                         result.rows.append(row)
                     if "open" in plan.modes:

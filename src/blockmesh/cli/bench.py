@@ -159,6 +159,9 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
 @click.option("--hosted", type=click.Choice(("standalone", "daemon")), default="standalone",
               show_default=True,
               help="Replicas as `cluster start` processes or inside `blockmesh daemon` members.")
+@click.option("--client-processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Closed loop: split the clients over this many load-generator processes "
+                   "(one process runs on one core).")
 @click.option("--profile", "profile_dir", type=click.Path(file_okay=False), default=None,
               help="Run every replica under cProfile and write DIR/<transport>-nodeK.prof.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
@@ -167,8 +170,8 @@ def _pbft_overrides(pairs: tuple[str, ...]) -> tuple[tuple[str, float | int], ..
 def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: str, mode: str,
                clients: int, count: int, warmup: int, rates: str, seconds: float,
                identities: int, p99_bound: float, skip_view_change: bool, pbft: tuple[str, ...],
-               client_auth: str, hosted: str, profile_dir: str | None, workdir: str | None,
-               as_json: bool) -> None:
+               client_auth: str, hosted: str, client_processes: int, profile_dir: str | None,
+               workdir: str | None, as_json: bool) -> None:
     """PBFT cluster: committed requests/s and p50/p99 latency, 4 replica processes on loopback."""
     # Imported here: every `blockmesh` command, replicas included, loads this module.
     from blockmesh.bench.pbftbench import SIZES, TRANSPORTS, Plan, run_bench
@@ -186,7 +189,8 @@ def bench_pbft(transports: tuple[str, ...], sizes: tuple[int, ...], batching: st
         modes={"closed": ("closed",), "open": ("open",), "both": ("closed", "open")}[mode],
         clients=clients, count=count, warmup=warmup, rates=offered, seconds=seconds,
         open_identities=identities, view_change=not skip_view_change, p99_bound_ms=p99_bound,
-        extra_pbft=_pbft_overrides(pbft), sign_requests=client_auth == "signature", hosted=hosted)
+        extra_pbft=_pbft_overrides(pbft), sign_requests=client_auth == "signature", hosted=hosted,
+        client_processes=client_processes)
     console = Console(stderr=True)
     profile = None
     if profile_dir is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from blockmesh.control.cluster.client import ClusterClient, ClusterUnreachable, RequestFailed
@@ -50,19 +51,22 @@ class LoadResult:
 
 async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
                    transport: str | None = None, warmup: int = 0,
-                   timeout: float = 60.0, sign_requests: bool = True) -> LoadResult:
+                   timeout: float = 60.0, sign_requests: bool = True, first_identity: int = 0,
+                   before_measure: Callable[[], object] | None = None) -> LoadResult:
     """Commit `count` requests (after `warmup` unmeasured ones) with `clients` in parallel,
-    signing as the cluster's first `clients` writers (their key files under its directory;
-    `sign_requests` False: authenticated by MACs only).
+    signing as the cluster's writers from `first_identity` on (their key files under its
+    directory; `sign_requests` False: authenticated by MACs only). `before_measure` runs
+    between warm-up and measurement (load generators in several processes meet there, so
+    their measured windows start together).
     Raises ClusterUnreachable as soon as too few replicas can be dialled for any to commit."""
     if clients < 1 or count < 1:
         raise ClusterConfigError("need at least one client and one request")
     writers = len(cluster.writers())
-    if clients > writers:
+    if first_identity < 0 or first_identity + clients > writers:
         raise ClusterConfigError(
-            f"{clients} clients asked, the cluster file lists {writers} writer identities "
-            "(cluster init --clients)")
-    identities = [cluster.writer_identity(i) for i in range(clients)]
+            f"clients {first_identity}..{first_identity + clients - 1} asked, the cluster file "
+            f"lists {writers} writer identities (cluster init --clients)")
+    identities = [cluster.writer_identity(first_identity + i) for i in range(clients)]
     async with ClusterClient(cluster, transport, sign_requests=sign_requests) as cc:
         result = LoadResult(cc.transport, clients, size)
         sessions = [cc.session(identity) for identity in identities]
@@ -95,6 +99,8 @@ async def run_load(cluster: ClusterConfig, count: int, size: int, clients: int,
         with settled():
             if warmup:
                 await asyncio.gather(*(worker(i, False) for i in range(clients)))
+            if before_measure is not None:
+                before_measure()
             left[0] = 0 if unreachable else count
             began = time.perf_counter()
             await asyncio.gather(*(worker(i, True) for i in range(clients)))
