@@ -32,7 +32,8 @@ class PinsetConfig:
     #: Seconds between two audits by one member (each picks one random claim).
     audit_interval: float = 30.0
     #: Seconds a member's first exclusion from a pin (f+1 failed audits) lasts on the cluster
-    #: clock; each further exclusion from the same pin lasts twice the previous one. Ten default
+    #: clock; each further exclusion from the same pin lasts twice the previous one, and each
+    #: strike fades after 12 such periods without a new exclusion (`strikes.py`). Ten default
     #: audit intervals: long enough for a passing overload to pass and for the replacement to
     #: fetch the pin, short enough that a pin left without enough eligible members heals in
     #: minutes without an operator.
