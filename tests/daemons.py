@@ -6,21 +6,17 @@ A daemon gets its repo (made with `blockmesh init` unless one is there), listens
 that daemons of parallel runs never meet on a fixed port. Starting waits, bounded, for its
 "Daemon is ready" line and its API file. Each daemon leads its own process group, and stopping
 signals that group by the daemon's PID: nothing it started outlives the test, and nothing else
-is touched. Its stderr goes to a log beside the repo (REPO.daemon.log), which a failed start
-quotes.
+is touched (the library's `blockmesh.daemon.process` does both, for the benchmarks too). Its
+stderr goes to a log beside the repo (REPO.daemon.log), which a failed start quotes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import selectors
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +25,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from blockmesh.daemon.apifile import ApiAddress, read_api_file
+from blockmesh.daemon.process import BIN, STOP_TIMEOUT, DaemonProcess
 
-BIN = [sys.executable, "-m", "blockmesh.cli"]
-START_TIMEOUT = 60
-STOP_TIMEOUT = 15
 CALL_TIMEOUT = 60
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 
@@ -68,9 +62,12 @@ def log_path(repo: Path) -> Path:
 @dataclass
 class Daemon:
     repo: Path
-    proc: subprocess.Popen[bytes]
+    process: DaemonProcess
     prefix: list[str] = field(default_factory=list)
-    _swept: bool = False
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.process.proc
 
     @property
     def api(self) -> ApiAddress:
@@ -95,25 +92,7 @@ class Daemon:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal the daemon's process group (SIGKILL after STOP_TIMEOUT) and reap it; its exit
         code. Stopping again only returns the code."""
-        if self._swept:
-            assert self.proc.returncode is not None
-            return self.proc.returncode
-        try:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, sig)
-            try:
-                return self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                return self.proc.wait(STOP_TIMEOUT)
-        finally:
-            # Whatever the daemon left in its group dies with it. Once, right after the reap:
-            # the group's id is the daemon's PID, which is not reused while the group lives.
-            self._swept = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+        return self.process.stop(sig)
 
 
 def start_daemon(repo: Path, banner: list[str] | None = None, *, listen: str = LOOPBACK,
@@ -124,46 +103,16 @@ def start_daemon(repo: Path, banner: list[str] | None = None, *, listen: str = L
     (and `Daemon.run`) under a command such as `ip netns exec NS`."""
     if not (repo / "config.toml").exists():
         run(repo, "init", prefix=prefix)
-    command = [*prefix, *BIN, "daemon", "--listen", listen, "--gateway", gateway]
+    args = ["--listen", listen, "--gateway", gateway]
     if log_level is not None:
-        command += ["--log-level", log_level]
-    with open(log_path(repo), "ab") as log:
-        # Unbuffered, so that readline never pulls a later line out of the selector's sight.
-        proc = subprocess.Popen(command, env=dict(os.environ, BLOCKMESH_PATH=str(repo)),
-                                stdout=subprocess.PIPE, stderr=log, bufsize=0,
-                                start_new_session=True)
-    daemon = Daemon(repo, proc, list(prefix))
+        args += ["--log-level", log_level]
+    process = DaemonProcess(repo, args, prefix=prefix, log=log_path(repo))
     try:
-        _wait_ready(daemon, banner)
-    except BaseException:
-        daemon.stop(signal.SIGKILL)
-        raise
-    return daemon
-
-
-def _wait_ready(daemon: Daemon, banner: list[str] | None) -> None:
-    proc = daemon.proc
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while selector.select(max(0.0, deadline - time.monotonic())):
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"daemon {proc.pid} on {daemon.repo} exited with "
-                                   f"{proc.wait(STOP_TIMEOUT)}: {_log_tail(daemon.repo)}")
-            if banner is not None:
-                banner.append(line.decode().strip())
-            if line.strip() == b"Daemon is ready":
-                # written before the line; its absence means another daemon's repo or a bug
-                assert read_api_file(daemon.repo) is not None, "ready without an API file"
-                return
-    raise TimeoutError(f"daemon {proc.pid} on {daemon.repo} not ready in {START_TIMEOUT} s: "
-                       f"{_log_tail(daemon.repo)}")
-
-
-def _log_tail(repo: Path) -> str:
-    return log_path(repo).read_text(errors="replace")[-2000:]
+        process.wait_ready()
+    finally:
+        if banner is not None:
+            banner.extend(process.banner)
+    return Daemon(repo, process, list(prefix))
 
 
 def connect(a: Daemon, b: Daemon) -> dict:

@@ -15,10 +15,11 @@ from blockmesh.data.store.repo import Repo
 HOSTS = ["10.231.0.1", "10.231.0.2", "10.231.0.3", "10.231.0.4"]
 
 
-def init(out: Path, *hosts: str) -> subprocess.CompletedProcess[bytes]:
+def init(out: Path, *hosts: str,
+         extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
     args = [arg for host in hosts for arg in ("--host", host)]
     return subprocess.run([sys.executable, "-m", "blockmesh.cli", "cluster", "init", "--out",
-                           str(out), "--base-port", "7000", *args], capture_output=True,
+                           str(out), "--base-port", "7000", *args, *extra], capture_output=True,
                           timeout=60)
 
 
@@ -59,4 +60,28 @@ def test_bad_hosts_are_refused_before_anything_is_written(tmp_path: Path, hosts:
                                                           message: str) -> None:
     with pytest.raises(ClusterConfigError, match=message):
         init_members(tmp_path / "c", 4, hosts, 7000)
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_exclusion_period_is_set_at_init_into_the_pinset_table(tmp_path: Path) -> None:
+    assert init(tmp_path / "default").returncode == 0
+    assert ClusterConfig.load(tmp_path / "default" / "cluster.toml").pinset.exclusion_period \
+        == 300.0
+    proc = init(tmp_path / "c", extra=("--exclusion-period", "90.5"))
+    assert proc.returncode == 0, proc.stderr
+    cluster = ClusterConfig.load(tmp_path / "c" / "cluster.toml")
+    assert cluster.pinset.policy().exclusion_period_ms == 90_500
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0.5", b"--exclusion-period"),
+    (str(31 * 86400), b"--exclusion-period"),
+    ("soon", b"--exclusion-period"),
+    ("nan", b"exclusion_period must be 1 s to 30 days"),  # passes click's range: the config's
+])
+def test_a_bad_exclusion_period_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                      value: str,
+                                                                      message: bytes) -> None:
+    proc = init(tmp_path / "c", extra=("--exclusion-period", value))
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "c").exists()

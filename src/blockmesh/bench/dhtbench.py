@@ -34,8 +34,6 @@ the other, never overlapped.
 from __future__ import annotations
 
 import os
-import selectors
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from blockmesh.daemon.client import DaemonClient, find_daemon
+from blockmesh.daemon.process import DaemonProcess
 from blockmesh.data.routing.kad.dht import peer_bytes
 from blockmesh.data.routing.kad.table import key_of
 from blockmesh.data.store.config import Config
@@ -124,7 +123,7 @@ class DhtResult:
 @dataclass
 class _Daemon:
     repo: Path
-    proc: subprocess.Popen[bytes]
+    process: DaemonProcess
     client: DaemonClient | None = None
     peer_id: str = ""
     addr: str = ""
@@ -157,43 +156,18 @@ def _init(repo: Path, client: bool) -> None:
     path.write_text(config.to_toml())
 
 
-def _spawn(repo: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    return subprocess.Popen([sys.executable, "-m", "blockmesh.cli", "daemon", "--listen",
-                             "/ip4/127.0.0.1/tcp/0", "--gateway", ""], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+def _spawn(repo: Path) -> DaemonProcess:
+    return DaemonProcess(repo, ["--listen", "/ip4/127.0.0.1/tcp/0", "--gateway", ""])
 
 
 def _wait_ready(daemon: _Daemon, deadline: float) -> None:
-    stdout = daemon.proc.stdout
-    assert stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(stdout, selectors.EVENT_READ)
-        while selector.select(max(0.0, deadline - time.monotonic())):
-            line = stdout.readline().decode().strip()
-            if not line:
-                raise DhtBenchError(f"daemon on {daemon.repo} exited with {daemon.proc.wait()}")
-            if line == "Daemon is ready":
-                client = find_daemon(daemon.repo)
-                if client is None:
-                    raise DhtBenchError(f"daemon on {daemon.repo} wrote no API file")
-                ident = client.call("id")
-                daemon.client, daemon.peer_id = client, ident["ID"]
-                daemon.addr = ident["Addresses"][0]
-                return
-    raise DhtBenchError(f"daemon on {daemon.repo} not ready in time")
-
-
-def _stop(daemon: _Daemon) -> None:
-    if daemon.proc.poll() is None:
-        daemon.proc.send_signal(signal.SIGTERM)
-    try:
-        daemon.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        daemon.proc.kill()
-        daemon.proc.wait(30)
-    if daemon.proc.stdout is not None:
-        daemon.proc.stdout.close()
+    daemon.process.wait_ready(deadline)
+    client = find_daemon(daemon.repo)
+    if client is None:
+        raise DhtBenchError(f"daemon on {daemon.repo} wrote no API file")
+    ident = client.call("id")
+    daemon.client, daemon.peer_id = client, ident["ID"]
+    daemon.addr = ident["Addresses"][0]
 
 
 @contextmanager
@@ -206,7 +180,7 @@ def _network(workdir: Path, nodes: int) -> Iterator[list[_Daemon]]:
         daemons: list[_Daemon] = []
         for i in range(nodes):
             daemon = _Daemon(workdir / f"node{i}", _spawn(workdir / f"node{i}"))
-            stack.callback(_stop, daemon)
+            stack.callback(daemon.process.stop)
             daemons.append(daemon)
         deadline = time.monotonic() + START_TIMEOUT_BASE + START_TIMEOUT_PER_NODE * nodes
         for daemon in daemons:

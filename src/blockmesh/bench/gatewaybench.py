@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import selectors
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,10 +33,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from blockmesh.daemon.client import DaemonClient, find_daemon
+from blockmesh.daemon.process import DaemonProcess, start_daemon
 from blockmesh.data.gateway.address import parse_listen
 
 MiB = 1 << 20
-START_TIMEOUT = 60
 CALL_TIMEOUT = 600
 READ = 1 << 20
 
@@ -82,7 +80,7 @@ class GatewayResult:
 @dataclass
 class _Daemon:
     repo: Path
-    proc: subprocess.Popen[bytes]
+    process: DaemonProcess
     client: DaemonClient
     gateway_port: int
 
@@ -99,48 +97,22 @@ def _cli(repo: Path, *args: str) -> str:
 @contextmanager
 def _daemon(repo: Path) -> Iterator[_Daemon]:
     _cli(repo, "init")
-    env = dict(os.environ, BLOCKMESH_PATH=str(repo))
-    proc = subprocess.Popen([sys.executable, "-m", "blockmesh.cli", "daemon", "--listen",
-                             "/ip4/127.0.0.1/tcp/0", "--gateway", "/ip4/127.0.0.1/tcp/0"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            bufsize=0)
+    process = start_daemon(repo, ["--listen", "/ip4/127.0.0.1/tcp/0",
+                                  "--gateway", "/ip4/127.0.0.1/tcp/0"])
     try:
-        port = _wait_ready(proc)
         client = find_daemon(repo)
         if client is None:
             raise RuntimeError(f"daemon on {repo} wrote no API file")
-        yield _Daemon(repo, proc, client, port)
+        yield _Daemon(repo, process, client, _gateway_port(process.banner))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        process.stop()
 
 
-def _wait_ready(proc: subprocess.Popen[bytes]) -> int:
-    assert proc.stdout is not None
-    port = None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not selector.select(max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline().decode().strip()
-            if not line:
-                raise RuntimeError(f"daemon exited with {proc.wait()}")
-            if line.startswith("Gateway server listening on "):
-                port = parse_listen(line.rsplit(" ", 1)[1])[1]
-            if line == "Daemon is ready":
-                if port is None:
-                    raise RuntimeError("daemon started without its gateway")
-                return port
-    raise RuntimeError(f"daemon not ready in {START_TIMEOUT} s")
+def _gateway_port(banner: list[str]) -> int:
+    for line in banner:
+        if line.startswith("Gateway server listening on "):
+            return parse_listen(line.rsplit(" ", 1)[1])[1]
+    raise RuntimeError("daemon started without its gateway")
 
 
 def _random_file(path: Path, mib: int) -> Path:
@@ -286,7 +258,7 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
         large.append(LargeRow("gateway, local repo", size_mib, statistics.median(local)))
         gateway: list[tuple[float, float, float]] = []
         fetch: list[tuple[float, float, float]] = []
-        rest = _rss_mib(b.proc.pid)
+        rest = _rss_mib(b.process.pid)
         for i in range(repeat):
             via_gateway, via_fetch = files[1 + 2 * i], files[2 + 2 * i]
 
@@ -302,7 +274,7 @@ def run_bench(work: Path, size_mib: int, small: int, clients: int,
             for trials, action in order if i % 2 == 0 else reversed(order):
                 log(f"large file {i + 1}/{repeat}: B's "
                     f"{'gateway (over Bitswap from A)' if trials is gateway else 'fetch route'}")
-                trials.append(_watched(b.proc.pid, action))
+                trials.append(_watched(b.process.pid, action))
         ratio = statistics.median(f[0] / g[0] for g, f in zip(gateway, fetch, strict=True))
         for label, trials in (("gateway, fetched over Bitswap", gateway),
                               ("Bitswap fetch (API)", fetch)):

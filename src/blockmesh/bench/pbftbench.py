@@ -244,7 +244,7 @@ class LocalCluster:
     def _wait_meshed(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            for node, proc in self.procs.items():
+            for node, proc in self._processes().items():
                 if proc.poll() is not None:
                     raise BenchError(f"{node} exited with {proc.returncode}; see "
                                      f"{self.root / (node + '.log')}")
@@ -254,6 +254,11 @@ class LocalCluster:
             time.sleep(0.2)
         raise BenchError(f"the {self.kind} replicas did not mesh within {START_TIMEOUT:g} s")
 
+    def _processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The replica processes by node, read for meshing and CPU time (MemberCluster's are
+        its member daemons, which LocalMembers starts)."""
+        return self.procs
+
     async def _status(self) -> list[dict[str, object]]:
         async with ClusterClient(self.config) as cc:
             return await cc.status()
@@ -261,7 +266,7 @@ class LocalCluster:
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds so far of every replica process and of this process."""
         seconds = {}
-        for node, proc in self.procs.items():
+        for node, proc in self._processes().items():
             with contextlib.suppress(psutil.Error):
                 times = psutil.Process(proc.pid).cpu_times()
                 seconds[node] = times.user + times.system
@@ -299,7 +304,6 @@ class MemberCluster(LocalCluster):
         self.config = init_members(root, NODES, "127.0.0.1", free_base_port(NODES),
                                    transport=kind, checkpoint_interval=100, clients=clients)
         self.members = LocalMembers(root, self.config, log_level="warning")
-        self.procs = self.members.procs
         self._profile_dir = None
 
     @contextlib.contextmanager
@@ -310,6 +314,12 @@ class MemberCluster(LocalCluster):
             yield self
         finally:
             self.stop()
+
+    def _processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {node: daemon.proc for node, daemon in self.members.procs.items()}
+
+    def kill(self, node: str) -> None:
+        self.members.kill(node)
 
     def stop(self) -> None:
         self.members.stop_all()

@@ -30,7 +30,11 @@ from blockmesh.control.consensus.app import (
     encode_get,
     encode_set,
 )
-from blockmesh.control.pinset.config import PinsetConfig
+from blockmesh.control.pinset.config import (
+    MAX_EXCLUSION_PERIOD,
+    MIN_EXCLUSION_PERIOD,
+    PinsetConfig,
+)
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.errors import BlockmeshError
 
@@ -89,6 +93,11 @@ def cluster() -> None:
 @click.option("--reallocate-after", type=click.FloatRange(1, 30 * 86400), default=60.0,
               show_default=True,
               help="Seconds an allocated member may be silent before its pins move elsewhere.")
+@click.option("--exclusion-period",
+              type=click.FloatRange(MIN_EXCLUSION_PERIOD, MAX_EXCLUSION_PERIOD),
+              default=PinsetConfig.exclusion_period, show_default=True,
+              help="Seconds a member's first exclusion from a pin (f+1 failed audits) lasts; "
+                   "each repeat not yet faded lasts twice the previous one.")
 @click.option("--replication-min", type=click.IntRange(-1), default=-1, show_default=True,
               help="Default replication factor minimum of a pin (-1: every member).")
 @click.option("--replication-max", type=click.IntRange(-1), default=-1, show_default=True,
@@ -96,8 +105,8 @@ def cluster() -> None:
 @json_option
 def cluster_init(nodes: int, hosts: tuple[str, ...], base_port: int, out: str,
                  checkpoint_interval: int, clients: int | None, transport: str, force: bool,
-                 replicas_only: bool, reallocate_after: float, replication_min: int,
-                 replication_max: int, as_json: bool) -> None:
+                 replicas_only: bool, reallocate_after: float, exclusion_period: float,
+                 replication_min: int, replication_max: int, as_json: bool) -> None:
     """Generate keys and config for a new cluster: one member repo per node, DIR/nodeK, each
     a BLOCKMESH_PATH for `blockmesh daemon` (both planes), or with --replicas-only the
     stand-alone replica files."""
@@ -110,7 +119,8 @@ def cluster_init(nodes: int, hosts: tuple[str, ...], base_port: int, out: str,
     else:
         from blockmesh.daemon.membership import MEMBER_FILE, init_members
 
-        pinset = PinsetConfig(replication_min, replication_max, reallocate_after)
+        pinset = PinsetConfig(replication_min, replication_max, reallocate_after,
+                              exclusion_period=exclusion_period)
         config = init_members(root, nodes, hosts, base_port, pinset=pinset, transport=transport,
                               checkpoint_interval=checkpoint_interval, clients=clients or 1,
                               force=force)

@@ -2,8 +2,8 @@
 
 Each member is a real `blockmesh daemon` process on its own repo (DIR/nodeK), so what runs here
 is what an operator runs: PBFT over the network between processes, Bitswap between them, the
-CLI talking to each daemon's API. Processes are started and stopped by PID, with every wait
-bounded.
+CLI talking to each daemon's API. Each daemon leads its own process group and is stopped by
+that group, with every wait bounded (`process.py`).
 
 By default every member binds 127.0.0.1. Given one host per member and a command prefix per
 member (`ip netns exec NS`, say), each member's daemon and CLI calls run where its own address
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,16 +25,14 @@ from typing import Any
 from blockmesh.control.cluster.config import ClusterConfig, free_base_port
 from blockmesh.control.pinset.config import PinsetConfig
 from blockmesh.daemon.membership import init_members
+from blockmesh.daemon.process import BIN, DaemonProcess
 from blockmesh.errors import BlockmeshError
 
-BIN = [sys.executable, "-m", "blockmesh.cli"]
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 CALL_TIMEOUT = 90.0
 
 
 class LocalClusterError(BlockmeshError):
-    """A member daemon did not start, a command failed, or a wait ran out."""
+    """A command failed, or a wait ran out (a daemon that does not start: DaemonStartError)."""
 
 
 @dataclass
@@ -45,7 +41,7 @@ class LocalMembers:
 
     root: Path
     config: ClusterConfig
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, DaemonProcess] = field(default_factory=dict)
     log_level: str = "info"
     #: Per node id, what its daemon and CLI calls run under (none: run directly).
     prefix: dict[str, list[str]] = field(default_factory=dict)
@@ -88,33 +84,22 @@ class LocalMembers:
         return [*self.prefix.get(node, ()), *BIN, *args]
 
     def _spawn(self, node: str) -> None:
-        env = dict(os.environ, BLOCKMESH_PATH=str(self.repo(node)))
-        log = open(self.root / f"{node}.log", "ab")  # noqa: SIM115 - the child holds it
-        self.procs[node] = subprocess.Popen(
-            self.command(node, "daemon", "--log-level", self.log_level), env=env,
-            stdout=subprocess.PIPE, stderr=log, bufsize=0)
-        log.close()
+        self.procs[node] = DaemonProcess(self.repo(node), ["--log-level", self.log_level],
+                                         prefix=self.prefix.get(node, ()),
+                                         log=self.root / f"{node}.log")
 
     def _ready(self, node: str) -> None:
         try:
-            _wait_ready(self.procs[node])
+            self.procs[node].wait_ready()
         except BaseException:
             self.stop_all()
             raise
 
     def kill(self, node: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs.pop(node, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            os.kill(proc.pid, sig)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(STOP_TIMEOUT)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        """Signal `node`'s daemon and its process group, and reap it (bounded)."""
+        daemon = self.procs.pop(node, None)
+        if daemon is not None:
+            daemon.stop(sig)
 
     def stop_all(self) -> None:
         for node in list(self.procs):
@@ -155,18 +140,3 @@ class LocalMembers:
     def __exit__(self, *_exc: object) -> None:
         self.stop_all()
 
-
-def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(max(0.0, deadline - time.monotonic())):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                raise LocalClusterError(f"daemon {proc.pid} exited with {proc.wait()}")
-            if line.strip() == b"Daemon is ready":
-                return
-    raise LocalClusterError(f"daemon {proc.pid} not ready in {START_TIMEOUT:g} s")

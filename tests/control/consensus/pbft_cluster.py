@@ -18,7 +18,7 @@ from blockmesh.control.consensus import (
     PBFTParams,
     PBFTReplica,
 )
-from blockmesh.control.consensus.authenticators import PairKeys
+from blockmesh.control.consensus.authenticators import Pairing, PairKeys
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 
@@ -41,11 +41,11 @@ class Cluster:
         self.client_keys = Verifier({c: s.public_key for c, s in self.client_signers.items()})
         replica_public = {r: s.public_key for r, s in self.signers.items()}
         client_public = {c: s.public_key for c, s in self.client_signers.items()}
-        self.client_macs = {c: PairKeys(c, s.private, replica_public, client_side=True)
+        self.client_macs = {c: PairKeys(c, s.private, replica_public, Pairing.CLIENT)
                             for c, s in self.client_signers.items()}
-        self.replica_macs = {r: PairKeys(r, s.private, client_public, client_side=False)
+        self.replica_macs = {r: PairKeys(r, s.private, client_public, Pairing.REPLICA)
                              for r, s in self.signers.items()}
-        self.peer_macs = {r: PairKeys(r, s.private, replica_public, client_side=False, peers=True)
+        self.peer_macs = {r: PairKeys(r, s.private, replica_public, Pairing.PEERS)
                           for r, s in self.signers.items()}
         self.clients = {c: PBFTClient(s, self.nodes, self.keys, pair_keys=self.client_macs[c])
                         for c, s in self.client_signers.items()}

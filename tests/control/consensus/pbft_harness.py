@@ -30,6 +30,7 @@ from blockmesh.control.consensus.app import encode_delete, encode_get, encode_se
 from blockmesh.control.consensus.authenticators import (
     MAC_SIZE,
     MacKeys,
+    Pairing,
     PairKeys,
     authenticate,
     mac_vector,
@@ -100,9 +101,11 @@ def make_pair_keys(clients: dict, replicas: dict, rng: random.Random, ed25519: b
                    ) -> tuple[dict[str, MacKeys], dict[str, MacKeys]]:
     """(MAC keys of each client, MAC keys of each replica)."""
     if ed25519:
-        return ({c: PairKeys(c, s.private, {r: k.public_key for r, k in replicas.items()}, True)
+        return ({c: PairKeys(c, s.private, {r: k.public_key for r, k in replicas.items()},
+                              Pairing.CLIENT)
                  for c, s in clients.items()},
-                {r: PairKeys(r, s.private, {c: k.public_key for c, k in clients.items()}, False)
+                {r: PairKeys(r, s.private, {c: k.public_key for c, k in clients.items()},
+                              Pairing.REPLICA)
                  for r, s in replicas.items()})
     secret = {(c, r): rng.randbytes(32) for c in clients for r in replicas}
     return ({c: TableKeys({r: secret[c, r] for r in replicas}) for c in clients},
@@ -113,7 +116,7 @@ def make_peer_keys(replicas: dict, rng: random.Random, ed25519: bool) -> dict[st
     """The MAC keys each replica shares with the others (for COMMITs)."""
     if ed25519:
         public = {r: k.public_key for r, k in replicas.items()}
-        return {r: PairKeys(r, s.private, public, False, peers=True) for r, s in replicas.items()}
+        return {r: PairKeys(r, s.private, public, Pairing.PEERS) for r, s in replicas.items()}
     secret = {(a, b): rng.randbytes(32) for a in replicas for b in replicas if a < b}
     return {r: TableKeys({o: secret[min(r, o), max(r, o)] for o in replicas if o != r})
             for r in replicas}

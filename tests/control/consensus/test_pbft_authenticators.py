@@ -11,6 +11,7 @@ from pbft_cluster import UNIT_PARAMS, Cluster
 from blockmesh.control.consensus.app import encode_get, encode_set, is_read_only
 from blockmesh.control.consensus.authenticators import (
     MAC_SIZE,
+    Pairing,
     PairKeys,
     authenticate,
     mac_vector,
@@ -65,12 +66,12 @@ def _counting_cluster() -> tuple[Cluster, _CountingKeys]:
 def test_both_ends_derive_the_same_key_and_each_pair_its_own():
     client, replica, other = Signer.generate("c0"), Signer.generate("r0"), Signer.generate("r1")
     mine = PairKeys("c0", client.private, {"r0": replica.public_key, "r1": other.public_key},
-                    client_side=True)
-    theirs = PairKeys("r0", replica.private, {"c0": client.public_key}, client_side=False)
+                    Pairing.CLIENT)
+    theirs = PairKeys("r0", replica.private, {"c0": client.public_key}, Pairing.REPLICA)
     assert mine.key("r0") == theirs.key("c0")
     assert mine.key("r1") != mine.key("r0")
     assert mine.key("stranger") is None and not mine.knows("stranger")
-    broken = PairKeys("r0", replica.private, {"c0": bytes(32)}, client_side=False)
+    broken = PairKeys("r0", replica.private, {"c0": bytes(32)}, Pairing.REPLICA)
     assert broken.key("c0") is None  # a low-order point gives no secret: signatures only
 
 
@@ -270,11 +271,17 @@ def _commits_held_from_r1(c: Cluster) -> dict[str, pb.PBFTMessage]:
 
 def test_replica_pair_keys_are_symmetric_and_unrelated_to_client_keys():
     a, b = Signer.generate("r0"), Signer.generate("r1")
-    ab = PairKeys("r0", a.private, {"r1": b.public_key}, client_side=False, peers=True)
-    ba = PairKeys("r1", b.private, {"r0": a.public_key}, client_side=True, peers=True)
+    ab = PairKeys("r0", a.private, {"r1": b.public_key}, Pairing.PEERS)
+    ba = PairKeys("r1", b.private, {"r0": a.public_key}, Pairing.PEERS)
     assert ab.key("r1") == ba.key("r0") is not None
-    as_client = PairKeys("r0", a.private, {"r1": b.public_key}, client_side=True)
-    assert as_client.key("r1") != ab.key("r1")
+    # The same two parties as a client and a replica: both ends agree on another key.
+    as_client = PairKeys("r0", a.private, {"r1": b.public_key}, Pairing.CLIENT)
+    as_replica = PairKeys("r1", b.private, {"r0": a.public_key}, Pairing.REPLICA)
+    assert as_client.key("r1") == as_replica.key("r0") not in (None, ab.key("r1"))
+    # Both claiming the client end order the ids differently: no key in common.
+    other_client = PairKeys("r1", b.private, {"r0": a.public_key}, Pairing.CLIENT)
+    assert other_client.key("r0") != as_client.key("r1")
+
 
 
 def test_commits_carry_a_mac_vector_and_no_signature_check():

@@ -1,9 +1,10 @@
 """Exclusions heal on the cluster clock, and a liar cannot ride that to keep an allocation.
 
 An exclusion (f+1 distinct failed audits) lasts `exclusion_period_ms` on the cluster clock, twice
-as long at each repeat for the same pin; then the member is eligible again, a fresh f+1 failed
-audits are needed to exclude it again, and it takes a slot only when no member with fewer
-exclusions from that pin can.
+as long at each repeat for the same pin (repeats fade only after a quiet stretch: see
+test_strike_fading.py); then the member is eligible again, a fresh f+1 failed audits are needed
+to exclude it again, and it takes a slot only when no member with fewer exclusions from that pin
+can.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from pinset_ops import (
 )
 
 from blockmesh.control.pinset import PinsetApp
-from blockmesh.control.pinset.app import MAX_EXCLUSION_DOUBLINGS
 from blockmesh.control.pinset.config import PinsetConfig
+from blockmesh.control.pinset.strikes import MAX_EXCLUSION_DOUBLINGS
 from blockmesh.control.proto import pinset_pb2 as pb
 from blockmesh.errors import DecodeError
 

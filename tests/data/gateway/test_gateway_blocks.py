@@ -1,7 +1,8 @@
 """RequestBlocks' bounds, driven with a stand-in for the node's Bitswap session (the blocks it
 hands over are real blocks under their real CIDs): a file read holds at most its read-ahead
-plus two blocks, whatever sizes the file's nodes claim, and walks that are not file reads
-keep no list of arrivals."""
+plus two blocks, whatever sizes the file's nodes claim; a CAR walk (dag-scope=all) holds at
+most its read-ahead, whatever its blocks weigh; and walks that are not file reads keep no list
+of arrivals."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from blockmesh.data.cid import CID, Codec
+from blockmesh.data.dag import dagcbor
 from blockmesh.data.gateway.blocks import HELD_SLACK, RequestBlocks
+from blockmesh.data.gateway.walk import dag_blocks
+from blockmesh.data.limits import MAX_BLOCK_SIZE
 from blockmesh.data.store.memory import MemoryBlockstore
 from blockmesh.errors import DecodeError
 
@@ -75,3 +79,33 @@ async def test_walks_that_are_not_file_reads_keep_no_arrival_list() -> None:
     request.prefetch(cids)
     assert [await request.get(cid) for cid in cids] == blocks
     assert request.arrivals() == []
+
+
+@pytest.mark.parametrize("dups", [True, False])
+async def test_a_car_of_large_blocks_holds_at_most_its_read_ahead(dups: bool) -> None:
+    """Blocks of the largest size, every want answered at once (the worst case for holding):
+    the walk still has blocks wanted ahead, and what waits for it stays within the window.
+    (A fixed window of 32 blocks held 31 of them here: 62 MiB for an 8 MiB read-ahead.)"""
+    blocks = [os.urandom(MAX_BLOCK_SIZE) for _ in range(12)]
+    request, cids, _ = _request(blocks, read_ahead=8 * MiB)
+    root = dagcbor.encode(cids + cids[:3])  # repeats: sent again (dups) or skipped
+    peak = 0
+    walked = []
+    async for cid, block in dag_blocks(request, CID.of(root, Codec.DAG_CBOR), root,
+                                       None if dups else set()):
+        assert request.held <= 8 * MiB
+        peak = max(peak, request.held)
+        walked.append((cid, block))
+    expected = list(zip(cids, blocks, strict=True))
+    assert walked == (expected + expected[:3] if dups else expected)
+    assert peak >= 2 * MAX_BLOCK_SIZE  # blocks did arrive ahead of the walk
+    request.close()
+
+
+async def test_small_blocks_fill_the_window_as_large_ones_do() -> None:
+    """A block's size is known only once it is here, so each one wanted ahead reserves the
+    largest size: read_ahead / MAX_BLOCK_SIZE in flight, whatever they turn out to weigh."""
+    blocks = [os.urandom(1024) for _ in range(20)]
+    request, cids, session = _request(blocks, read_ahead=8 * MiB)
+    request.prefetch(cids)
+    assert session.wanted == cids[:8 * MiB // MAX_BLOCK_SIZE]

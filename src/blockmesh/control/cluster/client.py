@@ -17,7 +17,7 @@ from blockmesh.control.cluster.config import ClusterConfig
 from blockmesh.control.cluster.identity import ClientIdentity
 from blockmesh.control.cluster.replies import answered_reply
 from blockmesh.control.consensus import PBFTClient
-from blockmesh.control.consensus.authenticators import PairKeys
+from blockmesh.control.consensus.authenticators import Pairing, PairKeys
 from blockmesh.control.consensus.messages import ReplyVerifier
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
@@ -144,7 +144,7 @@ class ClientSession:
         cluster = owner.cluster
         signer = identity.signer()
         self.client_id = signer.node_id
-        keys = PairKeys(signer.node_id, signer.private, cluster.public_keys(), client_side=True)
+        keys = PairKeys(signer.node_id, signer.private, cluster.public_keys(), Pairing.CLIENT)
         self._client = PBFTClient(signer, [n.id for n in cluster.nodes], owner.verifier,
                                   first_timestamp=first_timestamp(), pair_keys=keys,
                                   sign=owner.sign_requests)

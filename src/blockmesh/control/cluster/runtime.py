@@ -39,7 +39,7 @@ from blockmesh.control.consensus import (
     SqliteStore,
 )
 from blockmesh.control.consensus.app import is_read_only
-from blockmesh.control.consensus.authenticators import PairKeys
+from blockmesh.control.consensus.authenticators import Pairing, PairKeys
 from blockmesh.control.keys import Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import (
@@ -188,10 +188,10 @@ class Replica:
             cluster.params(),
             recovered=self.store.load(),
             pair_keys=PairKeys(node.node_id, self.signer.private, cluster.client_keys(),
-                               client_side=False),
+                               Pairing.REPLICA),
             authorize=client_policy(cluster, read_only),
             peer_keys=PairKeys(node.node_id, self.signer.private, cluster.public_keys(),
-                               client_side=False, peers=True),
+                               Pairing.PEERS),
         )
         self.transport = TRANSPORT_CLASSES[self.kind](
             self.signer,

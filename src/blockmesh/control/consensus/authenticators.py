@@ -15,7 +15,7 @@ Pair keys need no handshake: both sides hold Ed25519 keys, which convert to X255
 The MAC key is a keyed BLAKE2b of that secret and both identities, so each (client, replica)
 pair gets its own key and a replica cannot present its key as another pair's.
 
-Replicas authenticate their COMMITs the same way, with keys of their own (`peers=True`: another
+Replicas authenticate their COMMITs the same way, with keys of their own (`Pairing.PEERS`: another
 derivation, so a member that is also a client holds unrelated keys in the two roles). A COMMIT
 carries an authenticator vector, one MAC per replica (`mac_vector`): relayed by a third replica,
 each recipient still checks the entry its author made for it, which the relay cannot forge.
@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any, Protocol
 
 from nacl.bindings import crypto_scalarmult
@@ -54,21 +55,31 @@ class MacKeys(Protocol):
     def mac(self, peer: str, data: bytes) -> bytes | None: ...
 
 
-class PairKeys:
-    """The MAC keys one party shares with each party on the other side (derived lazily).
+class Pairing(Enum):
+    """Which pairs a party keys and which end of each it is: one value, so that a party cannot
+    be told both that it keys replicas among themselves and which end of a client pair it is.
+    Both ends of a pair must feed the two ids to the derivation in the same order."""
 
-    `me` is this party's Ed25519 private key; `others` maps the other side's ids to their
-    Ed25519 public keys. `client_side` says which end of each pair this party is, so both ends
-    feed the two ids to the key derivation in the same order. `peers` makes keys among
-    replicas instead (the ids in sorted order, another derivation; `client_side` is unused)."""
+    #: A client, keyed with each replica: (client, replica).
+    CLIENT = "client"
+    #: A replica, keyed with each client: (client, replica), as the client orders them.
+    REPLICA = "replica"
+    #: A replica, keyed with each other replica: the ids sorted, under another derivation.
+    PEERS = "peers"
+
+
+class PairKeys:
+    """The MAC keys one party shares with each party `others` lists (derived lazily).
+
+    `private` is this party's Ed25519 private key; `others` maps the other ends' ids to their
+    Ed25519 public keys; `pairing` says which pairs these are and which end this party is."""
 
     def __init__(self, me: str, private: SigningKey, others: Mapping[str, bytes],
-                 client_side: bool, peers: bool = False) -> None:
+                 pairing: Pairing) -> None:
         self._me = me
-        self._peers = peers
+        self._pairing = pairing
         self._private: PrivateKey = private.to_curve25519_private_key()
         self._others = dict(others)
-        self._client_side = client_side
         self._keys: dict[str, bytes | None] = {}
         self._hashers: dict[str, Any] = {}
 
@@ -103,12 +114,14 @@ class PairKeys:
             shared = crypto_scalarmult(bytes(self._private), bytes(theirs))
         except (CryptoError, ValueError, TypeError):
             return None  # a low-order or malformed key: no usable secret, fall back to signatures
-        if self._peers:
+        if self._pairing is Pairing.PEERS:
             first, second = sorted((self._me, peer))
+        elif self._pairing is Pairing.CLIENT:
+            first, second = self._me, peer
         else:
-            first, second = (self._me, peer) if self._client_side else (peer, self._me)
+            first, second = peer, self._me
         ids = b"".join(struct.pack(">I", len(x)) + x for x in (first.encode(), second.encode()))
-        person = _PEER_KEY_PERSON if self._peers else _KEY_PERSON
+        person = _PEER_KEY_PERSON if self._pairing is Pairing.PEERS else _KEY_PERSON
         return hashlib.blake2b(ids, key=shared, digest_size=32, person=person).digest()
 
 

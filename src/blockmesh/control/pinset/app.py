@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from blockmesh.control.pinset.allocator import rank
 from blockmesh.control.pinset.clock import ClusterClock
+from blockmesh.control.pinset.strikes import Strikes, strike
 from blockmesh.control.proto import pinset_pb2 as pb
 from blockmesh.data.cid import CID
 from blockmesh.errors import BlockmeshError
@@ -40,10 +41,6 @@ MAX_TAG = 64
 MAX_MESSAGE = 512
 #: Status reports in one batch: a few dozen bytes each, within MAX_OPERATION_SIZE.
 MAX_BATCH = 64
-#: A member's k-th exclusion from one pin lasts exclusion_period_ms * 2**(k-1), doubling at most
-#: this many times (1024 periods: about 3.5 days with the default 5 minutes), so a member
-#: that keeps failing stays out for long stretches yet never for good without an operator.
-MAX_EXCLUSION_DOUBLINGS = 10
 
 
 @dataclass(frozen=True)
@@ -57,8 +54,13 @@ class PinsetPolicy:
     #: and its pins get a replacement.
     reallocate_after_ms: int = 60_000
     #: How long a member's first exclusion from a pin lasts on the cluster clock (each further
-    #: one for the same pin lasts twice the previous); then it is eligible again and re-audited.
+    #: one for the same pin lasts twice the previous, and strikes fade when the member stays
+    #: quiet: see `strikes.py`); then it is eligible again and re-audited.
     exclusion_period_ms: int = 300_000
+
+    def __post_init__(self) -> None:
+        if self.exclusion_period_ms < 1:
+            raise ValueError("exclusion_period_ms must be positive: strikes fade per period")
 
 
 class _Refused(BlockmeshError):
@@ -88,9 +90,10 @@ class _Pin:
     allocations: list[str] = field(default_factory=list)
     #: member -> the cluster-clock time its exclusion from this pin ends.
     excluded: dict[str, int] = field(default_factory=dict)
-    #: member -> how many times it was excluded from this pin (until `recover`): sets the length
-    #: of its next exclusion, and members with fewer are preferred when a slot is filled.
-    strikes: dict[str, int] = field(default_factory=dict)
+    #: member -> the exclusions from this pin that count against it (they fade, and `recover`
+    #: clears them): they set the length of its next exclusion, and members with fewer are
+    #: preferred when a slot is filled.
+    strikes: dict[str, Strikes] = field(default_factory=dict)
     #: target member -> the members that reported a failed audit of it.
     audit_failures: dict[str, set[str]] = field(default_factory=dict)
     statuses: dict[str, _Status] = field(default_factory=dict)
@@ -293,13 +296,12 @@ class PinsetApp:
             del pin.audit_failures[target]
 
     def _exclude(self, pin: _Pin, member: str, accusers: set[str]) -> None:
-        """Exclude for a term that doubles with each repeat: an honest member that was merely
-        slow is back soon, a member that keeps failing spends ever longer out."""
-        strikes = pin.strikes.get(member, 0) + 1
-        pin.strikes[member] = strikes
+        """Exclude for a term that doubles with each repeat not yet faded: an honest member that
+        was merely slow is back soon, a member that keeps failing spends ever longer out."""
         now = self._clock.now_ms
-        until = now + self.policy.exclusion_period_ms \
-            * 2 ** min(strikes - 1, MAX_EXCLUSION_DOUBLINGS)
+        record = strike(pin.strikes.get(member), now, self.policy.exclusion_period_ms)
+        pin.strikes[member] = record
+        until = record.quiet_since_ms
         pin.excluded[member] = until
         del pin.audit_failures[member]  # spent: the next exclusion needs f+1 new failures
         heapq.heappush(self._readmissions, (until, bytes(pin.cid), member))
@@ -319,6 +321,7 @@ class PinsetApp:
             self._readmissions = [(until + now, key, m) for until, key, m in self._readmissions]
             for pin in self._pins.values():
                 pin.excluded = {m: until + now for m, until in pin.excluded.items()}
+                pin.strikes = {m: record.shifted(now) for m, record in pin.strikes.items()}
         while self._expiries and self._expiries[0][0] <= now:
             expire_at, key = heapq.heappop(self._expiries)
             pin = self._pins.get(key)
@@ -381,7 +384,13 @@ class PinsetApp:
         """Rendezvous order, members with fewer exclusions from this pin first: a member back
         from an exclusion takes a slot only when no member with a cleaner record can, so a
         liar is re-admitted only where the pin would otherwise lack a holder."""
-        return sorted(rank(bytes(pin.cid), candidates), key=lambda m: pin.strikes.get(m, 0))
+        return sorted(rank(bytes(pin.cid), candidates), key=lambda m: self._strikes(pin, m))
+
+    def _strikes(self, pin: _Pin, member: str) -> int:
+        record = pin.strikes.get(member)
+        if record is None:
+            return 0
+        return record.count_at(self._clock.now_ms, self.policy.exclusion_period_ms)
 
     def _has_room(self, member: str, pin: _Pin) -> bool:
         info = self._info[member]

@@ -13,8 +13,9 @@ byte, within the audit's timeout. What it does not prove: that the member stores
 makes that harder, never impossible), nor that it holds the blocks nobody asked for (sampling a
 fresh random path each time makes long-term cheating unlikely, not impossible). A member that
 is merely slow can fail an audit, so an exclusion is a term, not a verdict: it ends on the
-cluster clock (`exclusion_period`, doubling at each repeat for the same pin), then the member
-is eligible and audited afresh; `recover` lets an operator end it sooner (see `app.py`).
+cluster clock (`exclusion_period`, doubling at each repeat for the same pin, repeats fading
+when the member stays quiet: see `strikes.py`), then the member is eligible and audited afresh;
+`recover` lets an operator end it sooner (see `app.py`).
 """
 
 from __future__ import annotations

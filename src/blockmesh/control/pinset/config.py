@@ -20,6 +20,11 @@ from blockmesh.errors import DecodeError
 BEATS_PER_PERIOD = 4
 MIN_HEARTBEAT = 0.5
 MAX_HEARTBEAT = 15.0
+#: Bounds of `exclusion_period` in seconds (cluster.toml and `cluster init` alike): under a
+#: second every audit timeout would be an exclusion that ends before the replacement has the
+#: pin; the doubling then reaches 2**10 of the longest period, decades, which is "for good".
+MIN_EXCLUSION_PERIOD = 1.0
+MAX_EXCLUSION_PERIOD = 30 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,8 @@ class PinsetConfig:
     #: Seconds between two audits by one member (each picks one random claim).
     audit_interval: float = 30.0
     #: Seconds a member's first exclusion from a pin (f+1 failed audits) lasts on the cluster
-    #: clock; each further exclusion from the same pin lasts twice the previous one. Ten default
+    #: clock; each further exclusion from the same pin lasts twice the previous one, and each
+    #: strike fades after 12 such periods without a new exclusion (`strikes.py`). Ten default
     #: audit intervals: long enough for a passing overload to pass and for the replacement to
     #: fetch the pin, short enough that a pin left without enough eligible members heals in
     #: minutes without an operator.
@@ -47,7 +53,7 @@ class PinsetConfig:
             raise DecodeError("reallocate_after must be 1 s to 30 days")
         if not 1.0 <= self.audit_interval <= 86400:
             raise DecodeError("audit_interval must be 1 s to 1 day")
-        if not 1.0 <= self.exclusion_period <= 30 * 86400:
+        if not MIN_EXCLUSION_PERIOD <= self.exclusion_period <= MAX_EXCLUSION_PERIOD:
             raise DecodeError("exclusion_period must be 1 s to 30 days")
         if len(self.tags) > MAX_TAGS or any(len(t.encode()) > MAX_TAG for t in self.tags):
             raise DecodeError(f"at most {MAX_TAGS} tags of {MAX_TAG} bytes")

@@ -4,8 +4,11 @@ One `RequestBlocks` per HTTP request. A block missing from the repo is wanted in
 session of that request, and so are the next blocks the walk will need, so a large file
 streams at Bitswap's pace with a bounded buffer: blocks that arrived early wait here until the
 walk reaches them. A file read wants what its `FilePlan` asks for (`want`: every block within
-`read_ahead` bytes of what was sent, all at once, as a fetch wants a DAG); other walks name the
-links they will read next (`prefetch`), wanted at most `window` at a time. A block
+`read_ahead` bytes of what was sent, all at once, as a fetch wants a DAG); other walks (CAR
+`dag-scope=all`) name the links they will read next (`prefetch`), wanted within the same
+`read_ahead` bytes: their links carry no size to trust, so each block wanted ahead reserves
+the most a block may be (MAX_BLOCK_SIZE), and what arrives ahead of the walk never exceeds
+`read_ahead`, whatever the blocks' sizes. A block
 for which nothing arrives for `timeout` seconds raises GatewayTimeout (a 504 before the
 response head is sent; after it, the stream is cut). Closing the object closes the session, so
 a client that goes away leaves no wants behind.
@@ -35,11 +38,10 @@ if TYPE_CHECKING:
     from blockmesh.data.bitswap.session import Session
     from blockmesh.data.node import Node
 
-#: Links wanted ahead by walks other than file reads (CAR `dag-scope=all`), in blocks.
-DEFAULT_WINDOW = 32
 #: Bytes a file read wants ahead of what it has sent (`readahead.FilePlan`). 32 MiB is 128
 #: blocks of 256 KiB: what one peer has in flight for a `fetch` session
 #: (`max_inflight_blocks_per_peer`), so the gateway keeps Bitswap as busy as a fetch does.
+#: Other walks (`prefetch`) hold at most as much, which is 16 blocks of the largest size.
 DEFAULT_READ_AHEAD = 32 << 20
 #: What a planned read may hold beyond its read-ahead before it concludes that the file's nodes
 #: understate their blocks: the block the walk is in, and one interior node on its way to
@@ -49,11 +51,10 @@ HELD_SLACK = 2 * MAX_BLOCK_SIZE
 
 class RequestBlocks:
     def __init__(self, store: Blockstore, node: Node | None, timeout: float,
-                 window: int = DEFAULT_WINDOW, read_ahead: int = DEFAULT_READ_AHEAD) -> None:
+                 read_ahead: int = DEFAULT_READ_AHEAD) -> None:
         self._store = store
         self._node = node
         self._timeout = timeout
-        self._window = window
         self.read_ahead = read_ahead
         self._session: Session | None = None
         self._arrived: OrderedDict[bytes, bytes] = OrderedDict()
@@ -63,6 +64,11 @@ class RequestBlocks:
         self._new: list[CID] = []  # arrived since the last `arrivals` (planned reads only)
         self._wanted: set[bytes] = set()
         self._pending: OrderedDict[bytes, CID] = OrderedDict()  # prefetch not yet wanted
+
+    @property
+    def held(self) -> int:
+        """Bytes of blocks that arrived ahead of the walk and wait here for it."""
+        return self._held
 
     def has_local(self, cid: CID) -> bool:
         return cid.hash_code == HashCode.IDENTITY or self._store.has(cid)
@@ -145,7 +151,8 @@ class RequestBlocks:
         return data
 
     def prefetch(self, cids: list[CID]) -> None:
-        """Blocks the walk will ask for next, in that order: wanted ahead, within the window."""
+        """Blocks the walk will ask for next, in that order: wanted ahead, within `read_ahead`
+        bytes (see `_fill`)."""
         if self._node is None:
             return
         for cid in cids:
@@ -156,12 +163,16 @@ class RequestBlocks:
         self._fill()
 
     def _fill(self) -> None:
-        room = self._window - len(self._wanted) - len(self._arrived)
+        """Want pending blocks while what is held, plus MAX_BLOCK_SIZE for every block wanted
+        and not yet here, stays within `read_ahead`: a block's size is known only once it
+        arrives, so this bound holds whatever the DAG's blocks weigh. The block the walk waits
+        for (`get`) is wanted whether or not it fits, so the walk always moves on."""
+        room = self.read_ahead - self._held - MAX_BLOCK_SIZE * len(self._wanted)
         batch = []
-        while room > 0 and self._pending:
+        while room >= MAX_BLOCK_SIZE and self._pending:
             _, cid = self._pending.popitem(last=False)
             batch.append(cid)
-            room -= 1
+            room -= MAX_BLOCK_SIZE
         if batch:
             self._want(batch)
 

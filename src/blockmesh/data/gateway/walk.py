@@ -5,7 +5,8 @@ Every walk reads blocks through `RequestBlocks` (local repo, else Bitswap), so t
 serves local and remote content. File ranges use the UnixFS `blocksizes` of each node to skip
 subtrees wholly outside the range: a range read of a large file fetches only the blocks it
 needs. Which blocks a file read wants ahead, and when, is planned by `readahead.FilePlan`
-(a window of bytes); other walks want the links of each block they read, a few at a time.
+(a window of bytes); other walks want the links of each block they read, as many as fit in
+the same window (`RequestBlocks.prefetch`).
 """
 
 from __future__ import annotations
@@ -279,7 +280,9 @@ async def dag_blocks(blocks: RequestBlocks, root: CID, root_block: bytes,
     it, and each block yielded is added to it; None (dups=y) repeats blocks as often as the
     DAG links them, up to MAX_CAR_BLOCKS: a small DAG that links one child twice per level
     would otherwise answer one request with 2^depth blocks. The stack holds CIDs only."""
-    stack = list(reversed(block_links(root, root_block)))
+    children = block_links(root, root_block)
+    _prefetch(blocks, children, seen)
+    stack = list(reversed(children))
     sent = 0
     while stack:
         cid = stack.pop()
@@ -295,7 +298,15 @@ async def dag_blocks(blocks: RequestBlocks, root: CID, root_block: bytes,
             seen.add(cid.multihash)
         block = await blocks.get(cid)
         children = block_links(cid, block)
-        blocks.prefetch(children)
+        _prefetch(blocks, children, seen)
         yield cid, block
         stack.extend(reversed(children))
+
+
+def _prefetch(blocks: RequestBlocks, children: list[CID], seen: set[bytes] | None) -> None:
+    """Want a block's links ahead of the walk, but not those already sent (dups=n): the walk
+    skips them, so wanted ahead they would sit in the read-ahead for the rest of the
+    response."""
+    blocks.prefetch(children if seen is None else [c for c in children
+                                                   if c.multihash not in seen])
 

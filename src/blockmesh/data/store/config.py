@@ -77,7 +77,7 @@ class GatewayConfig:
     listen: str = "/ip4/127.0.0.1/tcp/8080"
     # seconds a gateway request waits for one block over Bitswap before answering 504
     timeout: float = 30.0
-    # MiB a file response fetches ahead of what its client has read (what it may hold)
+    # MiB a file or CAR response fetches ahead of what its client has read (what it may hold)
     read_ahead_mib: int = 32
 
 
