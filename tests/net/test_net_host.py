@@ -303,3 +303,30 @@ async def test_write_past_the_window_waits_for_the_reader_and_arrives_whole():
             await stream.close_write()
             await done.wait()
     assert bytes(received) == payload
+
+
+class _Recorder:
+    """A swarm notifee that writes down which events reach it."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __getattr__(self, name: str):
+        async def record(*_args: object) -> None:
+            self.seen.append(name)
+        return record
+
+
+async def test_connection_events_reach_notifees_and_stream_events_are_not_fanned_out(pair):
+    """Each stream event cost a task per notifee (boxo opens a stream per reply); none of the
+    notifees acts on them, so only connection and listen events are fanned out."""
+    a, b = pair
+    recorder = _Recorder()
+    b._running().get_network().register_notifee(recorder)  # type: ignore[arg-type]
+    await a.connect(b.addrs()[0])
+    for i in range(5):
+        assert await exchange(a, b.peer_id, [ECHO], b"%d" % i) == b"%d" % i
+    with trio.fail_after(WAIT):
+        while "connected" not in recorder.seen:
+            await trio.sleep(0.01)
+    assert "opened_stream" not in recorder.seen and "closed_stream" not in recorder.seen

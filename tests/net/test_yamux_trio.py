@@ -18,6 +18,7 @@ from blockmesh.data.net.yamux.frame import (
     decode_header,
     encode_header,
 )
+from blockmesh.data.net.yamux.session import OPEN_WINDOW
 from blockmesh.data.net.yamux.trio_muxer import YamuxConnection
 from blockmesh.data.net.yamux.window import INITIAL_WINDOW
 
@@ -104,7 +105,7 @@ async def test_a_frame_past_the_granted_window_ends_the_connection_with_go_away(
             nursery.start_soon(conn.start)
             await theirs.send_all(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
             stream = await conn.accept_stream()
-            await theirs.send_all(encode_header(TYPE_DATA, 0, 1, INITIAL_WINDOW + 1))
+            await theirs.send_all(encode_header(TYPE_DATA, 0, 1, OPEN_WINDOW + 1))
             frames = await _read_frames(theirs, TYPE_GO_AWAY)
             assert frames[-1] == (TYPE_GO_AWAY, 0, 0)
             with pytest.raises(MuxedStreamReset):

@@ -42,6 +42,12 @@ Workarounds for py-libp2p 0.8.1, found by reading its source and measured on loo
   packet leaves; an accepted connection from a denied address is closed by py-libp2p's
   connection gate, which this host replaces, before the security handshake; a denied peer id
   fails the Noise upgrade in either direction (`_GatedNoise`), so it is never registered.
+* The swarm announces every stream opened and closed to each registered notifee, each call in
+  a task of its own (six tasks per stream with the three notifees here). None of them acts on
+  stream events (py-libp2p's tag store and identify notifees return at once, and so does
+  ours), and boxo's server opens a stream for every reply it sends, so a 100 MiB fetch from
+  kubo spawned ~2,500 tasks for nothing: stream events are not fanned out (connection and
+  listen events are; the swarm's own resource accounting on a stream's close still runs).
 * py-libp2p cuts its loggers off from the logging tree at import; they are reattached so the
   application's logging configuration applies to them (it logs ordinary closes at ERROR).
 
@@ -322,6 +328,7 @@ class Host:
         swarm.auto_connector = _InertAutoConnector(swarm, connection_config.auto_connect_interval)
         swarm.connection_gate = _FilterGate(self)
         swarm.register_notifee(_ConnectionWatcher(self))
+        _skip_stream_notifications(swarm)
         for protocol, handler in self._handlers.items():
             libp2p_host.set_stream_handler(TProtocol(protocol), self._wrap(handler))
         return libp2p_host
@@ -607,6 +614,21 @@ class Host:
                         raise ProtocolViolation(f"identify reply from {peer_id} over {cap} bytes")
             return decode_identify(peer_id, bytes(reply))
         raise StreamError(f"identify of {peer_id} did not finish within {limit:g} s")
+
+
+_STREAM_EVENTS = frozenset({"opened_stream", "closed_stream"})
+
+
+def _skip_stream_notifications(swarm: Swarm) -> None:
+    """Fan out everything but stream events to the swarm's notifees (see the module's notes:
+    no notifee here acts on them, and each one cost a task per notifee per stream)."""
+    fan_out = swarm._notify
+
+    async def notify(method: str, *args: object) -> None:
+        if method not in _STREAM_EVENTS:
+            await fan_out(method, *args)
+
+    swarm._notify = notify  # type: ignore[method-assign]
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:
