@@ -164,3 +164,28 @@ async def test_a_reader_and_a_writer_waiting_on_one_stream_both_wake():
             with trio.fail_after(2):
                 await wrote.wait()
             nursery.cancel_scope.cancel()
+
+
+async def test_peek_leaves_bytes_take_consumes_exactly_and_wait_for_more_sees_eof():
+    """What inbound negotiation relies on: it looks at the buffer, takes only its own bytes,
+    and the handler reads the rest."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = YamuxConnection(_Pipe(ours, False), "peer", is_initiator=False)  # type: ignore[arg-type]
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.start)
+            await theirs.send_all(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
+                                  + encode_header(TYPE_DATA, 0, 1, 5) + b"hello")
+            stream = await conn.accept_stream()
+            await stream.wait_for_more(0)
+            assert stream.peek() == b"hello" and stream.peek() == b"hello"
+            stream.take(2)
+            assert stream.peek() == b"llo"
+            with pytest.raises(ValueError):
+                stream.take(4)
+            await theirs.send_all(encode_header(TYPE_DATA, FLAG_FIN, 1, 1) + b"!")
+            await stream.wait_for_more(3)
+            assert await stream.read() == b"llo!"
+            with pytest.raises(MuxedStreamEOF):
+                await stream.wait_for_more(0)
+            nursery.cancel_scope.cancel()

@@ -294,6 +294,34 @@ class TrioYamuxStream(IMuxedStream):
         conn._kick()
         return data
 
+    def peek(self) -> bytes:
+        """Every byte buffered, left in the buffer: multistream negotiation looks at what
+        arrived and `take`s only its own messages, so the protocol's bytes that came with
+        them stay for its handler."""
+        return b"".join(self._state.chunks)
+
+    def take(self, n: int) -> None:
+        """Consume exactly `n` of the buffered bytes, granting window as `read` does."""
+        state = self._state
+        if not 0 <= n <= state.buffered:
+            raise ValueError(f"cannot take {n} of {state.buffered} buffered bytes")
+        session = self._conn.session
+        now = trio.current_time()
+        while n:
+            n -= len(session.read(state, n, now=now))
+        self._conn._kick()
+
+    async def wait_for_more(self, than: int) -> None:
+        """Wait until more than `than` bytes are buffered; MuxedStreamEOF or MuxedStreamReset
+        if the stream ends first."""
+        state = self._state
+        while state.buffered <= than:
+            if state.reset:
+                raise MuxedStreamReset(f"yamux stream {state.id} was reset")
+            if state.remote_fin:
+                raise MuxedStreamEOF(f"yamux stream {state.id} closed by the peer")
+            await self._wait_change()
+
     async def write(self, data: bytes) -> None:
         state = self._state
         conn = self._conn
