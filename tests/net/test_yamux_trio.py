@@ -10,6 +10,7 @@ from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamError, Mux
 
 from blockmesh.data.net.yamux import trio_muxer
 from blockmesh.data.net.yamux.frame import (
+    FLAG_FIN,
     FLAG_SYN,
     HEADER_SIZE,
     TYPE_DATA,
