@@ -13,6 +13,7 @@ from blockmesh.data.net.multistream import (
     MAX_PROPOSALS,
     Listener,
     MultistreamError,
+    Step,
     encode_message,
 )
 
@@ -49,7 +50,7 @@ def test_a_lazy_dialer_gets_header_and_echo_in_one_answer_and_keeps_its_data():
 def test_an_interactive_dialer_gets_the_header_before_proposing():
     listener = Listener(SERVED)
     first = listener.feed(encode_message(HEADER))
-    assert first == type(first)(len(encode_message(HEADER)), encode_message(HEADER), None)
+    assert first == Step(len(encode_message(HEADER)), encode_message(HEADER), None)
     second = listener.feed(encode_message("/nope/1.0.0"))
     assert second.reply == encode_message("na") and second.protocol is None
     third = listener.feed(encode_message(BITSWAP))

@@ -26,7 +26,12 @@ from blockmesh.data.net.yamux.frame import (
     decode_header,
     encode_header,
 )
-from blockmesh.data.net.yamux.session import MAX_QUEUED_REPLIES, OPEN_WINDOW, Session
+from blockmesh.data.net.yamux.session import (
+    MAX_QUEUED_REPLIES,
+    OPEN_WINDOW,
+    OPEN_WINDOW_STREAMS,
+    Session,
+)
 from blockmesh.data.net.yamux.window import INITIAL_WINDOW, MAX_WINDOW
 
 _PATTERN = bytes(range(256)) * (400_000 // 256 + 2)
@@ -132,6 +137,19 @@ def test_syn_and_ack_announce_the_open_window_so_a_block_reply_needs_no_update()
     assert a.send(opened, reply) == len(reply)
     b.receive(a.take_outgoing(), 0.0)
     assert b.read(accepted, len(reply), now=0.0) == reply
+
+
+def test_only_the_first_streams_open_at_a_time_get_the_larger_window():
+    """The larger start is bounded: a peer opening many streams gets the spec's 256 KiB on
+    every stream past OPEN_WINDOW_STREAMS, so what it can make us buffer grows by 16 MiB."""
+    session = Session(client=False)
+    acks = []
+    for stream_id in range(1, 4 * OPEN_WINDOW_STREAMS + 3, 2):  # 2 x OPEN_WINDOW_STREAMS + 1
+        session.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, 0), 0.0)
+        acks += [h.length for h, _ in _frames(session.take_outgoing())]
+    extra = OPEN_WINDOW - INITIAL_WINDOW
+    assert acks == [extra] * OPEN_WINDOW_STREAMS + [0] * (OPEN_WINDOW_STREAMS + 1)
+    assert [s.credit for s in session.streams.values()][-1] == INITIAL_WINDOW
 
 
 def test_open_window_must_lie_between_the_initial_and_the_maximum_window():

@@ -44,9 +44,9 @@ async def fetch(repo: Path, addr: str, cid: str, stall: float) -> None:
     node = Node(Repo.init(repo), net_config=LOOPBACK)
     async with node.run():
         await node.connect(addr)
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu_start = time.perf_counter(), time.process_time()
         blocks = await node.fetch(CID.parse(cid), stall_timeout=stall)
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     _say({"seconds": seconds, "cpu_seconds": cpu, "blocks": blocks,
           "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
 

@@ -122,7 +122,7 @@ from blockmesh.data.net.errors import (
 )
 from blockmesh.data.net.identify import IDENTIFY_PROTOCOL, IdentifyInfo, decode_identify
 from blockmesh.data.net.identity import Identity
-from blockmesh.data.net.multistream import Listener, MultistreamError
+from blockmesh.data.net.multistream import MAX_MESSAGE, Listener, MultistreamError
 from blockmesh.data.net.stream import Stream
 from blockmesh.data.net.yamux.trio_muxer import TrioYamuxStream, YamuxConnection
 
@@ -627,6 +627,10 @@ class Host:
         raise StreamError(f"identify of {peer_id} did not finish within {limit:g} s")
 
 
+#: Bytes of a stream's buffer the negotiation looks at per step: always a whole message.
+NEGOTIATION_PEEK = 4 * (MAX_MESSAGE + 2)
+
+
 class _BufferedMultiselect(Multiselect):
     """py-libp2p's inbound negotiation, done by `multistream.Listener` on our Yamux streams."""
 
@@ -640,15 +644,17 @@ class _BufferedMultiselect(Multiselect):
         try:
             with trio.fail_after(negotiate_timeout):
                 while True:
-                    buffered = muxed.peek()
-                    step = listener.feed(buffered)
+                    # A few whole messages' worth: more than that is the protocol's data.
+                    seen = muxed.peek(NEGOTIATION_PEEK)
+                    step = listener.feed(seen)
                     muxed.take(step.consumed)
                     if step.reply:
                         await muxed.write(step.reply)
                     if step.protocol is not None:
                         protocol = TProtocol(step.protocol)
                         return protocol, self.handlers.get(protocol)
-                    await muxed.wait_for_more(len(buffered) - step.consumed)
+                    # At once if the peek left bytes out, else when more arrive.
+                    await muxed.wait_for_more(len(seen) - step.consumed)
         except (MultistreamError, MuxedStreamError, trio.TooSlowError) as exc:
             raise MultiselectError(f"inbound negotiation failed: {exc}") from exc
 

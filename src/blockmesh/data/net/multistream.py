@@ -67,12 +67,12 @@ class Listener:
         self._protocols = protocols
         self._header_seen = False
         self._refused = 0
-        self.done = False
+        self._done = False
 
     def feed(self, buffered: bytes | bytearray | memoryview) -> Step:
         """Consume every whole message at the front of `buffered` (stopping after the one that
         selects a protocol) and answer them; raises MultistreamError on a broken dialer."""
-        if self.done:
+        if self._done:
             raise MultistreamError("the negotiation is already over")
         data = memoryview(buffered)
         pos = 0
@@ -86,13 +86,14 @@ class Listener:
                 reply.append(encode_message(HEADER))
             elif text in self._protocols and text not in (HEADER, NOT_AVAILABLE, LIST):
                 reply.append(encode_message(text))
-                self.done = True
+                self._done = True
                 return Step(pos, b"".join(reply), text)
             else:
                 self._refused += 1
                 if self._refused > MAX_PROPOSALS:
                     raise MultistreamError(f"more than {MAX_PROPOSALS} proposals refused")
-                if text == LIST:  # as go-multistream answers: one message of messages
+                if text == LIST:  # one message of messages, as js-libp2p answers (and
+                    # go-multistream did until it dropped `ls`)
                     body = b"".join(encode_message(p) for p in sorted(self._protocols)) + b"\n"
                     reply.append(leb128(len(body)) + body)
                 else:

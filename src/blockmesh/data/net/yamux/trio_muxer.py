@@ -294,11 +294,19 @@ class TrioYamuxStream(IMuxedStream):
         conn._kick()
         return data
 
-    def peek(self) -> bytes:
-        """Every byte buffered, left in the buffer: multistream negotiation looks at what
-        arrived and `take`s only its own messages, so the protocol's bytes that came with
-        them stay for its handler."""
-        return b"".join(self._state.chunks)
+    def peek(self, limit: int) -> bytes:
+        """Up to `limit` of the buffered bytes, left in the buffer: multistream negotiation
+        looks at what arrived and `take`s only its own messages, so the protocol's bytes that
+        came with them (often a whole 256 KiB block) stay for its handler, uncopied."""
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self._state.chunks:
+            if size >= limit:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        joined = b"".join(parts)
+        return joined[:limit] if size > limit else joined
 
     def take(self, n: int) -> None:
         """Consume exactly `n` of the buffered bytes, granting window as `read` does."""
