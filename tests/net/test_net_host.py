@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import multiaddr
 import pytest
@@ -11,6 +11,7 @@ from libp2p import new_host
 from libp2p.crypto.x25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.security.noise.transport import PROTOCOL_ID, Transport
+from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamReset
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 
 from blockmesh.data.net import (
@@ -25,7 +26,9 @@ from blockmesh.data.net import (
     StreamReset,
     load_or_create_identity,
 )
+from blockmesh.data.net.addrs import to_libp2p_id
 from blockmesh.data.net.host import PING_PROTOCOL
+from blockmesh.data.net.multistream import HEADER, encode_message
 
 ECHO = "/blockmesh/test/echo/1.0.0"
 UPPER = "/blockmesh/test/upper/1.0.0"
@@ -303,3 +306,59 @@ async def test_write_past_the_window_waits_for_the_reader_and_arrives_whole():
             await stream.close_write()
             await done.wait()
     assert bytes(received) == payload
+
+
+class _Recorder:
+    """A swarm notifee that writes down which events reach it."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[None]]:
+        async def record(*_args: object) -> None:
+            self.seen.append(name)
+        return record
+
+
+async def test_connection_events_reach_notifees_and_stream_events_are_not_fanned_out(pair):
+    """Each stream event cost a task per notifee (boxo opens a stream per reply); none of the
+    notifees acts on them, so only connection and listen events are fanned out."""
+    a, b = pair
+    recorder = _Recorder()
+    b._running().get_network().register_notifee(recorder)  # type: ignore[arg-type]
+    await a.connect(b.addrs()[0])
+    for i in range(5):
+        assert await exchange(a, b.peer_id, [ECHO], b"%d" % i) == b"%d" % i
+    with trio.fail_after(WAIT):
+        while "connected" not in recorder.seen:
+            await trio.sleep(0.01)
+    assert "opened_stream" not in recorder.seen and "closed_stream" not in recorder.seen
+
+
+async def _raw_exchange(a: Host, b: Host, wire: bytes) -> bytes:
+    """Open a bare Yamux stream from `a` to `b`, write `wire` at once (as go's lazy dialer
+    does: header, proposal and data before any answer), half-close, read everything back."""
+    conn = a._running().get_network().get_connections(to_libp2p_id(b.peer_id))[0]
+    stream = await conn.muxed_conn.open_stream()
+    await stream.write(wire)
+    await stream.close()
+    out = bytearray()
+    with trio.fail_after(WAIT):
+        while True:
+            try:
+                out += await stream.read()
+            except MuxedStreamEOF:
+                return bytes(out)
+
+
+async def test_a_lazy_dialer_is_answered_and_its_data_reaches_the_handler(pair):
+    a, b = pair
+    await a.connect(b.addrs()[0])
+    header, echo_id = encode_message(HEADER), encode_message(ECHO)
+    assert await _raw_exchange(a, b, header + echo_id + b"lazy") == header + echo_id + b"lazy"
+    refused = encode_message("/not/served/1.0.0")
+    assert await _raw_exchange(a, b, header + refused + echo_id + b"2nd") == (
+        header + encode_message("na") + echo_id + b"2nd")
+    with pytest.raises(MuxedStreamReset):  # garbage: that stream is reset, nothing else
+        await _raw_exchange(a, b, b"\x03bad")
+    assert await exchange(a, b.peer_id, [ECHO], b"still fine") == b"still fine"

@@ -26,7 +26,12 @@ from blockmesh.data.net.yamux.frame import (
     decode_header,
     encode_header,
 )
-from blockmesh.data.net.yamux.session import MAX_QUEUED_REPLIES, Session
+from blockmesh.data.net.yamux.session import (
+    MAX_QUEUED_REPLIES,
+    OPEN_WINDOW,
+    OPEN_WINDOW_STREAMS,
+    Session,
+)
 from blockmesh.data.net.yamux.window import INITIAL_WINDOW, MAX_WINDOW
 
 _PATTERN = bytes(range(256)) * (400_000 // 256 + 2)
@@ -81,7 +86,7 @@ def test_any_bytes_either_parse_or_fail_with_a_protocol_error(data, cuts):
         return
     for stream in session.streams.values():
         assert stream.buffered + stream.credit <= MAX_WINDOW
-        assert stream.buffered <= INITIAL_WINDOW
+        assert stream.buffered <= OPEN_WINDOW
 
 
 def test_ping_is_answered_and_our_ping_measures_the_rtt():
@@ -109,10 +114,49 @@ def test_frame_over_the_granted_window_closes_the_connection():
     a = Session(client=False)
     a.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0), 0.0)
     with pytest.raises(YamuxProtocolError):
-        a.receive(encode_header(TYPE_DATA, 0, 1, INITIAL_WINDOW + 1), 0.0)
+        a.receive(encode_header(TYPE_DATA, 0, 1, OPEN_WINDOW + 1), 0.0)
     frames = _frames(a.take_outgoing())
     assert frames[-1][0] == Header(TYPE_GO_AWAY, 0, 0, 1)
     assert a.streams[1].buffered == 0
+
+
+def test_syn_and_ack_announce_the_open_window_so_a_block_reply_needs_no_update():
+    """boxo writes each reply on a new stream: one 256 KiB block plus its framing must fit in
+    what the SYN/ACK exchange grants, or every reply waits a round trip for our update."""
+    a, b = Session(client=True), Session(client=False)
+    opened = a.open_stream()
+    [(syn, _)] = _frames(a.take_outgoing())
+    assert syn == Header(TYPE_WINDOW_UPDATE, FLAG_SYN, opened.id, OPEN_WINDOW - INITIAL_WINDOW)
+    b.receive(encode_header(*syn), 0.0)
+    accepted = b.accept()
+    assert accepted is not None and accepted.send_window == OPEN_WINDOW
+    [(ack, _)] = _frames(b.take_outgoing())
+    assert ack == Header(TYPE_WINDOW_UPDATE, FLAG_ACK, opened.id, OPEN_WINDOW - INITIAL_WINDOW)
+    a.receive(encode_header(*ack), 0.0)
+    reply = bytes(INITIAL_WINDOW + 64)  # a 256 KiB block in its Bitswap message
+    assert a.send(opened, reply) == len(reply)
+    b.receive(a.take_outgoing(), 0.0)
+    assert b.read(accepted, len(reply), now=0.0) == reply
+
+
+def test_only_the_first_streams_open_at_a_time_get_the_larger_window():
+    """The larger start is bounded: a peer opening many streams gets the spec's 256 KiB on
+    every stream past OPEN_WINDOW_STREAMS, so what it can make us buffer grows by 16 MiB."""
+    session = Session(client=False)
+    acks = []
+    for stream_id in range(1, 4 * OPEN_WINDOW_STREAMS + 3, 2):  # 2 x OPEN_WINDOW_STREAMS + 1
+        session.receive(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, 0), 0.0)
+        acks += [h.length for h, _ in _frames(session.take_outgoing())]
+    extra = OPEN_WINDOW - INITIAL_WINDOW
+    assert acks == [extra] * OPEN_WINDOW_STREAMS + [0] * (OPEN_WINDOW_STREAMS + 1)
+    assert [s.credit for s in session.streams.values()][-1] == INITIAL_WINDOW
+
+
+def test_open_window_must_lie_between_the_initial_and_the_maximum_window():
+    with pytest.raises(ValueError):
+        Session(client=True, open_window=INITIAL_WINDOW - 1)
+    with pytest.raises(ValueError):
+        Session(client=True, max_window=INITIAL_WINDOW, open_window=OPEN_WINDOW)
 
 
 def test_syn_with_our_parity_or_for_a_live_stream_is_a_protocol_error():
@@ -240,13 +284,13 @@ def test_window_updates_are_batched_until_half_the_window_is_read():
     stream = a.open_stream()
     b.receive(a.take_outgoing(), 0.0)
     remote = b.accept()
-    b.take_outgoing()  # the ACK
-    a.send(stream, bytes(INITIAL_WINDOW))
+    a.receive(b.take_outgoing(), 0.0)  # the ACK, with the rest of the open window
+    a.send(stream, bytes(OPEN_WINDOW))
     b.receive(a.take_outgoing(), 0.0)
     assert stream.send_window == 0
     updates = []
     for _ in range(16):
-        b.read(remote, INITIAL_WINDOW // 16, now=0.0)
+        b.read(remote, OPEN_WINDOW // 16, now=0.0)
         updates += [h for h, _ in _frames(b.take_outgoing()) if h.type == TYPE_WINDOW_UPDATE]
     # One update per half window read, not one per read (py-libp2p sent sixteen here).
-    assert [h.length for h in updates] == [INITIAL_WINDOW // 2] * 2
+    assert [h.length for h in updates] == [OPEN_WINDOW // 2] * 2

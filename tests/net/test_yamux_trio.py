@@ -10,6 +10,7 @@ from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamError, Mux
 
 from blockmesh.data.net.yamux import trio_muxer
 from blockmesh.data.net.yamux.frame import (
+    FLAG_FIN,
     FLAG_SYN,
     HEADER_SIZE,
     TYPE_DATA,
@@ -18,6 +19,7 @@ from blockmesh.data.net.yamux.frame import (
     decode_header,
     encode_header,
 )
+from blockmesh.data.net.yamux.session import OPEN_WINDOW
 from blockmesh.data.net.yamux.trio_muxer import YamuxConnection
 from blockmesh.data.net.yamux.window import INITIAL_WINDOW
 
@@ -104,7 +106,7 @@ async def test_a_frame_past_the_granted_window_ends_the_connection_with_go_away(
             nursery.start_soon(conn.start)
             await theirs.send_all(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0))
             stream = await conn.accept_stream()
-            await theirs.send_all(encode_header(TYPE_DATA, 0, 1, INITIAL_WINDOW + 1))
+            await theirs.send_all(encode_header(TYPE_DATA, 0, 1, OPEN_WINDOW + 1))
             frames = await _read_frames(theirs, TYPE_GO_AWAY)
             assert frames[-1] == (TYPE_GO_AWAY, 0, 0)
             with pytest.raises(MuxedStreamReset):
@@ -162,4 +164,29 @@ async def test_a_reader_and_a_writer_waiting_on_one_stream_both_wake():
             await theirs.send_all(encode_header(TYPE_WINDOW_UPDATE, 0, stream.stream_id, 10))
             with trio.fail_after(2):
                 await wrote.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def test_peek_leaves_bytes_take_consumes_exactly_and_wait_for_more_sees_eof():
+    """What inbound negotiation relies on: it looks at the buffer, takes only its own bytes,
+    and the handler reads the rest."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = YamuxConnection(_Pipe(ours, False), "peer", is_initiator=False)  # type: ignore[arg-type]
+    with trio.fail_after(WAIT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.start)
+            await theirs.send_all(encode_header(TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 0)
+                                  + encode_header(TYPE_DATA, 0, 1, 5) + b"hello")
+            stream = await conn.accept_stream()
+            await stream.wait_for_more(0)
+            assert stream.peek(100) == b"hello" and stream.peek(3) == b"hel"
+            stream.take(2)
+            assert stream.peek(100) == b"llo"
+            with pytest.raises(ValueError):
+                stream.take(4)
+            await theirs.send_all(encode_header(TYPE_DATA, FLAG_FIN, 1, 1) + b"!")
+            await stream.wait_for_more(3)
+            assert await stream.read() == b"llo!"
+            with pytest.raises(MuxedStreamEOF):
+                await stream.wait_for_more(0)
             nursery.cancel_scope.cancel()

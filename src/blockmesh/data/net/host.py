@@ -42,6 +42,17 @@ Workarounds for py-libp2p 0.8.1, found by reading its source and measured on loo
   packet leaves; an accepted connection from a denied address is closed by py-libp2p's
   connection gate, which this host replaces, before the security handshake; a denied peer id
   fails the Noise upgrade in either direction (`_GatedNoise`), so it is never registered.
+* The swarm announces every stream opened and closed to each registered notifee, each call in
+  a task of its own (six tasks per stream with the three notifees here). None of them acts on
+  stream events (py-libp2p's tag store and identify notifees return at once, and so does
+  ours), and boxo's server opens a stream for every reply it sends, so a 100 MiB fetch from
+  kubo spawned ~2,500 tasks for nothing: stream events are not fanned out (connection and
+  listen events are; the swarm's own resource accounting on a stream's close still runs).
+* Inbound protocol negotiation on our Yamux streams is `multistream.Listener` (one read of
+  what is buffered, one write of the whole answer) in place of py-libp2p's listener, which read
+  every message a varint byte at a time through three layers and wrote its header and its
+  answer apart; boxo opens a stream per reply, so this ran ~400 times per 100 MiB fetched
+  from kubo. Mplex streams keep py-libp2p's listener.
 * py-libp2p cuts its loggers off from the logging tree at import; they are reattached so the
   application's logging configuration applies to them (it logs ordinary closes at ERROR).
 
@@ -66,6 +77,7 @@ import trio
 from libp2p import new_host
 from libp2p.abc import (
     IHost,
+    IMultiselectCommunicator,
     INetConn,
     INetStream,
     INetwork,
@@ -75,7 +87,7 @@ from libp2p.abc import (
 )
 from libp2p.crypto.keys import KeyPair, PrivateKey
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
-from libp2p.custom_types import TProtocol
+from libp2p.custom_types import StreamHandlerFn, TProtocol
 from libp2p.host.ping import ID as LIBP2P_PING_ID
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig, RetryConfig
@@ -83,10 +95,13 @@ from libp2p.network.connection_gate import ConnectionGate
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
+from libp2p.protocol_muxer.exceptions import MultiselectError
+from libp2p.protocol_muxer.multiselect import DEFAULT_NEGOTIATE_TIMEOUT, Multiselect
 from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer import muxer_multistream as libp2p_muxer_multistream
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 
@@ -107,8 +122,9 @@ from blockmesh.data.net.errors import (
 )
 from blockmesh.data.net.identify import IDENTIFY_PROTOCOL, IdentifyInfo, decode_identify
 from blockmesh.data.net.identity import Identity
+from blockmesh.data.net.multistream import MAX_MESSAGE, Listener, MultistreamError
 from blockmesh.data.net.stream import Stream
-from blockmesh.data.net.yamux.trio_muxer import YamuxConnection
+from blockmesh.data.net.yamux.trio_muxer import TrioYamuxStream, YamuxConnection
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +338,8 @@ class Host:
         swarm.auto_connector = _InertAutoConnector(swarm, connection_config.auto_connect_interval)
         swarm.connection_gate = _FilterGate(self)
         swarm.register_notifee(_ConnectionWatcher(self))
+        _skip_stream_notifications(swarm)
+        libp2p_host.multiselect = _BufferedMultiselect(libp2p_host.multiselect.handlers)
         for protocol, handler in self._handlers.items():
             libp2p_host.set_stream_handler(TProtocol(protocol), self._wrap(handler))
         return libp2p_host
@@ -607,6 +625,53 @@ class Host:
                         raise ProtocolViolation(f"identify reply from {peer_id} over {cap} bytes")
             return decode_identify(peer_id, bytes(reply))
         raise StreamError(f"identify of {peer_id} did not finish within {limit:g} s")
+
+
+#: Bytes of a stream's buffer the negotiation looks at per step: always a whole message.
+NEGOTIATION_PEEK = 4 * (MAX_MESSAGE + 2)
+
+
+class _BufferedMultiselect(Multiselect):
+    """py-libp2p's inbound negotiation, done by `multistream.Listener` on our Yamux streams."""
+
+    async def negotiate(self, communicator: IMultiselectCommunicator,
+                        negotiate_timeout: int = DEFAULT_NEGOTIATE_TIMEOUT,
+                        ) -> tuple[TProtocol | None, StreamHandlerFn | None]:
+        muxed = getattr(getattr(communicator, "read_writer", None), "muxed_stream", None)
+        if not isinstance(muxed, TrioYamuxStream):
+            return await super().negotiate(communicator, negotiate_timeout)
+        listener = Listener([p for p in self.handlers if p])
+        try:
+            with trio.fail_after(negotiate_timeout):
+                while True:
+                    # A few whole messages' worth: more than that is the protocol's data.
+                    seen = muxed.peek(NEGOTIATION_PEEK)
+                    step = listener.feed(seen)
+                    muxed.take(step.consumed)
+                    if step.reply:
+                        await muxed.write(step.reply)
+                    if step.protocol is not None:
+                        protocol = TProtocol(step.protocol)
+                        return protocol, self.handlers.get(protocol)
+                    # At once if the peek left bytes out, else when more arrive.
+                    await muxed.wait_for_more(len(seen) - step.consumed)
+        except (MultistreamError, MuxedStreamError, trio.TooSlowError) as exc:
+            raise MultiselectError(f"inbound negotiation failed: {exc}") from exc
+
+
+_STREAM_EVENTS = frozenset({"opened_stream", "closed_stream"})
+
+
+def _skip_stream_notifications(swarm: Swarm) -> None:
+    """Fan out everything but stream events to the swarm's notifees (see the module's notes:
+    no notifee here acts on them, and each one cost a task per notifee per stream)."""
+    fan_out = swarm._notify
+
+    async def notify(method: str, *args: object) -> None:
+        if method not in _STREAM_EVENTS:
+            await fan_out(method, *args)
+
+    swarm._notify = notify  # type: ignore[method-assign]
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:

@@ -35,7 +35,7 @@ TICK_INTERVAL = 0.5
 OPEN_TIMEOUT = 10.0
 REGISTER_WAIT = 10.0
 #: Streams per peer that may carry replies at once. With the server's 1 MiB of outstanding
-#: bytes per peer, four 256 KiB windows cover it.
+#: bytes per peer, four of go-yamux's 256 KiB starting windows (kubo's) cover it.
 REPLY_STREAMS = 4
 #: Smallest reply (block and presence bytes) that may leave the first stream: a stream's
 #: window is not what limits replies smaller than this.

@@ -10,7 +10,12 @@ Behaviour, from hashicorp/yamux spec.md and go-yamux's defaults:
 * A stream opens with a WINDOW_UPDATE carrying SYN; the acceptor answers ACK at once. Stream ids
   are odd for the connection's initiator and even for the responder; a SYN with the wrong
   parity or for a live id is a protocol error.
-* Each direction of a stream has a 256 KiB window at first. The receiver's grants follow
+* Each direction of a stream has the spec's 256 KiB window at first; our SYN or ACK adds
+  `OPEN_WINDOW` - 256 KiB to it at once (a window update may ride on either), for the first
+  `OPEN_WINDOW_STREAMS` streams open at a time. boxo's server writes every reply on a new
+  stream, and a reply of one 256 KiB block is that block plus a few dozen bytes of framing:
+  with the bare 256 KiB it waited for a window update of ours before its last bytes, a round
+  trip and a socket write per block. Later grants follow
   `window.ReceiveWindow`: an update only once half the target is consumed (batched as go-yamux
   does), the target doubling up to 16 MiB when the reader drains a window within a few RTTs.
 * A DATA frame longer than the credit the peer was granted is a protocol error: GO_AWAY with
@@ -54,8 +59,16 @@ from blockmesh.data.net.yamux.window import INITIAL_WINDOW, MAX_WINDOW, ReceiveW
 #: long one stream holds the wire; larger frames mean fewer headers to parse at the receiver.
 MAX_FRAME = 256 * 1024
 ACCEPT_BACKLOG = 256
+#: The receive window a new stream starts with, announced in its SYN or ACK: room for a
+#: 256 KiB block and its message framing, so such a reply never waits on a window update.
+OPEN_WINDOW = 2 * INITIAL_WINDOW
+#: Only while fewer streams than this are open does a new one get OPEN_WINDOW (others start
+#: at the spec's 256 KiB), so the larger start adds at most 64 x 256 KiB = 16 MiB to what a
+#: peer can make one connection buffer without our reading (boxo keeps ~8 reply streams open).
+OPEN_WINDOW_STREAMS = 64
 #: Streams the peer may keep open on one connection (open or half-closed, unread data
-#: included): each can hold up to its window, so this bounds what one peer can make us buffer.
+#: included): each can hold up to its window, so this bounds what one peer can make us buffer
+#: before any window grows: 1,024 x 256 KiB + 16 MiB = 272 MiB per connection.
 MAX_STREAMS = 1024
 
 #: Answers (PING ACKs, RSTs for refused SYNs) queued at most between two socket writes.
@@ -92,9 +105,13 @@ class Session:
 
     def __init__(self, *, client: bool, max_window: int = MAX_WINDOW,
                  accept_backlog: int = ACCEPT_BACKLOG, max_frame: int = MAX_FRAME,
-                 max_streams: int = MAX_STREAMS) -> None:
+                 max_streams: int = MAX_STREAMS, open_window: int = OPEN_WINDOW) -> None:
+        if not INITIAL_WINDOW <= open_window <= max_window:
+            raise ValueError(f"open_window {open_window} must lie in "
+                             f"[{INITIAL_WINDOW}, max_window {max_window}]")
         self.client = client
         self.max_window = max_window
+        self.open_window = open_window
         self.accept_backlog = accept_backlog
         self.max_streams = max_streams
         self.max_frame = max_frame
@@ -151,11 +168,18 @@ class Session:
     def open_stream(self) -> YamuxStream:
         if self.remote_go_away is not None or self.local_go_away is not None:
             raise SessionClosed("the yamux connection is going away")
-        stream = YamuxStream(self._next_id, window=ReceiveWindow(maximum=self.max_window))
+        stream = self._new_stream(self._next_id)
         self._next_id += 2
         self.streams[stream.id] = stream
-        self._queue(TYPE_WINDOW_UPDATE, FLAG_SYN, stream.id, 0)
+        self._queue(TYPE_WINDOW_UPDATE, FLAG_SYN, stream.id, stream.credit - INITIAL_WINDOW)
         return stream
+
+    def _new_stream(self, stream_id: int) -> YamuxStream:
+        """A stream's state, its window OPEN_WINDOW while few streams are open (the caller
+        announces `credit` - INITIAL_WINDOW in the SYN or ACK)."""
+        start = self.open_window if len(self.streams) < OPEN_WINDOW_STREAMS else INITIAL_WINDOW
+        return YamuxStream(stream_id, credit=start,
+                           window=ReceiveWindow(target=start, maximum=self.max_window))
 
     def accept(self) -> YamuxStream | None:
         return self.accept_queue.popleft() if self.accept_queue else None
@@ -348,10 +372,10 @@ class Session:
                 or len(self.streams) >= self.max_streams):
             self._reply(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
             return None
-        stream = YamuxStream(stream_id, window=ReceiveWindow(maximum=self.max_window))
+        stream = self._new_stream(stream_id)
         self.streams[stream_id] = stream
         self.accept_queue.append(stream)
-        self._queue(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, 0)
+        self._queue(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, stream.credit - INITIAL_WINDOW)
         return stream
 
     def _remote_fin(self, stream: YamuxStream) -> None:

@@ -294,6 +294,42 @@ class TrioYamuxStream(IMuxedStream):
         conn._kick()
         return data
 
+    def peek(self, limit: int) -> bytes:
+        """Up to `limit` of the buffered bytes, left in the buffer: multistream negotiation
+        looks at what arrived and `take`s only its own messages, so the protocol's bytes that
+        came with them (often a whole 256 KiB block) stay for its handler, uncopied."""
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self._state.chunks:
+            if size >= limit:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        joined = b"".join(parts)
+        return joined[:limit] if size > limit else joined
+
+    def take(self, n: int) -> None:
+        """Consume exactly `n` of the buffered bytes, granting window as `read` does."""
+        state = self._state
+        if not 0 <= n <= state.buffered:
+            raise ValueError(f"cannot take {n} of {state.buffered} buffered bytes")
+        session = self._conn.session
+        now = trio.current_time()
+        while n:
+            n -= len(session.read(state, n, now=now))
+        self._conn._kick()
+
+    async def wait_for_more(self, than: int) -> None:
+        """Wait until more than `than` bytes are buffered; MuxedStreamEOF or MuxedStreamReset
+        if the stream ends first."""
+        state = self._state
+        while state.buffered <= than:
+            if state.reset:
+                raise MuxedStreamReset(f"yamux stream {state.id} was reset")
+            if state.remote_fin:
+                raise MuxedStreamEOF(f"yamux stream {state.id} closed by the peer")
+            await self._wait_change()
+
     async def write(self, data: bytes) -> None:
         state = self._state
         conn = self._conn
