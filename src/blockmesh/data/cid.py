@@ -37,11 +37,11 @@ class HashCode(IntEnum):
     BLAKE3 = 0x1E
 
 
-CODEC_NAMES = {Codec.RAW: "raw", Codec.DAG_PB: "dag-pb", Codec.DAG_CBOR: "dag-cbor",
-               Codec.LIBP2P_KEY: "libp2p-key"}
+CODEC_NAMES: dict[int, str] = {Codec.RAW: "raw", Codec.DAG_PB: "dag-pb",
+                               Codec.DAG_CBOR: "dag-cbor", Codec.LIBP2P_KEY: "libp2p-key"}
 HASH_NAMES = {HashCode.IDENTITY: "identity", HashCode.SHA2_256: "sha2-256",
               HashCode.BLAKE3: "blake3"}
-_CODEC_BY_NAME = {name: code for code, name in CODEC_NAMES.items()}
+_CODEC_BY_NAME = {name: Codec(code) for code, name in CODEC_NAMES.items()}
 _HASH_BY_NAME = {name: code for code, name in HASH_NAMES.items()}
 
 _SHA256_PREFIX = b"\x12\x20"

@@ -39,7 +39,7 @@ _F_B_PREFIX, _F_B_DATA = 1, 2
 _F_P_CID, _F_P_TYPE = 1, 2
 
 # Hash functions whose full digest this node can recompute from block bytes.
-_REBUILDABLE_HASHES = {HashCode.SHA2_256: 32, HashCode.BLAKE3: 32}
+_REBUILDABLE_HASHES: dict[int, int] = {HashCode.SHA2_256: 32, HashCode.BLAKE3: 32}
 _KNOWN_CODECS = frozenset(int(c) for c in Codec)
 
 
@@ -82,7 +82,11 @@ class Block:
         return hash((self.cid, self.data))
 
 
-_HASHED = object()
+class _Token:
+    """The private proof that a HashedBlock came from `hash_of`."""
+
+
+_HASHED = _Token()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -91,7 +95,7 @@ class HashedBlock(Block):
     hash: a wanted CID with the same multihash is verified by the lookup itself. Only `hash_of`
     (the decoder's path) makes one; constructing it directly with other CIDs raises."""
 
-    token: object = dataclasses.field(default=None, repr=False, compare=False)
+    token: _Token | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.token is not _HASHED:
