@@ -168,11 +168,21 @@ def encode_entry(entry: Entry, version: ProtocolVersion) -> bytes | None:
 
 
 def encode_block(block: Block, version: ProtocolVersion) -> bytes:
+    return b"".join(encode_block_parts(block, version))
+
+
+def encode_block_parts(block: Block, version: ProtocolVersion) -> tuple[bytes, bytes]:
+    """`encode_block` as (the field's keys and lengths, the block's own bytes): a reply is
+    joined once into its frame instead of copied at every level of nesting (five copies of
+    each 256 KiB block before)."""
+    data = block.data
+    head = pbwire.key(_F_B_DATA if version.uses_payload else _F_BLOCKS, pbwire.LEN) \
+        + pbwire.encode_varint(len(data))
     if not version.uses_payload:
-        return pbwire.len_field(_F_BLOCKS, block.data)
-    body = (pbwire.len_field(_F_B_PREFIX, prefix_of(block.cid))
-            + pbwire.len_field(_F_B_DATA, block.data))
-    return pbwire.len_field(_F_PAYLOAD, body)
+        return head, data
+    head = pbwire.len_field(_F_B_PREFIX, prefix_of(block.cid)) + head
+    return (pbwire.key(_F_PAYLOAD, pbwire.LEN) + pbwire.encode_varint(len(head) + len(data))
+            + head, data)
 
 
 def encode_presence(presence: Presence, version: ProtocolVersion) -> bytes | None:
