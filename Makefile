@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint sim bench proto clean
 
-# The PBFT hot path, compiled by mypyc from its own typed modules (src/blockmesh/compiled.py
-# lists them); rebuilt whenever one of them changes. The .py files stay importable without it.
+# The PBFT hot path and the data plane's per-message code, compiled by mypyc from their own
+# typed modules (src/blockmesh/compiled.py lists them, and so must DATA_COMPILED below); rebuilt
+# whenever one of them changes. The .py files stay importable without it.
 COMPILED := $(VENV)/.compiled
 install: $(STAMP) $(COMPILED)
 
@@ -31,8 +32,12 @@ $(STAMP): pyproject.toml constraints.txt tools/js-importer/package-lock.json \
 	cd tools/helia-peer && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
+DATA_COMPILED := $(addprefix src/blockmesh/data/,varint.py pbwire.py cid.py dag/dagpb.py \
+                   $(addprefix bitswap/,wire.py message.py framing.py envelope.py ledger.py \
+                                        taskqueue.py linkorder.py server.py) \
+                   $(addprefix net/yamux/,frame.py window.py session.py))
 $(COMPILED): $(STAMP) src/blockmesh/compiled.py $(wildcard src/blockmesh/control/consensus/*.py) \
-             src/blockmesh/control/transport/framing.py
+             src/blockmesh/control/transport/framing.py $(DATA_COMPILED)
 	$(BIN)/python -m blockmesh.compiled build
 	@touch $(COMPILED)
 

@@ -51,16 +51,46 @@ def test_extensions_without_sources_are_an_install_not_a_stale_build(tmp_path):
     refuse_stale(tmp_path)
 
 
-def test_every_compiled_module_is_under_the_package_that_checks():
-    """blockmesh.control runs the check on import, so it covers only modules beneath it."""
-    assert all(m.startswith("blockmesh/control/") for m in MODULES)
+def test_every_compiled_module_is_under_a_package_that_checks():
+    """blockmesh.control and blockmesh.data run the check on import, each for the modules
+    beneath it, so a module elsewhere would never be checked."""
+    assert all(m.startswith(("blockmesh/control/", "blockmesh/data/")) for m in MODULES)
+
+
+def test_each_package_checks_only_its_own_modules(tmp_path):
+    data = next(m for m in MODULES if m.startswith("blockmesh/data/"))
+    module = tmp_path / data
+    module.parent.mkdir(parents=True)
+    module.write_text("x = 1\n")
+    ext = extension(module)
+    ext.write_bytes(b"")
+    os.utime(ext, (1_000, 1_000))
+    assert stale(tmp_path) == [data]
+    assert stale(tmp_path, "blockmesh/data/") == [data]
+    assert stale(tmp_path, "blockmesh/control/") == []
+    refuse_stale(tmp_path, "blockmesh/control/")
+    with pytest.raises(StaleBuildError):
+        refuse_stale(tmp_path, "blockmesh/data/")
+
+
+def test_the_makefile_rebuilds_when_any_compiled_module_changes():
+    """`make install` rebuilds the extensions only when a prerequisite of the stamp changed:
+    every compiled module must be one (make's database, as make itself reads the Makefile)."""
+    root = SRC.parent
+    if not (root / "Makefile").exists() or shutil.which("make") is None:
+        pytest.skip("no Makefile or no make here (an installed package)")
+    database = subprocess.run(["make", "-pn", "-C", str(root), "--no-print-directory", "lint"],
+                              capture_output=True, text=True, timeout=60, check=False).stdout
+    rule = next(line for line in database.splitlines() if line.startswith(".venv/.compiled:"))
+    prerequisites = set(rule.split(":", 1)[1].split())
+    assert {f"src/{m}" for m in MODULES} <= prerequisites
 
 
 def test_importing_the_control_plane_refuses_a_stale_build(tmp_path):
     """A copy of the package with one stale extension: importing the consensus package (as the
     daemon and sim_seeds.py do) and a cluster command fail, naming the module and the fix,
-    before the extension could load; offline data commands still run; without the extension
-    the import works."""
+    before the extension could load; offline data commands still run (the data plane checks
+    only its own modules); without the extension the import works."""
     src = tmp_path / "src"
     shutil.copytree(SRC / "blockmesh", src / "blockmesh",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so"))
@@ -89,3 +119,29 @@ def test_importing_the_control_plane_refuses_a_stale_build(tmp_path):
     assert python("-m", "blockmesh.cli", "init").returncode == 0  # no control plane needed
     ext.unlink()
     assert python("-c", "import blockmesh.control.consensus").returncode == 0
+
+
+def test_importing_the_data_plane_refuses_a_stale_build(tmp_path):
+    """A copy of the package with a stale Bitswap codec extension: importing the Bitswap
+    package (as every node does) fails, naming the module and the fix, before the extension
+    could load; without the extension it works."""
+    src = tmp_path / "src"
+    shutil.copytree(SRC / "blockmesh", src / "blockmesh",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    codec = "blockmesh/data/bitswap/message.py"
+    assert codec in MODULES
+    ext = extension(src / codec)
+    ext.write_bytes(b"not an extension: loading it would fail differently")
+    os.utime(ext, (1_000, 1_000))
+    env = dict(os.environ, PYTHONPATH=str(src))
+
+    def python(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+
+    imported = python("-c", "import blockmesh.data.bitswap")
+    assert imported.returncode == 1
+    assert "StaleBuildError" in imported.stderr and codec in imported.stderr
+    assert "make install" in imported.stderr
+    ext.unlink()
+    assert python("-c", "import blockmesh.data.bitswap").returncode == 0

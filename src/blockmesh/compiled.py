@@ -1,13 +1,15 @@
-"""The PBFT hot path compiled by mypyc: which modules, how to build them, whether a build is stale.
+"""The hot paths compiled by mypyc: which modules, how to build them, whether a build is stale.
 
-mypyc turns these typed modules into C extensions (about twice as fast on the engine's message
-handling) from the same source: there is one implementation, and the package stays importable
-uncompiled. `make install` runs `python -m blockmesh.compiled build`, which writes each
-extension beside its .py under src/ (plus one shared library at src/'s top, as mypyc lays it
-out); Python imports an extension in preference to the .py. So that an edited .py never runs
-as its old compiled self (in the daemon, a benchmark or a test alike), importing
-`blockmesh.control`, the package every compiled module lives in, calls `refuse_stale()`: it
-raises while `stale()` lists anything, naming the fix (`make install`, or
+mypyc turns these typed modules into C extensions from the same source: there is one
+implementation, and the package stays importable uncompiled. Two groups: the PBFT engine's
+message handling (about twice as fast compiled) and the data plane's per-message code (protobuf
+and varint codecs, CIDs, the Bitswap message codec and decision engine, the Yamux session).
+`make install` runs `python -m blockmesh.compiled build`, which writes each extension beside
+its .py under src/ (plus one shared library at src/'s top, as mypyc lays it out); Python
+imports an extension in preference to the .py. So that an edited .py never runs as its old
+compiled self (in the daemon, a benchmark or a test alike), importing `blockmesh.control` or
+`blockmesh.data`, the packages the compiled modules live in, calls `refuse_stale()` for the
+modules beneath it: it raises while `stale()` lists any, naming the fix (`make install`, or
 `python -m blockmesh.compiled clean`). The check is a few stat calls, and an install that ships
 extensions without their sources has nothing to compare and passes.
 """
@@ -41,6 +43,22 @@ MODULES = (
     "blockmesh/control/consensus/blocks.py",
     "blockmesh/control/consensus/client.py",
     "blockmesh/control/transport/framing.py",
+    # The data plane: every Bitswap message, Yamux frame and CID passes through these.
+    "blockmesh/data/varint.py",
+    "blockmesh/data/pbwire.py",
+    "blockmesh/data/cid.py",
+    "blockmesh/data/dag/dagpb.py",
+    "blockmesh/data/bitswap/wire.py",
+    "blockmesh/data/bitswap/message.py",
+    "blockmesh/data/bitswap/framing.py",
+    "blockmesh/data/bitswap/envelope.py",
+    "blockmesh/data/bitswap/ledger.py",
+    "blockmesh/data/bitswap/taskqueue.py",
+    "blockmesh/data/bitswap/linkorder.py",
+    "blockmesh/data/bitswap/server.py",
+    "blockmesh/data/net/yamux/frame.py",
+    "blockmesh/data/net/yamux/window.py",
+    "blockmesh/data/net/yamux/session.py",
 )
 
 SRC = Path(__file__).resolve().parent.parent
@@ -64,14 +82,17 @@ def compiled(root: Path = SRC) -> list[str]:
     return [m for m in MODULES if _extensions(root / m)]
 
 
-def stale(root: Path = SRC) -> list[str]:
-    """Compiled modules whose source changed after their extension was built. A module with
-    no extension, or an extension with no source beside it (an install that ships only the
-    extensions), is never stale. It runs at every import of blockmesh.control, so it lists
-    each folder once and stats only the files there (no exception per missing extension)."""
+def stale(root: Path = SRC, under: str = "") -> list[str]:
+    """Compiled modules (those whose path starts with `under`) whose source changed after
+    their extension was built. A module with no extension, or an extension with no source
+    beside it (an install that ships only the extensions), is never stale. It runs at every
+    import of blockmesh.control and blockmesh.data, so it lists each folder once and stats only
+    the files there (no exception per missing extension)."""
     listings: dict[str, set[str]] = {}
     out = []
     for m in MODULES:
+        if not m.startswith(under):
+            continue
         folder, name = os.path.split(os.path.join(root, m))
         if folder not in listings:
             try:
@@ -87,9 +108,11 @@ def stale(root: Path = SRC) -> list[str]:
     return out
 
 
-def refuse_stale(root: Path = SRC) -> None:
-    """Raise StaleBuildError, naming the modules and the fix, if the build is stale."""
-    found = stale(root)
+def refuse_stale(root: Path = SRC, under: str = "") -> None:
+    """Raise StaleBuildError, naming the modules and the fix, if the build of the modules
+    under `under` is stale. Each package checks only its own modules, so that offline data
+    commands still run beside a stale control plane."""
+    found = stale(root, under)
     if found:
         raise StaleBuildError(
             f"mypyc-compiled modules are older than their source ({', '.join(found)}), so "

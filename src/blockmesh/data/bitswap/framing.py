@@ -18,7 +18,7 @@ from blockmesh.data.bitswap.errors import (
 from blockmesh.data.bitswap.message import (
     Message,
     decode_message,
-    encode_block,
+    encode_block_parts,
     encode_entry,
     encode_pending,
     encode_presence,
@@ -123,23 +123,27 @@ class MessageReader:
         return [decode_message(body, self._config) for body in self._frames.feed(data)]
 
 
-def _pack(msg: Message, version: ProtocolVersion, max_size: int) -> list[tuple[Message, bytes]]:
-    """Cut `msg` into parts whose bodies fit `max_size`, encoding each item once."""
+def _pack(msg: Message, version: ProtocolVersion,
+          max_size: int) -> list[tuple[Message, list[bytes], int]]:
+    """Cut `msg` into parts whose bodies fit `max_size`, encoding each item once: each part
+    with its body as pieces (block bytes uncopied) and the body's length."""
     budget = max_size - _ENVELOPE_OVERHEAD
-    # (kind, item, encoded) with kind 0 for entries, 1 for presences, 2 for blocks
-    items: list[tuple[int, object, bytes]] = []
+    # (kind, item, encoded pieces, their length) with kind 0 for entries, 1 for presences,
+    # 2 for blocks
+    items: list[tuple[int, object, tuple[bytes, ...], int]] = []
     for entry in msg.entries:
         encoded = encode_entry(entry, version)
         if encoded is not None:
-            items.append((0, entry, encoded))
+            items.append((0, entry, (encoded,), len(encoded)))
     for presence in msg.presences:
         encoded = encode_presence(presence, version)
         if encoded is not None:
-            items.append((1, presence, encoded))
+            items.append((1, presence, (encoded,), len(encoded)))
     for block in msg.blocks:
-        items.append((2, block, encode_block(block, version)))
+        head, data = encode_block_parts(block, version)
+        items.append((2, block, (head, data), len(head) + len(data)))
 
-    parts: list[tuple[Message, bytes]] = []
+    parts: list[tuple[Message, list[bytes], int]] = []
     groups: tuple[list, list, list] = ([], [], [])
     encoded_groups: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
     pending = encode_pending(msg.pending_bytes, version)
@@ -147,24 +151,26 @@ def _pack(msg: Message, version: ProtocolVersion, max_size: int) -> list[tuple[M
 
     def flush() -> None:
         full = msg.full and not parts
-        body = b""
+        body: list[bytes] = []
         if encoded_groups[0] or full:
-            body = encode_wantlist(encoded_groups[0], full)
-        body += b"".join(encoded_groups[2]) + b"".join(encoded_groups[1]) + pending
+            body.append(encode_wantlist(encoded_groups[0], full))
+        body += encoded_groups[2]
+        body += encoded_groups[1]
+        body.append(pending)
         parts.append((Message(tuple(groups[0]), full, tuple(groups[2]), tuple(groups[1]),
-                              msg.pending_bytes), body))
+                              msg.pending_bytes), body, sum(len(piece) for piece in body)))
         for group in (*groups, *encoded_groups):
             group.clear()
 
-    for kind, item, encoded in items:
-        if len(encoded) > budget:
-            raise MessageTooLarge(f"one item needs {len(encoded)} bytes, over the {max_size} limit")
-        if used + len(encoded) > budget:
+    for kind, item, pieces, size in items:
+        if size > budget:
+            raise MessageTooLarge(f"one item needs {size} bytes, over the {max_size} limit")
+        if used + size > budget:
             flush()
             used = 0
         groups[kind].append(item)
-        encoded_groups[kind].append(encoded)
-        used += len(encoded)
+        encoded_groups[kind].extend(pieces)
+        used += size
     if used or (msg.full and not parts):
         flush()
     return parts
@@ -178,10 +184,12 @@ def split_message(msg: Message, version: ProtocolVersion,
     parts add to the list it replaced instead of replacing it again. Nothing to send (say, only
     want-haves for a 1.0.0 peer) gives no message at all.
     """
-    return [part for part, _ in _pack(msg, version, max_size)]
+    return [part for part, _, _ in _pack(msg, version, max_size)]
 
 
 def encode_frames(msg: Message, version: ProtocolVersion,
                   max_size: int = DEFAULT_CONFIG.max_message_size) -> list[bytes]:
-    """Length-prefixed bodies ready to write to a stream, each body at most `max_size` bytes."""
-    return [frame(body) for _, body in _pack(msg, version, max_size)]
+    """Length-prefixed bodies ready to write to a stream, each body at most `max_size` bytes
+    (each frame joined from its pieces in one copy)."""
+    return [b"".join([varint.encode(size), *body]) for _, body, size in _pack(msg, version,
+                                                                             max_size)]

@@ -39,7 +39,7 @@ _F_B_PREFIX, _F_B_DATA = 1, 2
 _F_P_CID, _F_P_TYPE = 1, 2
 
 # Hash functions whose full digest this node can recompute from block bytes.
-_REBUILDABLE_HASHES = {HashCode.SHA2_256: 32, HashCode.BLAKE3: 32}
+_REBUILDABLE_HASHES: dict[int, int] = {HashCode.SHA2_256: 32, HashCode.BLAKE3: 32}
 _KNOWN_CODECS = frozenset(int(c) for c in Codec)
 
 
@@ -82,7 +82,11 @@ class Block:
         return hash((self.cid, self.data))
 
 
-_HASHED = object()
+class _Token:
+    """The private proof that a HashedBlock came from `hash_of`."""
+
+
+_HASHED = _Token()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -91,7 +95,7 @@ class HashedBlock(Block):
     hash: a wanted CID with the same multihash is verified by the lookup itself. Only `hash_of`
     (the decoder's path) makes one; constructing it directly with other CIDs raises."""
 
-    token: object = dataclasses.field(default=None, repr=False, compare=False)
+    token: _Token | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.token is not _HASHED:
@@ -164,11 +168,21 @@ def encode_entry(entry: Entry, version: ProtocolVersion) -> bytes | None:
 
 
 def encode_block(block: Block, version: ProtocolVersion) -> bytes:
+    return b"".join(encode_block_parts(block, version))
+
+
+def encode_block_parts(block: Block, version: ProtocolVersion) -> tuple[bytes, bytes]:
+    """`encode_block` as (the field's keys and lengths, the block's own bytes): a reply is
+    joined once into its frame instead of copied at every level of nesting (five copies of
+    each 256 KiB block before)."""
+    data = block.data
+    head = pbwire.key(_F_B_DATA if version.uses_payload else _F_BLOCKS, pbwire.LEN) \
+        + pbwire.encode_varint(len(data))
     if not version.uses_payload:
-        return pbwire.len_field(_F_BLOCKS, block.data)
-    body = (pbwire.len_field(_F_B_PREFIX, prefix_of(block.cid))
-            + pbwire.len_field(_F_B_DATA, block.data))
-    return pbwire.len_field(_F_PAYLOAD, body)
+        return head, data
+    head = pbwire.len_field(_F_B_PREFIX, prefix_of(block.cid)) + head
+    return (pbwire.key(_F_PAYLOAD, pbwire.LEN) + pbwire.encode_varint(len(head) + len(data))
+            + head, data)
 
 
 def encode_presence(presence: Presence, version: ProtocolVersion) -> bytes | None:

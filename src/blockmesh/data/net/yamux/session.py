@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from blockmesh.data.net.errors import StreamError, StreamReset
 from blockmesh.data.net.yamux.frame import (
@@ -87,12 +88,12 @@ class YamuxStream:
     send_window: int = INITIAL_WINDOW
     credit: int = INITIAL_WINDOW  # what the peer may still send us
     window: ReceiveWindow = field(default_factory=ReceiveWindow)
-    chunks: deque[bytes] = field(default_factory=deque)
+    chunks: deque[bytes | bytearray] = field(default_factory=deque)
     buffered: int = 0
     local_fin: bool = False
     remote_fin: bool = False
     reset: bool = False
-    user: object = None
+    user: Any = None  # Any, not object: mypyc cannot build a dataclass field of type object
 
     @property
     def readable(self) -> bool:
@@ -203,7 +204,7 @@ class Session:
                                                         // self.max_frame)
         return allowed
 
-    def read(self, stream: YamuxStream, limit: int, *, now: float) -> bytes:
+    def read(self, stream: YamuxStream, limit: int, *, now: float) -> bytes | bytearray:
         """Up to `limit` buffered bytes (b"" when none), granting window as go-yamux does."""
         chunks = stream.chunks
         if not chunks or limit <= 0:
@@ -280,11 +281,12 @@ class Session:
 
     # --- network side -------------------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> None:
+    def receive(self, data: bytes | bytearray, now: float) -> None:
         """Process one chunk of the decrypted byte stream (any split of it is fine).
 
-        Raises YamuxProtocolError after queuing GO_AWAY(protocol error): the adapter flushes
-        the queue and closes the connection.
+        `data` is a bytearray when it comes from py-libp2p's Noise decryption; stream reads
+        hand its slices on as they are. Raises YamuxProtocolError after queuing
+        GO_AWAY(protocol error): the adapter flushes the queue and closes the connection.
         """
         try:
             self._receive(data, now)
@@ -292,7 +294,7 @@ class Session:
             self.go_away(GO_AWAY_PROTOCOL_ERROR)
             raise
 
-    def _receive(self, data: bytes, now: float) -> None:
+    def _receive(self, data: bytes | bytearray, now: float) -> None:
         end = len(data)
         pos = 0
         while pos < end:
