@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
@@ -86,16 +87,15 @@ def test_the_makefile_rebuilds_when_any_compiled_module_changes():
     assert {f"src/{m}" for m in MODULES} <= prerequisites
 
 
-def test_importing_the_control_plane_refuses_a_stale_build(tmp_path):
-    """A copy of the package with one stale extension: importing the consensus package (as the
-    daemon and sim_seeds.py do) and a cluster command fail, naming the module and the fix,
-    before the extension could load; offline data commands still run (the data plane checks
-    only its own modules); without the extension the import works."""
+def _stale_copy(
+    tmp_path: Path, module: str,
+) -> tuple[Path, Callable[..., subprocess.CompletedProcess[str]]]:
+    """A copy of the package under tmp_path whose `module` has an extension older than its
+    source, and a runner of Python against that copy (its repo under tmp_path too)."""
     src = tmp_path / "src"
     shutil.copytree(SRC / "blockmesh", src / "blockmesh",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    engine = "blockmesh/control/consensus/engine.py"
-    ext = extension(src / engine)
+    ext = extension(src / module)
     ext.write_bytes(b"not an extension: loading it would fail differently")
     os.utime(ext, (1_000, 1_000))
     env = dict(os.environ, PYTHONPATH=str(src), BLOCKMESH_PATH=str(tmp_path / "repo"))
@@ -104,6 +104,16 @@ def test_importing_the_control_plane_refuses_a_stale_build(tmp_path):
         return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                               timeout=120, cwd=tmp_path)
 
+    return ext, python
+
+
+def test_importing_the_control_plane_refuses_a_stale_build(tmp_path):
+    """A copy of the package with one stale extension: importing the consensus package (as the
+    daemon and sim_seeds.py do) and a cluster command fail, naming the module and the fix,
+    before the extension could load; offline data commands still run (the data plane checks
+    only its own modules); without the extension the import works."""
+    engine = "blockmesh/control/consensus/engine.py"
+    ext, python = _stale_copy(tmp_path, engine)
     imported = python("-c", "import blockmesh.control.consensus")
     assert imported.returncode == 1
     assert "StaleBuildError" in imported.stderr and engine in imported.stderr
@@ -125,20 +135,9 @@ def test_importing_the_data_plane_refuses_a_stale_build(tmp_path):
     """A copy of the package with a stale Bitswap codec extension: importing the Bitswap
     package (as every node does) fails, naming the module and the fix, before the extension
     could load; without the extension it works."""
-    src = tmp_path / "src"
-    shutil.copytree(SRC / "blockmesh", src / "blockmesh",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     codec = "blockmesh/data/bitswap/message.py"
     assert codec in MODULES
-    ext = extension(src / codec)
-    ext.write_bytes(b"not an extension: loading it would fail differently")
-    os.utime(ext, (1_000, 1_000))
-    env = dict(os.environ, PYTHONPATH=str(src))
-
-    def python(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
-                              timeout=120, cwd=tmp_path)
-
+    ext, python = _stale_copy(tmp_path, codec)
     imported = python("-c", "import blockmesh.data.bitswap")
     assert imported.returncode == 1
     assert "StaleBuildError" in imported.stderr and codec in imported.stderr
