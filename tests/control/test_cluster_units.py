@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import click
 import pytest
@@ -17,13 +19,14 @@ from blockmesh.control.cluster.client import ClusterClient, RequestFailed
 from blockmesh.control.cluster.config import (
     ClusterConfig,
     ClusterConfigError,
+    NodeConfig,
     free_base_port,
     init_cluster,
 )
 from blockmesh.control.cluster.replies import answered_reply, to_response
 from blockmesh.control.consensus import PBFTClient
 from blockmesh.control.consensus.app import encode_delete, encode_get, encode_set
-from blockmesh.control.consensus.messages import reply_digest, sign_envelope
+from blockmesh.control.consensus.messages import reply_digest, sign_batch_replies, sign_envelope
 from blockmesh.control.keys import Signer, Verifier
 from blockmesh.control.proto import pbft_pb2 as pb
 from blockmesh.control.transport import TransportConfig
@@ -171,3 +174,53 @@ def test_replicas_that_accept_but_never_answer_are_waited_for_until_the_deadline
     finally:
         for sock in silent:
             sock.close()
+
+
+class _AnsweringReplica:
+    """Stands in for a ReplicaClient: answers every request on the next loop turn with its
+    replica's batch-signed REPLY, result b"ok"."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def submit_then(self, request: pb.PBFTMessage, wire: bytes,
+                    answered: Callable[[pb.SubmitRequestResponse], None]) -> asyncio.Future:
+        req = pb.Request.FromString(request.payload)
+        [(envelope, body)] = sign_batch_replies(self._signer, 0, 1,
+                                                [(req.client_id, req.timestamp, b"ok")])
+        call = asyncio.get_running_loop().create_future()
+        call.add_done_callback(lambda done: None if done.cancelled() else answered(done.result()))
+        asyncio.get_running_loop().call_soon(_settle, call, to_response(envelope, body))
+        return call
+
+    async def close(self) -> None:
+        pass
+
+
+def _settle(call: asyncio.Future, answer: pb.SubmitRequestResponse) -> None:
+    if not call.done():
+        call.set_result(answer)
+
+
+def test_a_finished_request_is_freed_without_the_garbage_collector(tmp_path):
+    """Reference cycles made per request (closures calling each other did) keep its futures,
+    messages and callbacks alive until a collection walks them: a load generator's CPU."""
+    config = init_cluster(tmp_path, 4, "127.0.0.1", 1, clients=1, transport="tcp")
+    signers = [NodeConfig.load(tmp_path / f"node{k}.toml").signer() for k in range(4)]
+
+    async def cyclic_garbage() -> int:
+        async with ClusterClient(config) as cc:
+            cc.replicas = {s.node_id: _AnsweringReplica(s) for s in signers}  # type: ignore[misc]
+            session = cc.session(0)
+            assert await session.execute(encode_set(b"k", b"v"), 5.0) == b"ok"
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(3):
+                    assert await session.execute(encode_set(b"k", b"v"), 5.0) == b"ok"
+                await asyncio.sleep(0.01)  # the late answers' callbacks run
+                return gc.collect()
+            finally:
+                gc.enable()
+
+    assert asyncio.run(cyclic_garbage()) == 0
