@@ -202,10 +202,7 @@ class TcpLink(Link):
             self._metrics.drop("unexpected_answer")
 
     async def _write_batch(self, batch: list[bytes]) -> None:
-        """One write of the joined frames: over TLS, uvloop encrypts each written buffer as
-        its own record, so `writelines` would cost both ends a record per frame (a closed-loop
-        load generator's 32 requests per replica per batch); the copy is cheap next to that."""
-        self._writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        self._writer.writelines(batch)
         await self._writer.drain()
 
     async def _shutdown(self) -> None:
